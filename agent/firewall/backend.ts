@@ -1,0 +1,44 @@
+/**
+ * The one interface every firewall backend implements (nftables, ipset, iptables, shorewall,
+ * dry-run). The agent buffers changes with add()/delete() and applies them with one commit() per
+ * batch, so a flood of decisions costs one firewall transaction, not one process per address.
+ */
+
+/** Which traffic a jail's bans drop. */
+export interface JailRule {
+  /** Jail name, `[A-Za-z0-9_][A-Za-z0-9_.-]*`, at most 64 characters. */
+  readonly jail: string;
+  /** Port ranges (inclusive) to block, or 'all' for every port. */
+  readonly ports: ReadonlyArray<readonly [number, number]> | 'all';
+  /** Protocols the ports apply to; with ports 'all' and protocols 'all' every packet is dropped. */
+  readonly protocols: ReadonlyArray<'tcp' | 'udp' | 'sctp'> | 'all';
+}
+
+/** One ban as a backend sees it. */
+export interface FirewallBan {
+  readonly jail: string;
+  /** Canonical address or CIDR network (`198.51.100.7`, `2001:db8::1`, `203.0.113.0/24`). */
+  readonly addr: string;
+  readonly family: 4 | 6;
+  /** Expiry in epoch ms, or -1 for permanent. Backends with kernel timeouts use the time left. */
+  readonly until: number;
+}
+
+export interface FirewallBackend {
+  /** Short name shown in heartbeats and logs: `nftables`, `dry-run`, … */
+  readonly name: string;
+  /** Create tables, sets, chains and rules for these jails. Idempotent; safe to call again with a changed list. */
+  init(jails: readonly JailRule[]): Promise<void>;
+  /** Buffer a ban (a repeated ban of the same address replaces the earlier one's expiry). */
+  add(ban: FirewallBan): void;
+  /** Buffer an unban. Deleting an address that is not banned is not an error. */
+  delete(jail: string, addr: string): void;
+  /** Apply everything buffered as one batch. Throws FirewallError naming the operation and stderr. */
+  commit(): Promise<void>;
+  /** Make the kernel hold exactly these bans (start-up, reconnect, reconciliation), as one batch where possible. */
+  sync(bans: readonly FirewallBan[]): Promise<void>;
+  /** Bans the kernel holds now, for reconciliation; `until` may be approximate. */
+  list(): Promise<FirewallBan[]>;
+  /** Stop; with cleanup, remove everything this backend created on the host. */
+  shutdown(options?: { cleanup?: boolean }): Promise<void>;
+}

@@ -1,0 +1,63 @@
+/**
+ * The only place that spells Redis key names. Every key of a cluster shares the hash tag
+ * `{cluster}` so that the Lua scripts, which touch several keys at once, work on Redis Cluster.
+ */
+
+/** Consumer group of coordinators on the failures stream. */
+export const COORDINATOR_GROUP = 'coordinators';
+
+/** Cluster names become part of every key; keep them to characters that need no quoting anywhere. */
+export const CLUSTER_NAME_RE = /^[A-Za-z0-9_.-]{1,64}$/;
+
+/** Redis keys of one cluster. */
+export interface ClusterKeys {
+  readonly prefix: string;
+  /** Stream: failures reported by agents, read by the coordinator group. */
+  readonly failures: string;
+  /** Stream: ban / unban / flush decisions, read by every agent. */
+  readonly decisions: string;
+  /** Hash: `jail|addr` -> JSON ban record (active bans). */
+  readonly bans: string;
+  /** Sorted set: `jail|addr` scored by expiry time in ms (permanent bans are not in it). */
+  readonly banExpiry: string;
+  /** Hash: host name -> JSON heartbeat. */
+  readonly hosts: string;
+  /** Hash: counters such as `sshd:failed` and `sshd:banned`. */
+  readonly stats: string;
+  /** Prefix of the per-(jail, address) failure windows: sorted sets of event ids scored by time. */
+  readonly failureWindowPrefix: string;
+  /** Prefix of the per-jail sets of addresses with failures in their window (fail2ban "currently failed"). */
+  readonly failingPrefix: string;
+  /** The key of one failure window. */
+  failureWindow(jail: string, addr: string): string;
+  /** The key of one jail's set of currently failing addresses. */
+  failing(jail: string): string;
+}
+
+/**
+ * @param cluster cluster name (validated by the config loader against CLUSTER_NAME_RE)
+ * @returns the key names of that cluster
+ */
+export function clusterKeys(cluster: string): ClusterKeys {
+  const prefix = `fb:{${cluster}}`;
+  const failureWindowPrefix = `${prefix}:win:`;
+  const failingPrefix = `${prefix}:failing:`;
+  return {
+    prefix,
+    failures: `${prefix}:failures`,
+    decisions: `${prefix}:decisions`,
+    bans: `${prefix}:bans`,
+    banExpiry: `${prefix}:ban-expiry`,
+    hosts: `${prefix}:hosts`,
+    stats: `${prefix}:stats`,
+    failureWindowPrefix,
+    failingPrefix,
+    failureWindow: (jail, addr) => `${failureWindowPrefix}${banId(jail, addr)}`,
+    failing: (jail) => `${failingPrefix}${jail}`,
+  };
+}
+
+/** The field of a ban in the bans hash and expiry set: jail and address joined by `|`. */
+export function banId(jail: string, addr: string): string {
+  return `${jail}|${addr}`;
+}

@@ -1,0 +1,223 @@
+import { parseBanTarget, tryParseAddress } from '../address.js';
+import { PROTOCOL_VERSION } from './version.js';
+
+/**
+ * Encoding of every message that crosses Redis. Stream entries are flat field/value lists; each
+ * carries `v` (protocol version). Decoders never throw: anything written by anyone can reach them,
+ * so they return a reason instead, and the caller logs and skips the entry.
+ */
+
+export const LIMITS = {
+  /** Matched log text kept with a failure; longer lines are cut, never rejected. */
+  lineChars: 1024,
+  /** Whole stream entry; anything bigger was not written by fleetban. */
+  entryBytes: 8192,
+  nameChars: 64,
+  hostChars: 253,
+  reasonChars: 256,
+} as const;
+
+/** Jail names end up in Redis keys and firewall set names. */
+export const JAIL_NAME_RE = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/;
+export const HOST_NAME_RE = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,252}$/;
+
+export type Decoded<T> = { ok: true; value: T } | { ok: false; reason: string };
+
+/** One failed login seen by an agent. */
+export interface FailureEvent {
+  jail: string;
+  addr: string;
+  /** Time of the failure in epoch ms: the log line's own time when it has one. */
+  time: number;
+  host: string;
+  line: string;
+}
+
+/** A decision every agent applies. */
+export type Decision =
+  | { op: 'ban'; jail: string; addr: string; since: number; until: number; reason: string; origin: string }
+  | { op: 'unban'; jail: string; addr: string; origin: string }
+  | { op: 'flush'; jail: string; origin: string };
+
+/** `until` value of a permanent ban. */
+export const FOREVER = -1;
+
+/** An active ban as stored in the bans hash. */
+export interface BanRecord {
+  jail: string;
+  addr: string;
+  since: number;
+  /** Expiry in epoch ms, or FOREVER. */
+  until: number;
+  reason: string;
+  /** Host whose failures led to the ban, or `cli:<user>` for a manual ban. */
+  origin: string;
+  /** Failures counted in the window when the ban was decided (0 for manual bans). */
+  failures: number;
+}
+
+/** An agent's heartbeat in the hosts hash. */
+export interface Heartbeat {
+  v: number;
+  host: string;
+  addrs: string[];
+  version: string;
+  backend: string;
+  jails: string[];
+  pid: number;
+  startedAt: number;
+  seenAt: number;
+  bansApplied: number;
+  /** Id of the newest decision stream entry applied, `0-0` when none. */
+  lastDecision: string;
+}
+
+type Fields = string[];
+
+/** @returns the flat field list for XADD */
+export function encodeFailure(e: FailureEvent): Fields {
+  return [
+    'v', String(PROTOCOL_VERSION),
+    'jail', e.jail,
+    'addr', e.addr,
+    'time', String(Math.round(e.time)),
+    'host', e.host,
+    'line', e.line.length > LIMITS.lineChars ? e.line.slice(0, LIMITS.lineChars) : e.line,
+  ];
+}
+
+/** @param fields flat list as returned by XREAD/XREADGROUP */
+export function decodeFailure(fields: Fields): Decoded<FailureEvent> {
+  const m = toMap(fields);
+  if (!m.ok) return m;
+  const f = m.value;
+  const version = checkVersion(f);
+  if (version) return { ok: false, reason: version };
+  const jail = f.get('jail');
+  if (!jail || !JAIL_NAME_RE.test(jail)) return bad('jail', jail);
+  const addr = f.get('addr');
+  const target = addr ? tryParseAddress(addr) : undefined;
+  if (!target || target.text !== addr) return bad('addr', addr);
+  const time = Number(f.get('time'));
+  if (!Number.isSafeInteger(time) || time <= 0) return bad('time', f.get('time'));
+  const host = f.get('host');
+  if (!host || !HOST_NAME_RE.test(host)) return bad('host', host);
+  return { ok: true, value: { jail, addr, time, host, line: f.get('line') ?? '' } };
+}
+
+/** @returns the flat field list for XADD of a decision */
+export function encodeDecision(d: Decision): Fields {
+  const base = ['v', String(PROTOCOL_VERSION), 'op', d.op, 'jail', d.jail, 'origin', d.origin];
+  switch (d.op) {
+    case 'ban':
+      return [...base, 'addr', d.addr, 'since', String(d.since), 'until', String(d.until), 'reason', d.reason];
+    case 'unban':
+      return [...base, 'addr', d.addr];
+    case 'flush':
+      return base;
+  }
+}
+
+/** @param fields flat list as returned by XREAD */
+export function decodeDecision(fields: Fields): Decoded<Decision> {
+  const m = toMap(fields);
+  if (!m.ok) return m;
+  const f = m.value;
+  const version = checkVersion(f);
+  if (version) return { ok: false, reason: version };
+  const op = f.get('op');
+  const jail = f.get('jail');
+  // `*` is the jail of a flush that covers every jail.
+  if (!jail || !(JAIL_NAME_RE.test(jail) || (op === 'flush' && jail === '*'))) return bad('jail', jail);
+  const origin = (f.get('origin') ?? '').slice(0, LIMITS.hostChars);
+  if (op === 'flush') return { ok: true, value: { op, jail, origin } };
+  const addr = f.get('addr');
+  if (!addr || !isCanonicalTarget(addr)) return bad('addr', addr);
+  if (op === 'unban') return { ok: true, value: { op, jail, addr, origin } };
+  if (op !== 'ban') return bad('op', op);
+  const since = Number(f.get('since'));
+  const until = Number(f.get('until'));
+  if (!Number.isSafeInteger(since) || since <= 0) return bad('since', f.get('since'));
+  if (!Number.isSafeInteger(until) || (until <= 0 && until !== FOREVER)) return bad('until', f.get('until'));
+  const reason = (f.get('reason') ?? '').slice(0, LIMITS.reasonChars);
+  return { ok: true, value: { op, jail, addr, since, until, reason, origin } };
+}
+
+/** @returns JSON for the bans hash */
+export function encodeBan(b: BanRecord): string {
+  return JSON.stringify(b);
+}
+
+/** Parse a ban record from the bans hash; a damaged one is reported, not thrown. */
+export function decodeBan(json: string): Decoded<BanRecord> {
+  let o: unknown;
+  try {
+    o = JSON.parse(json);
+  } catch {
+    return { ok: false, reason: 'ban record is not JSON' };
+  }
+  if (typeof o !== 'object' || o === null) return { ok: false, reason: 'ban record is not an object' };
+  const r = o as Record<string, unknown>;
+  if (typeof r.jail !== 'string' || !JAIL_NAME_RE.test(r.jail)) return bad('jail', String(r.jail));
+  if (typeof r.addr !== 'string' || !isCanonicalTarget(r.addr)) return bad('addr', String(r.addr));
+  if (typeof r.since !== 'number' || typeof r.until !== 'number') return { ok: false, reason: 'ban record has no times' };
+  return {
+    ok: true,
+    value: {
+      jail: r.jail,
+      addr: r.addr,
+      since: r.since,
+      until: r.until,
+      reason: typeof r.reason === 'string' ? r.reason : '',
+      origin: typeof r.origin === 'string' ? r.origin : '',
+      failures: typeof r.failures === 'number' ? r.failures : 0,
+    },
+  };
+}
+
+/** Parse a heartbeat from the hosts hash. */
+export function decodeHeartbeat(json: string): Decoded<Heartbeat> {
+  try {
+    const o = JSON.parse(json) as Heartbeat;
+    if (typeof o !== 'object' || o === null || typeof o.host !== 'string' || typeof o.seenAt !== 'number') {
+      return { ok: false, reason: 'heartbeat lacks host or seenAt' };
+    }
+    return { ok: true, value: o };
+  } catch {
+    return { ok: false, reason: 'heartbeat is not JSON' };
+  }
+}
+
+function isCanonicalTarget(addr: string): boolean {
+  try {
+    return parseBanTarget(addr).text === addr;
+  } catch {
+    return false;
+  }
+}
+
+function checkVersion(f: Map<string, string>): string | undefined {
+  const v = f.get('v');
+  if (v === undefined) return 'no protocol version';
+  if (v !== String(PROTOCOL_VERSION)) return `protocol version ${v.slice(0, 16)} is not ${PROTOCOL_VERSION}`;
+  return undefined;
+}
+
+function toMap(fields: Fields): Decoded<Map<string, string>> {
+  if (!Array.isArray(fields) || fields.length % 2 !== 0) return { ok: false, reason: 'odd number of fields' };
+  let bytes = 0;
+  const m = new Map<string, string>();
+  for (let i = 0; i < fields.length; i += 2) {
+    const k = fields[i]!;
+    const v = fields[i + 1]!;
+    bytes += k.length + v.length;
+    m.set(k, v);
+  }
+  if (bytes > LIMITS.entryBytes) return { ok: false, reason: `entry of ${bytes} bytes is over the ${LIMITS.entryBytes} byte limit` };
+  return { ok: true, value: m };
+}
+
+function bad(field: string, value: string | undefined): { ok: false; reason: string } {
+  const shown = value === undefined ? 'missing' : `'${value.slice(0, 80)}'`;
+  return { ok: false, reason: `invalid ${field}: ${shown}` };
+}
