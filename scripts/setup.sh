@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs what `npm start` / `npm test` need on a fresh Debian 12 with Node 20, then builds.
+#   setup.sh          packages for running fleetban
+#   setup.sh --test   plus what the test suite drives (sshd, sshpass, iptables, ipset)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+pkgs=(redis-server nftables iproute2)
+bins=(redis-server nft ip)
+if [ "${1:-}" = "--test" ]; then
+  pkgs+=(openssh-server openssh-client sshpass iptables ipset)
+  bins+=(sshd ssh sshpass iptables ipset)
+fi
+
+missing=()
+for i in "${!bins[@]}"; do
+  b=${bins[$i]}
+  command -v "$b" >/dev/null 2>&1 || [ -x "/usr/sbin/$b" ] || missing+=("${pkgs[$i]}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "setup: missing packages (${missing[*]}); install them as root with apt-get" >&2
+  fi
+fi
+
+# npm ci only when the lock file changed since the last install: a re-run costs nothing.
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "setup: installing npm dependencies"
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+
+npm run --silent build
