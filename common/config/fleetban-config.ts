@@ -1,0 +1,176 @@
+import { hostname } from 'node:os';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ConfigError } from '../errors.js';
+import { CLUSTER_NAME_RE } from '../protocol/keys.js';
+import { HOST_NAME_RE } from '../protocol/messages.js';
+import { ConfSet, readWithIncludes } from './conf-reader.js';
+import { parseTimeSpec } from './time-spec.js';
+
+/** Redis connection settings. The password never appears in logs. */
+export interface RedisSettings {
+  /** redis://, rediss:// or unix:// URL; undefined means "start a private redis-server" (fleetban up only). */
+  readonly url: string | undefined;
+  readonly username?: string;
+  readonly password?: string;
+  readonly tls?: { ca?: string; cert?: string; key?: string; servername?: string; rejectUnauthorized: boolean };
+}
+
+export interface AgentSettings {
+  readonly host: string;
+  /** Firewall backend name: auto, nftables, dry-run (more in later releases). */
+  readonly banaction: string;
+  readonly stateDir: string;
+  /** Seconds between heartbeats. */
+  readonly heartbeat: number;
+  /** Failures per Redis round trip when reporting a burst. */
+  readonly reportBatch: number;
+  /** Seconds between comparisons of kernel state with the bans the agent should hold. */
+  readonly reconcile: number;
+}
+
+export interface CoordinatorSettings {
+  /** Consumer name in the coordinators' group; unique per coordinator process. */
+  readonly consumer: string;
+  /** Entries read from the failures stream per round. */
+  readonly batch: number;
+  /** Approximate cap of the failures and decisions streams (XADD MAXLEN ~). */
+  readonly streamMaxlen: number;
+  /** Seconds between sweeps that remove expired bans. */
+  readonly expireInterval: number;
+}
+
+export interface FleetbanConfig {
+  readonly dir: string;
+  readonly cluster: string;
+  readonly redis: RedisSettings;
+  readonly agent: AgentSettings;
+  readonly coordinator: CoordinatorSettings;
+  readonly files: string[];
+}
+
+/** Every option fleetban.conf accepts; anything else is a typo and refused with its location. */
+const SCHEMA: Record<string, readonly string[]> = {
+  cluster: ['name'],
+  redis: ['url', 'username', 'password_file', 'tls_ca_file', 'tls_cert_file', 'tls_key_file', 'tls_servername', 'tls_verify'],
+  agent: ['host', 'banaction', 'state_dir', 'heartbeat', 'report_batch', 'reconcile'],
+  coordinator: ['consumer', 'batch', 'stream_maxlen', 'expire_interval'],
+};
+
+/** Where configuration lives unless --config or FLEETBAN_CONFIG says otherwise. */
+export const DEFAULT_CONFIG_DIR = '/etc/fleetban';
+
+/** @returns the configuration directory from the command line, the environment, or the default */
+export function configDir(flag?: string): string {
+  return flag ?? process.env.FLEETBAN_CONFIG ?? DEFAULT_CONFIG_DIR;
+}
+
+/**
+ * Load fleetban.conf (+ fleetban.local) from `dir`. A missing file means all defaults.
+ * FLEETBAN_REDIS_URL overrides `[redis] url` (handy for containers and tests).
+ * @throws ConfigError naming file, line and key
+ */
+export function loadFleetbanConfig(dir: string): FleetbanConfig {
+  const set = new ConfSet(readWithIncludes(join(dir, 'fleetban.conf')));
+  for (const section of set.sectionNames()) {
+    const allowed = SCHEMA[section];
+    const loc = set.sectionLocation(section);
+    if (!allowed) throw new ConfigError(`unknown section [${section}] (expected ${Object.keys(SCHEMA).join(', ')})`, loc?.file, loc?.line);
+    for (const key of set.ownKeys(section)) {
+      if (!allowed.includes(key)) {
+        const w = set.raw(section, key);
+        throw new ConfigError(`unknown option in [${section}] (expected one of ${allowed.join(', ')})`, w?.file, w?.line, key);
+      }
+    }
+  }
+  const get = (section: string, key: string): string | undefined => {
+    const v = set.hasSection(section) ? set.get(section, key) : undefined;
+    return v === undefined || v.trim() === '' ? undefined : v.trim();
+  };
+  const fail = (section: string, key: string, message: string): never => {
+    const w = set.raw(section, key);
+    throw new ConfigError(message, w?.file ?? join(dir, 'fleetban.conf'), w?.line, key);
+  };
+  const seconds = (section: string, key: string, fallback: string): number => {
+    const text = get(section, key) ?? fallback;
+    try {
+      const s = parseTimeSpec(text);
+      if (s <= 0) throw new Error(`must be positive`);
+      return s;
+    } catch (err) {
+      return fail(section, key, (err as Error).message);
+    }
+  };
+  const integer = (section: string, key: string, fallback: number, min: number): number => {
+    const text = get(section, key);
+    if (text === undefined) return fallback;
+    const n = Number(text);
+    if (!Number.isInteger(n) || n < min) return fail(section, key, `'${text}' is not a whole number of at least ${min}`);
+    return n;
+  };
+
+  const cluster = get('cluster', 'name') ?? 'default';
+  if (!CLUSTER_NAME_RE.test(cluster)) fail('cluster', 'name', `'${cluster}' may contain only letters, digits, '_', '.', '-'`);
+
+  const host = get('agent', 'host') ?? hostname().split('.')[0]!;
+  if (!HOST_NAME_RE.test(host)) fail('agent', 'host', `'${host}' is not a valid host name`);
+
+  const url = process.env.FLEETBAN_REDIS_URL || get('redis', 'url');
+  if (url && !/^(rediss?|unix):\/\//.test(url)) fail('redis', 'url', `'${redactUrl(url)}' must start with redis://, rediss:// or unix://`);
+  let password: string | undefined;
+  const passwordFile = get('redis', 'password_file');
+  if (passwordFile) {
+    try {
+      password = readFileSync(passwordFile, 'utf8').trim();
+    } catch (err) {
+      fail('redis', 'password_file', `cannot read ${passwordFile}: ${(err as Error).message}`);
+    }
+  }
+  const readPem = (key: string): string | undefined => {
+    const path = get('redis', key);
+    if (!path) return undefined;
+    try {
+      return readFileSync(path, 'utf8');
+    } catch (err) {
+      return fail('redis', key, `cannot read ${path}: ${(err as Error).message}`);
+    }
+  };
+  const tlsVerify = (get('redis', 'tls_verify') ?? 'true').toLowerCase();
+  if (!['true', 'false', 'yes', 'no'].includes(tlsVerify)) fail('redis', 'tls_verify', `'${tlsVerify}' is not true or false`);
+  const wantsTls = url?.startsWith('rediss://') || get('redis', 'tls_ca_file') || get('redis', 'tls_cert_file');
+  const tls = wantsTls
+    ? {
+        ca: readPem('tls_ca_file'),
+        cert: readPem('tls_cert_file'),
+        key: readPem('tls_key_file'),
+        servername: get('redis', 'tls_servername'),
+        rejectUnauthorized: tlsVerify === 'true' || tlsVerify === 'yes',
+      }
+    : undefined;
+
+  return {
+    dir,
+    cluster,
+    redis: { url, username: get('redis', 'username'), password, tls },
+    agent: {
+      host,
+      banaction: get('agent', 'banaction') ?? 'auto',
+      stateDir: get('agent', 'state_dir') ?? '/var/lib/fleetban',
+      heartbeat: seconds('agent', 'heartbeat', '5s'),
+      reportBatch: integer('agent', 'report_batch', 500, 1),
+      reconcile: seconds('agent', 'reconcile', '30s'),
+    },
+    coordinator: {
+      consumer: get('coordinator', 'consumer') ?? `${host}-${process.pid}`,
+      batch: integer('coordinator', 'batch', 1000, 1),
+      streamMaxlen: integer('coordinator', 'stream_maxlen', 1_000_000, 1000),
+      expireInterval: seconds('coordinator', 'expire_interval', '1s'),
+    },
+    files: set.files,
+  };
+}
+
+/** @returns the URL with any password replaced, for logs and messages */
+export function redactUrl(url: string): string {
+  return url.replace(/\/\/([^:@/]*):[^@/]*@/, '//$1:***@');
+}

@@ -1,0 +1,225 @@
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { ConfigError } from '../errors.js';
+import { AddressMatcher } from '../address.js';
+import { JAIL_NAME_RE } from '../protocol/messages.js';
+import { ConfSet, readWithIncludes, readConfFile, type ConfValue } from './conf-reader.js';
+import { parseTimeSpec, PERMANENT } from './time-spec.js';
+import { parsePorts, parseProtocols, type PortSpec, type ProtocolSpec } from './ports.js';
+import { parseActions, isFirewallAction, type ActionRef } from './actions.js';
+
+/** One enabled jail, validated. Times are in seconds; bantime is PERMANENT (-1) for ever. */
+export interface JailConfig {
+  readonly name: string;
+  /** Filter spec as fail2ban writes it: `sshd` or `sshd[mode=aggressive]`. */
+  readonly filter: string;
+  readonly logpath: string[];
+  /** fail2ban `backend`: auto, polling, pyinotify, systemd. */
+  readonly backend: string;
+  readonly logencoding: string;
+  readonly journalmatch: string[];
+  readonly maxretry: number;
+  readonly findtime: number;
+  readonly bantime: number;
+  readonly ignoreip: string[];
+  readonly ports: PortSpec;
+  readonly protocols: ProtocolSpec;
+  /** False when the jail's actions include no firewall action: bans are recorded, not enforced. */
+  readonly enforce: boolean;
+  readonly actions: ActionRef[];
+  /** Every option of the jail (own and inherited), interpolated, for the filter engine. */
+  readonly options: ReadonlyMap<string, string>;
+  readonly file: string;
+  readonly line: number;
+}
+
+export interface LoadedJails {
+  readonly jails: JailConfig[];
+  /** Things an operator must hear about at start-up (unimplemented actions, ignored entries). */
+  readonly warnings: string[];
+  readonly files: string[];
+}
+
+/** Defaults where neither the jail nor [DEFAULT] sets a value (fail2ban's own defaults). */
+export const JAIL_DEFAULTS = Object.freeze({
+  enabled: 'false',
+  maxretry: '5',
+  findtime: '10m',
+  bantime: '10m',
+  backend: 'auto',
+  logencoding: 'auto',
+  ignoreip: '',
+});
+
+/** Options this implementation reads; others are passed to the filter or warned about once. */
+const KNOWN_OPTIONS = new Set([
+  'enabled', 'filter', 'logpath', 'backend', 'logencoding', 'journalmatch', 'maxretry', 'findtime', 'bantime',
+  'ignoreip', 'port', 'protocol', 'action', 'banaction', 'banaction_allports', 'chain', 'mode', 'usedns',
+  'ignoreself', 'ignorecommand', 'datepattern', 'maxlines', 'logtype', 'prefregex', 'failregex', 'ignoreregex',
+  'maxmatches', 'timezone', 'mta', 'sender', 'destemail', 'sendername', 'dest', 'action_', 'action_mw', 'action_mwl',
+  'action_xarf', 'action_cf_mwl', 'action_blocklist_de', 'action_abuseipdb', 'action_badips', 'action_badips_report',
+  'fail2ban_agent', 'protocol', 'before', 'after',
+]);
+
+/**
+ * Load jails in fail2ban's order: jail.conf (with its [INCLUDES]), jail.local, jail.d/*.conf, jail.d/*.local.
+ * Only enabled jails are validated and returned, as fail2ban does.
+ * @param dir configuration directory
+ * @throws ConfigError naming file, line and key
+ */
+export function loadJails(dir: string): LoadedJails {
+  const set = new ConfSet(readWithIncludes(join(dir, 'jail.conf')));
+  const jailD = join(dir, 'jail.d');
+  let entries: string[] = [];
+  try {
+    entries = readdirSync(jailD).sort();
+  } catch {
+    // no jail.d: nothing to add
+  }
+  for (const ext of ['.conf', '.local']) {
+    for (const name of entries.filter((e) => e.endsWith(ext))) {
+      const doc = readConfFile(join(jailD, name));
+      if (doc) set.add(doc);
+    }
+  }
+
+  const warnings: string[] = [];
+  const jails: JailConfig[] = [];
+  for (const name of set.sectionNames()) {
+    const enabled = parseBool(set, name, 'enabled');
+    if (!enabled) continue;
+    jails.push(buildJail(set, name, warnings));
+  }
+  return { jails, warnings, files: set.files };
+}
+
+function buildJail(set: ConfSet, name: string, warnings: string[]): JailConfig {
+  const loc = set.sectionLocation(name)!;
+  if (!JAIL_NAME_RE.test(name)) {
+    throw new ConfigError(`jail name '${name}' may contain only letters, digits, '_', '.', '-' (at most 64)`, loc.file, loc.line);
+  }
+  const get = (key: string): string | undefined => set.get(name, key);
+  const where = (key: string): ConfValue | undefined => set.raw(name, key);
+  const fail = (key: string, message: string): never => {
+    const w = where(key);
+    throw new ConfigError(`jail [${name}]: ${message}`, w?.file ?? loc.file, w?.line ?? loc.line, key);
+  };
+  const value = (key: keyof typeof JAIL_DEFAULTS): string => get(key) ?? JAIL_DEFAULTS[key];
+
+  const maxretry = Number(value('maxretry'));
+  if (!Number.isInteger(maxretry) || maxretry < 1) fail('maxretry', `'${value('maxretry')}' is not a whole number of at least 1`);
+  const findtime = time(value('findtime'), 'findtime', fail);
+  if (findtime <= 0) fail('findtime', 'must be positive');
+  const bantime = time(value('bantime'), 'bantime', fail);
+  if (bantime === 0) fail('bantime', 'must be positive, or -1 for permanent');
+
+  const actionText = get('action');
+  let actions: ActionRef[] = [];
+  if (actionText !== undefined) {
+    try {
+      actions = parseActions(actionText);
+    } catch (err) {
+      fail('action', (err as Error).message);
+    }
+  }
+  const firewallActions = actions.filter((a) => isFirewallAction(a.name));
+  for (const a of actions.filter((x) => !isFirewallAction(x.name))) {
+    warnings.push(`jail [${name}]: action '${a.name}' is not implemented by fleetban and is ignored`);
+  }
+  const enforce = actionText === undefined || firewallActions.length > 0;
+  if (!enforce) warnings.push(`jail [${name}]: no firewall action, so its bans are recorded but not enforced`);
+
+  // The first firewall action's parameters win over the jail's own port/protocol, as in fail2ban.
+  const primary = firewallActions[0];
+  const portText = primary?.params.get('port') ?? get('port');
+  let ports: PortSpec = 'all';
+  if (portText !== undefined && portText.trim() !== '') {
+    try {
+      ports = parsePorts(portText);
+    } catch (err) {
+      fail('port', (err as Error).message);
+    }
+  }
+  const protocolText = primary?.params.get('protocol') ?? get('protocol');
+  let protocols: ProtocolSpec = ports === 'all' ? 'all' : ['tcp'];
+  if (protocolText !== undefined && protocolText.trim() !== '') {
+    try {
+      protocols = parseProtocols(protocolText);
+    } catch (err) {
+      fail('protocol', (err as Error).message);
+    }
+  }
+
+  const ignoreip: string[] = [];
+  for (const entry of (get('ignoreip') ?? '').split(/[\s,]+/).filter(Boolean)) {
+    try {
+      new AddressMatcher([entry]);
+      ignoreip.push(entry);
+    } catch {
+      warnings.push(`jail [${name}]: ignoreip entry '${entry}' is not an address or network; host names are not resolved yet, so it is ignored`);
+    }
+  }
+
+  const logpath = (get('logpath') ?? '')
+    .split('\n')
+    .map((l) => l.trim().replace(/\s+(?:head|tail)$/, ''))
+    .filter(Boolean);
+  const backend = (get('backend') ?? JAIL_DEFAULTS.backend).trim();
+  const backendName = backend.replace(/\[.*$/, '');
+  if (!['auto', 'polling', 'pyinotify', 'gamin', 'systemd'].includes(backendName)) {
+    fail('backend', `'${backend}' is not one of auto, polling, pyinotify, gamin, systemd`);
+  }
+  if (backendName !== 'systemd' && logpath.length === 0) fail('logpath', 'is required (or backend = systemd)');
+
+  const options = new Map<string, string>();
+  const keys = new Set([...set.ownKeys('DEFAULT'), ...set.ownKeys(name)]);
+  for (const key of keys) {
+    if (!KNOWN_OPTIONS.has(key) && set.ownKeys(name).includes(key)) {
+      warnings.push(`jail [${name}]: unknown option '${key}' is passed to the filter only`);
+    }
+    try {
+      const v = get(key);
+      if (v !== undefined) options.set(key, v);
+    } catch {
+      // An option that does not interpolate and that this jail never uses (e.g. an unused action_ macro) is harmless.
+    }
+  }
+
+  return {
+    name,
+    filter: (get('filter') ?? name).trim(),
+    logpath,
+    backend,
+    logencoding: value('logencoding').trim(),
+    journalmatch: (get('journalmatch') ?? '').split('\n').map((s) => s.trim()).filter(Boolean),
+    maxretry,
+    findtime,
+    bantime,
+    ignoreip,
+    ports,
+    protocols,
+    enforce,
+    actions,
+    options,
+    file: loc.file,
+    line: loc.line,
+  };
+}
+
+function time(text: string, key: string, fail: (key: string, message: string) => never): number {
+  try {
+    return parseTimeSpec(text);
+  } catch (err) {
+    return fail(key, (err as Error).message);
+  }
+}
+
+function parseBool(set: ConfSet, section: string, key: string): boolean {
+  const text = (set.get(section, key) ?? JAIL_DEFAULTS.enabled).trim().toLowerCase();
+  if (['true', 'yes', '1', 'on'].includes(text)) return true;
+  if (['false', 'no', '0', 'off'].includes(text)) return false;
+  const w = set.raw(section, key);
+  throw new ConfigError(`jail [${section}]: '${text}' is not true or false`, w?.file, w?.line, key);
+}
+
+export { PERMANENT };
