@@ -94,6 +94,7 @@ async function waitForPing(port: number): Promise<void> {
   const deadline = Date.now() + 10_000;
   for (;;) {
     const c = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    c.on('error', () => undefined); // refused while the server starts: expected, retried below
     try {
       await c.connect();
       if ((await c.ping()) === 'PONG') {

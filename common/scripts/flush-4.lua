@@ -1,0 +1,25 @@
+--[[
+  Lift every ban, or every ban of one jail, with a single flush decision for the agents.
+    Input:
+      KEYS[1] bans hash  KEYS[2] ban expiry zset  KEYS[3] decisions stream  KEYS[4] window key prefix
+      ARGV[1] jail or '*'  ARGV[2] origin  ARGV[3] decisions maxlen  ARGV[4] protocol version
+    Output: number of bans lifted
+]]
+local rcall = redis.call
+--- @include "includes/add-decision"
+--- @include "includes/remove-ban"
+
+local jail = ARGV[1]
+local ids = {}
+local cursor = '0'
+repeat
+  local page = rcall('HSCAN', KEYS[1], cursor, 'COUNT', 1000)
+  cursor = page[1]
+  for j = 1, #page[2], 2 do
+    local id = page[2][j]
+    if jail == '*' or string.sub(id, 1, #jail + 1) == jail .. '|' then ids[#ids + 1] = id end
+  end
+until cursor == '0'
+for _, id in ipairs(ids) do removeBan(KEYS[1], KEYS[2], KEYS[4], id) end
+addDecision(KEYS[3], ARGV[3], ARGV[4], {'op', 'flush', 'jail', jail, 'origin', ARGV[2]})
+return #ids

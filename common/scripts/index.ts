@@ -1,0 +1,124 @@
+import type { Redis } from 'ioredis';
+import type { ClusterKeys } from '../protocol/keys.js';
+import { COORDINATOR_GROUP } from '../protocol/keys.js';
+import { PROTOCOL_VERSION } from '../protocol/version.js';
+import { decodeBan, type BanRecord } from '../protocol/messages.js';
+import { commandName, defineScripts } from './loader.js';
+
+/** A failure handed to the counting script, with its jail's policy in milliseconds. */
+export interface CountedFailure {
+  readonly id: string;
+  readonly jail: string;
+  readonly addr: string;
+  readonly time: number;
+  readonly host: string;
+  readonly findtimeMs: number;
+  readonly maxretry: number;
+  /** -1 for permanent. */
+  readonly bantimeMs: number;
+}
+
+/** Outcome codes of recordFailures, per failure (a positive number is the count in the window). */
+export const COUNT_RESULT = { alreadyBanned: -1, tooOld: -2, duplicate: -3 } as const;
+
+export interface RecordResult {
+  readonly results: number[];
+  readonly bans: Array<{ jail: string; addr: string; until: number }>;
+}
+
+export interface Snapshot {
+  readonly lastId: string;
+  readonly bans: BanRecord[];
+  /** Fields of the bans hash that did not decode (logged by the caller, never applied). */
+  readonly damaged: string[];
+}
+
+type ScriptFn = (...args: Array<string | number>) => Promise<unknown>;
+
+/**
+ * Typed calls of the cluster's Lua scripts. Every script runs atomically in Redis; `now` is always
+ * passed in so tests can pin time.
+ */
+export class ClusterScripts {
+  /**
+   * @param redis client (scripts are defined on it)
+   * @param keys the cluster's key names
+   * @param decisionsMaxlen approximate cap of the decisions stream
+   */
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: ClusterKeys,
+    private readonly decisionsMaxlen = 100_000,
+  ) {
+    defineScripts(redis);
+  }
+
+  private call(name: string): ScriptFn {
+    return (this.redis as unknown as Record<string, ScriptFn>)[commandName(name)]!.bind(this.redis);
+  }
+
+  /** Count failures, ban at maxretry, and XACK the ids (plus `ackOnly`) in one atomic step. */
+  async recordFailures(now: number, failures: readonly CountedFailure[], ackOnly: readonly string[] = []): Promise<RecordResult> {
+    const k = this.keys;
+    const args: Array<string | number> = [
+      k.failures, k.bans, k.banExpiry, k.decisions, k.stats, k.failingPrefix,
+      COORDINATOR_GROUP, now, k.failureWindowPrefix, this.decisionsMaxlen, PROTOCOL_VERSION, failures.length,
+    ];
+    for (const f of failures) args.push(f.id, f.jail, f.addr, f.time, f.host, f.findtimeMs, f.maxretry, f.bantimeMs);
+    args.push(...ackOnly);
+    const out = (await this.call('recordFailures')(...args)) as Array<string | number>;
+    const results = out.slice(0, failures.length).map(Number);
+    const bans: RecordResult['bans'] = [];
+    for (let i = failures.length; i + 2 < out.length; i += 3) {
+      bans.push({ jail: String(out[i]), addr: String(out[i + 1]), until: Number(out[i + 2]) });
+    }
+    return { results, bans };
+  }
+
+  /** @returns true for a new ban, false when an existing ban was replaced */
+  async ban(b: { jail: string; addr: string; now: number; until: number; reason: string; origin: string }): Promise<boolean> {
+    const k = this.keys;
+    const r = await this.call('ban')(k.bans, k.banExpiry, k.decisions, k.stats, k.failureWindowPrefix,
+      b.jail, b.addr, b.now, b.until, b.reason, b.origin, this.decisionsMaxlen, PROTOCOL_VERSION);
+    return Number(r) === 1;
+  }
+
+  /**
+   * @param targets [jail, addr] pairs; jail '*' lifts the address in every jail
+   * @returns the bans lifted
+   */
+  async unban(origin: string, targets: ReadonlyArray<readonly [string, string]>): Promise<Array<{ jail: string; addr: string }>> {
+    const k = this.keys;
+    const out = (await this.call('unban')(k.bans, k.banExpiry, k.decisions, k.failureWindowPrefix,
+      origin, this.decisionsMaxlen, PROTOCOL_VERSION, ...targets.flat())) as string[];
+    const lifted: Array<{ jail: string; addr: string }> = [];
+    for (let i = 0; i + 1 < out.length; i += 2) lifted.push({ jail: out[i]!, addr: out[i + 1]! });
+    return lifted;
+  }
+
+  /** @returns the number of bans lifted (jail '*' for all) */
+  async flush(jail: string, origin: string): Promise<number> {
+    const k = this.keys;
+    return Number(await this.call('flush')(k.bans, k.banExpiry, k.decisions, k.failureWindowPrefix,
+      jail, origin, this.decisionsMaxlen, PROTOCOL_VERSION));
+  }
+
+  /** @returns `jail|addr` ids of the bans expired by this call (at most `limit`) */
+  async expire(now: number, limit = 1000): Promise<string[]> {
+    const k = this.keys;
+    return (await this.call('expire')(k.bans, k.banExpiry, k.decisions, now, limit, this.decisionsMaxlen, PROTOCOL_VERSION)) as string[];
+  }
+
+  /** Active bans and the matching decisions stream position, read atomically. */
+  async snapshot(): Promise<Snapshot> {
+    const [lastId, flat] = (await this.call('snapshot')(this.keys.bans, this.keys.decisions)) as [string, string[]];
+    const bans: BanRecord[] = [];
+    const damaged: string[] = [];
+    for (let i = 0; i + 1 < flat.length; i += 2) {
+      const d = decodeBan(flat[i + 1]!);
+      if (d.ok) bans.push(d.value);
+      else damaged.push(`${flat[i]}: ${d.reason}`);
+    }
+    return { lastId, bans, damaged };
+  }
+}
