@@ -1,0 +1,79 @@
+import type { Logger } from '../../common/log.js';
+
+/**
+ * What a backend believes the kernel holds, (jail, address) key to expiry. It enforces the per-host
+ * cap (`maxBans`) without asking the kernel on every commit, and lets backends without kernel
+ * timeouts (iptables) know what to expire.
+ */
+export class BanLedger {
+  private readonly entries = new Map<string, number>();
+  private warnedAt = 0;
+
+  /**
+   * @param maxBans most elements this host will hold across all jails
+   * @param log where the cap warning goes
+   */
+  constructor(
+    readonly maxBans: number,
+    private readonly log: Logger,
+  ) {
+    if (!Number.isInteger(maxBans) || maxBans < 1) throw new RangeError(`maxBans must be a positive integer, got ${maxBans}`);
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  has(key: string, now: number): boolean {
+    const until = this.entries.get(key);
+    return until !== undefined && (until === -1 || until > now);
+  }
+
+  get(key: string): number | undefined {
+    return this.entries.get(key);
+  }
+
+  set(key: string, until: number): void {
+    this.entries.set(key, until);
+  }
+
+  delete(key: string): void {
+    this.entries.delete(key);
+  }
+
+  clear(): void {
+    this.entries.clear();
+  }
+
+  keys(): IterableIterator<string> {
+    return this.entries.keys();
+  }
+
+  /**
+   * Room left under the cap. Expired entries are dropped first, but only when the cap is near:
+   * scanning 100,000 entries on every commit would cost more than the commit.
+   */
+  room(now: number): number {
+    if (this.entries.size >= this.maxBans) this.dropExpired(now);
+    return this.maxBans - this.entries.size;
+  }
+
+  /** Remove entries whose expiry has passed. @returns the removed keys */
+  dropExpired(now: number): string[] {
+    const gone: string[] = [];
+    for (const [k, until] of this.entries) {
+      if (until !== -1 && until <= now) {
+        this.entries.delete(k);
+        gone.push(k);
+      }
+    }
+    return gone;
+  }
+
+  /** Log that bans were refused at the cap; at most once a minute so a flood does not flood the log. */
+  warnCap(refused: number, now: number): void {
+    if (refused === 0 || now - this.warnedAt < 60_000) return;
+    this.warnedAt = now;
+    this.log.warn({ maxBans: this.maxBans, refused }, 'firewall ban cap reached: new bans refused until others expire');
+  }
+}

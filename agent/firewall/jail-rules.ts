@@ -1,0 +1,88 @@
+/**
+ * Checks shared by every backend: jail definitions and ban targets are validated once, here, so no
+ * backend ever writes unchecked text into an nft/ipset/iptables batch (those batches are small
+ * languages, and an address taken from a log line must not be able to add a statement).
+ */
+import { createHash } from 'node:crypto';
+import { parseBanTarget, type BanTarget } from '../../common/address.js';
+import { InvalidInputError } from '../../common/errors.js';
+import type { FirewallBan, JailRule } from './backend.js';
+
+/** The jail name syntax promised by {@link JailRule}. */
+export const JAIL_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/;
+
+const PROTOCOLS = new Set(['tcp', 'udp', 'sctp']);
+
+/**
+ * Validate jail definitions before any backend turns them into rules.
+ * @param jails the jails to check
+ * @returns the same jails, keyed by name
+ * @throws InvalidInputError naming the jail and the problem
+ */
+export function validateJailRules(jails: readonly JailRule[]): Map<string, JailRule> {
+  const byName = new Map<string, JailRule>();
+  for (const j of jails) {
+    if (typeof j.jail !== 'string' || !JAIL_NAME.test(j.jail)) {
+      throw new InvalidInputError(`jail name '${String(j.jail)}' must match ${JAIL_NAME}`);
+    }
+    if (byName.has(j.jail)) throw new InvalidInputError(`jail '${j.jail}' is defined twice`);
+    if (j.ports !== 'all') {
+      if (j.ports.length === 0) throw new InvalidInputError(`jail '${j.jail}': empty port list (use 'all')`);
+      for (const [lo, hi] of j.ports) {
+        if (!Number.isInteger(lo) || !Number.isInteger(hi) || lo < 1 || hi > 65535 || lo > hi) {
+          throw new InvalidInputError(`jail '${j.jail}': port range ${lo}-${hi} is not within 1-65535`);
+        }
+      }
+    }
+    if (j.protocols !== 'all') {
+      if (j.protocols.length === 0) throw new InvalidInputError(`jail '${j.jail}': empty protocol list (use 'all')`);
+      for (const p of j.protocols) {
+        if (!PROTOCOLS.has(p)) throw new InvalidInputError(`jail '${j.jail}': unknown protocol '${String(p)}'`);
+      }
+    }
+    byName.set(j.jail, j);
+  }
+  return byName;
+}
+
+/** The protocols a port-scoped jail applies to ('all' means every protocol that has ports). */
+export function portProtocols(rule: JailRule): ReadonlyArray<'tcp' | 'udp' | 'sctp'> {
+  return rule.protocols === 'all' ? ['tcp', 'udp', 'sctp'] : rule.protocols;
+}
+
+/** A ban after validation: canonical target, family taken from the address itself. */
+export interface CheckedBan {
+  readonly jail: string;
+  readonly target: BanTarget;
+  readonly until: number;
+}
+
+/**
+ * @param ban a ban as handed to a backend
+ * @returns the ban with its address parsed into canonical form
+ * @throws InvalidInputError when the address is not an address or CIDR, or until is not a time
+ */
+export function checkBan(ban: FirewallBan): CheckedBan {
+  const target = parseBanTarget(ban.addr);
+  if (!Number.isFinite(ban.until) || (ban.until < 0 && ban.until !== -1)) {
+    throw new InvalidInputError(`ban of ${ban.addr} in jail '${ban.jail}': until ${ban.until} is neither epoch ms nor -1`);
+  }
+  return { jail: ban.jail, target, until: ban.until };
+}
+
+/** Key of one (jail, address) pair in buffers and ledgers. */
+export function banKey(jail: string, addr: string): string {
+  return `${jail}\u0000${addr}`;
+}
+
+/**
+ * A name of at most `max` characters for a per-jail kernel object (ipset set names stop at 31,
+ * iptables chains at 28). Short jail names are kept readable; long ones are cut and get a hash
+ * suffix so two long names sharing a start still get different objects.
+ */
+export function boundedName(prefix: string, jail: string, max: number): string {
+  const plain = `${prefix}${jail}`;
+  if (plain.length <= max) return plain;
+  const hash = createHash('sha256').update(jail).digest('hex').slice(0, 8);
+  return `${plain.slice(0, max - 9)}~${hash}`;
+}

@@ -1,0 +1,453 @@
+/**
+ * nftables backend: one table of our own, one base chain on the input hook, and per jail hash sets
+ * with kernel timeouts that the jail's rules look up.
+ *
+ * Why hash sets per prefix length instead of one `flags interval, timeout` set per family:
+ * interval+timeout sets do work with this kernel and nft 1.0.6, but an interval set refuses
+ * overlapping elements ("interval overlaps with an existing one") and fails the WHOLE transaction,
+ * so a /24 ban plus a ban of one address inside it would make a 10,000-ban batch fail. Elements of
+ * one prefix length never overlap, so each ban keeps its own timeout and its own unban, and a hash
+ * set loads 100,000 elements faster than an interval set. Single addresses (the common case) go in
+ * `<jail>_s4`/`<jail>_s6`; a network ban of length L goes in `<jail>_n4_L` (or `_n6_L`), matched by
+ * `ip saddr & <mask> @set`. Network sets are created on first use, in the same batch as the ban.
+ */
+import { parseBanTarget, type BanTarget } from '../../common/address.js';
+import { now as clockNow } from '../../common/clock.js';
+import { FirewallError, InvalidInputError } from '../../common/errors.js';
+import { componentLogger, type Logger } from '../../common/log.js';
+import type { FirewallBackend, FirewallBan, JailRule } from './backend.js';
+import { BanLedger } from './ban-ledger.js';
+import { CommandRunner } from './command-runner.js';
+import { banKey, checkBan, portProtocols, validateJailRules, type CheckedBan } from './jail-rules.js';
+import { PendingChanges, outlasts, type PendingChange } from './pending-changes.js';
+
+/** Options of {@link NftablesBackend}. */
+export interface NftablesOptions {
+  /** Table name (family `inet`); default `fleetban`. */
+  readonly table?: string;
+  /** argv run before `nft`, e.g. `['ip','netns','exec',ns]` to act inside a namespace. */
+  readonly commandPrefix?: readonly string[];
+  /** nft binary; default `nft` from PATH. */
+  readonly nftBinary?: string;
+  /** Base chain priority; default -1, just before the `filter` priority (0) most rulesets use. */
+  readonly priority?: number;
+  /** Most set elements this host holds across all jails; default {@link DEFAULT_MAX_BANS}. */
+  readonly maxBans?: number;
+  /** Logger; default `componentLogger('firewall.nftables')`. */
+  readonly logger?: Logger;
+}
+
+/** Default per-host cap on banned elements (all jails, both families). */
+export const DEFAULT_MAX_BANS = 131_072;
+
+const TABLE_NAME = /^[A-Za-z][A-Za-z0-9_]{0,31}$/;
+const SET_NAME = /^j_((?:[A-Za-z0-9]|_[_dp])+)_(?:s([46])|n([46])_(\d{1,3}))$/;
+
+/**
+ * Jail names may hold `-` and `.`; nft identifiers are safest as `[A-Za-z0-9_]`. The escape keeps
+ * the mapping one-to-one: `_` becomes `__`, `-` becomes `_d`, `.` becomes `_p`. Set suffixes start
+ * with `_s` or `_n`, which an escaped name never contains, so names never collide.
+ */
+export function nftJailId(jail: string): string {
+  return `j_${jail.replace(/[_.-]/g, (c) => (c === '_' ? '__' : c === '-' ? '_d' : '_p'))}`;
+}
+
+function decodeJailId(escaped: string): string {
+  return escaped.replace(/_([_dp])/g, (_m, c: string) => (c === '_' ? '_' : c === 'd' ? '-' : '.'));
+}
+
+function setName(jail: string, t: BanTarget): string {
+  const full = t.family === 4 ? 32 : 128;
+  return t.prefix === full ? `${nftJailId(jail)}_s${t.family}` : `${nftJailId(jail)}_n${t.family}_${t.prefix}`;
+}
+
+/** The element as stored: the address, or for a network its first address (the rule masks saddr). */
+function elementText(t: BanTarget): string {
+  const slash = t.text.indexOf('/');
+  return slash === -1 ? t.text : t.text.slice(0, slash);
+}
+
+function maskText(family: 4 | 6, prefix: number): string {
+  if (family === 4) {
+    const m = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
+    return [24, 16, 8, 0].map((s) => (m >>> s) & 0xff).join('.');
+  }
+  const groups: string[] = [];
+  for (let g = 0; g < 8; g++) {
+    const bits = Math.max(0, Math.min(16, prefix - g * 16));
+    groups.push(((0xffff << (16 - bits)) & 0xffff).toString(16));
+  }
+  return groups.join(':');
+}
+
+interface SetInfo {
+  readonly jail: string;
+  readonly family: 4 | 6;
+  readonly prefix: number;
+}
+
+function parseSetName(name: string): SetInfo | undefined {
+  const m = SET_NAME.exec(name);
+  if (!m) return undefined;
+  const family = Number(m[2] ?? m[3]) as 4 | 6;
+  const prefix = m[4] === undefined ? (family === 4 ? 32 : 128) : Number(m[4]);
+  return { jail: decodeJailId(m[1]!), family, prefix };
+}
+
+/** nftables implementation of {@link FirewallBackend}; see the module comment for the layout. */
+export class NftablesBackend implements FirewallBackend {
+  readonly name = 'nftables';
+  private readonly table: string;
+  private readonly nft: string;
+  private readonly priority: number;
+  private readonly run: CommandRunner;
+  private readonly log: Logger;
+  private readonly pending = new PendingChanges();
+  private readonly ledger: BanLedger;
+  private jails = new Map<string, JailRule>();
+  /** Sets that exist in the kernel, as far as we know. */
+  private sets = new Set<string>();
+  private ledgerSeeded = false;
+  private queue: Promise<unknown> = Promise.resolve();
+
+  /** @param options see {@link NftablesOptions} */
+  constructor(options: NftablesOptions = {}) {
+    this.table = options.table ?? 'fleetban';
+    if (!TABLE_NAME.test(this.table)) throw new InvalidInputError(`nftables table name '${this.table}' must match ${TABLE_NAME}`);
+    this.nft = options.nftBinary ?? 'nft';
+    this.priority = options.priority ?? -1;
+    if (!Number.isInteger(this.priority)) throw new InvalidInputError(`nftables priority must be an integer, got ${this.priority}`);
+    this.log = options.logger ?? componentLogger('firewall.nftables');
+    this.run = new CommandRunner(options.commandPrefix ?? [], this.log);
+    this.ledger = new BanLedger(options.maxBans ?? DEFAULT_MAX_BANS, this.log);
+  }
+
+  /** Operations that touch the kernel run one at a time, in call order. */
+  private serialize<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.queue.then(fn, fn);
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  async init(jails: readonly JailRule[]): Promise<void> {
+    const checked = validateJailRules(jails);
+    return this.serialize(async () => {
+      await this.setup(checked);
+      if (!this.ledgerSeeded) {
+        // After an agent restart the kernel still holds the previous bans; count them toward the cap.
+        for (const b of await this.readBans()) this.ledger.set(banKey(b.jail, b.addr), b.until);
+        this.ledgerSeeded = true;
+      }
+    });
+  }
+
+  /** Create or repair table, chain, sets and rules; existing set elements are kept. */
+  private async setup(jails: Map<string, JailRule>): Promise<void> {
+    const t = `inet ${this.table}`;
+    const existing = await this.run.run('nft list table', [this.nft, '-t', '-j', 'list', 'table', 'inet', this.table], undefined, { allowFail: true });
+    const present = new Set<string>();
+    if (existing.exitCode === 0) {
+      for (const item of parseNftJson(existing.stdout, 'nft list table')) {
+        const set = (item as { set?: { name?: unknown } }).set;
+        if (set && typeof set.name === 'string') present.add(set.name);
+      }
+    }
+    const keep = new Set<string>();
+    for (const jail of jails.keys()) {
+      keep.add(`${nftJailId(jail)}_s4`);
+      keep.add(`${nftJailId(jail)}_s6`);
+    }
+    for (const name of present) {
+      const info = parseSetName(name);
+      if (info && jails.has(info.jail)) keep.add(name);
+    }
+    const lines = [
+      `add table ${t}`,
+      `add chain ${t} input { type filter hook input priority ${this.priority}; policy accept; }`,
+      // Rules are rebuilt from scratch so a changed port list never leaves a stale rule behind.
+      `flush chain ${t} input`,
+    ];
+    for (const name of keep) lines.push(...this.setLines(name, jails));
+    // Sets of jails no longer configured go, after the flush removed the rules referencing them.
+    for (const name of present) if (!keep.has(name)) lines.push(`delete set ${t} ${name}`);
+    await this.run.run('nft init', [this.nft, '-f', '-'], lines.join('\n') + '\n');
+    this.jails = jails;
+    this.sets = keep;
+    for (const name of present) {
+      if (keep.has(name)) continue;
+      const info = parseSetName(name);
+      if (!info) continue;
+      for (const k of [...this.ledger.keys()]) if (k.startsWith(`${info.jail}\u0000`)) this.ledger.delete(k);
+    }
+  }
+
+  /** `add set` (idempotent) plus the rule that drops matching packets for one set. */
+  private setLines(name: string, jails: Map<string, JailRule>): string[] {
+    const info = parseSetName(name);
+    if (!info) throw new Error(`internal: '${name}' is not a set name of ours`);
+    const rule = jails.get(info.jail);
+    if (!rule) throw new Error(`internal: no jail '${info.jail}'`);
+    const t = `inet ${this.table}`;
+    const full = info.family === 4 ? 32 : 128;
+    const field = info.family === 4 ? 'ip saddr' : 'ip6 saddr';
+    const lookup = info.prefix === full ? `${field} @${name}` : `${field} & ${maskText(info.family, info.prefix)} @${name}`;
+    return [
+      `add set ${t} ${name} { type ${info.family === 4 ? 'ipv4_addr' : 'ipv6_addr'}; flags timeout; }`,
+      `add rule ${t} input ${matchText(rule)}${lookup} drop comment "fleetban jail ${rule.jail}"`,
+    ];
+  }
+
+  add(ban: FirewallBan): void {
+    const c = this.check(ban);
+    this.pending.add({ jail: c.jail, addr: c.target.text, family: c.target.family, until: c.until });
+  }
+
+  delete(jail: string, addr: string): void {
+    const text = parseBanTarget(addr).text;
+    // A jail this host does not run holds nothing to unban.
+    if (this.jails.has(jail)) this.pending.delete(jail, text);
+  }
+
+  private check(ban: FirewallBan): CheckedBan {
+    this.requireJail(ban.jail);
+    return checkBan(ban);
+  }
+
+  private requireJail(jail: string): void {
+    if (!this.jails.has(jail)) {
+      throw new InvalidInputError(`jail '${jail}' is not set up in the nftables backend (known: ${[...this.jails.keys()].join(', ') || 'none'})`);
+    }
+  }
+
+  commit(): Promise<void> {
+    return this.serialize(async () => {
+      const changes = this.pending.take();
+      if (changes.length === 0) return;
+      try {
+        await this.withRepair('nft commit', () => this.buildCommit(changes));
+      } catch (err) {
+        this.pending.restore(changes);
+        throw err;
+      }
+    });
+  }
+
+  /**
+   * Build one transaction for a set of changes. Every touched element is first added bare and
+   * deleted, then added with its new timeout: `delete` of a missing element fails the transaction
+   * and `add` of an existing one keeps the old timeout, and this sequence works in both cases.
+   */
+  private buildCommit(changes: readonly PendingChange[]): Batch {
+    const t = `inet ${this.table}`;
+    const nowMs = clockNow();
+    const perSet = new Map<string, { touch: string[]; add: string[] }>();
+    const ledgerOps: Array<() => void> = [];
+    const newSets = new Set<string>();
+    let freed = 0;
+    const slot = (name: string) => {
+      let s = perSet.get(name);
+      if (!s) perSet.set(name, (s = { touch: [], add: [] }));
+      if (!this.sets.has(name)) newSets.add(name);
+      return s;
+    };
+    // Unbans first, so the room they free counts for the bans of the same batch.
+    for (const c of changes) {
+      if (c.kind !== 'delete' || !this.jails.has(c.jail)) continue;
+      const target = parseBanTarget(c.addr);
+      const name = setName(c.jail, target);
+      // Unbanning from a set that does not exist yet is a no-op; creating the set would be noise.
+      if (!this.sets.has(name)) continue;
+      slot(name).touch.push(elementText(target));
+      const key = banKey(c.jail, c.addr);
+      if (this.ledger.has(key, nowMs)) freed++;
+      ledgerOps.push(() => this.ledger.delete(key));
+    }
+    let room = this.ledger.room(nowMs) + freed;
+    let refused = 0;
+    let expired = 0;
+    for (const c of changes) {
+      if (c.kind !== 'add') continue;
+      const { ban } = c;
+      if (!this.jails.has(ban.jail)) continue;
+      const left = ban.until === -1 ? -1 : ban.until - nowMs;
+      if (ban.until !== -1 && left <= 0) {
+        expired++;
+        continue;
+      }
+      const key = banKey(ban.jail, ban.addr);
+      if (!this.ledger.has(key, nowMs)) {
+        if (room <= 0) {
+          refused++;
+          continue;
+        }
+        room--;
+      }
+      const target = parseBanTarget(ban.addr);
+      const s = slot(setName(ban.jail, target));
+      const el = elementText(target);
+      s.touch.push(el);
+      s.add.push(left === -1 ? el : `${el} timeout ${Math.ceil(left)}ms`);
+      ledgerOps.push(() => this.ledger.set(key, ban.until));
+    }
+    this.ledger.warnCap(refused, nowMs);
+    if (expired > 0) this.log.debug({ expired }, 'skipped bans that had already expired');
+    const lines: string[] = [];
+    for (const name of newSets) lines.push(...this.setLines(name, this.jails));
+    for (const [name, s] of perSet) if (s.touch.length) lines.push(`add element ${t} ${name} { ${s.touch.join(', ')} }`);
+    for (const [name, s] of perSet) if (s.touch.length) lines.push(`delete element ${t} ${name} { ${s.touch.join(', ')} }`);
+    for (const [name, s] of perSet) if (s.add.length) lines.push(`add element ${t} ${name} { ${s.add.join(', ')} }`);
+    return {
+      script: lines.length ? lines.join('\n') + '\n' : '',
+      onSuccess: () => {
+        for (const n of newSets) this.sets.add(n);
+        for (const op of ledgerOps) op();
+      },
+    };
+  }
+
+  sync(bans: readonly FirewallBan[]): Promise<void> {
+    return this.serialize(() => this.withRepair('nft sync', () => this.buildSync(bans)));
+  }
+
+  private buildSync(bans: readonly FirewallBan[]): Batch {
+    const t = `inet ${this.table}`;
+    const nowMs = clockNow();
+    const wanted = new Map<string, CheckedBan>();
+    const rejected: string[] = [];
+    for (const b of bans) {
+      let c: CheckedBan;
+      try {
+        c = this.check(b);
+      } catch (err) {
+        rejected.push(`${b.jail} ${b.addr}: ${(err as Error).message}`);
+        continue;
+      }
+      if (c.until !== -1 && c.until <= nowMs) continue;
+      const key = banKey(c.jail, c.target.text);
+      const prev = wanted.get(key);
+      if (!prev || outlasts(c.until, prev.until)) wanted.set(key, c);
+    }
+    if (rejected.length) this.log.warn({ rejected: rejected.length, examples: rejected.slice(0, 5) }, 'sync skipped invalid bans');
+    let list = [...wanted.entries()];
+    if (list.length > this.ledger.maxBans) {
+      this.ledger.warnCap(list.length - this.ledger.maxBans, nowMs);
+      list = list.slice(0, this.ledger.maxBans);
+    }
+    const perSet = new Map<string, string[]>();
+    const newSets = new Set<string>();
+    for (const [, c] of list) {
+      const name = setName(c.jail, c.target);
+      if (!this.sets.has(name)) newSets.add(name);
+      let arr = perSet.get(name);
+      if (!arr) perSet.set(name, (arr = []));
+      const el = elementText(c.target);
+      arr.push(c.until === -1 ? el : `${el} timeout ${Math.ceil(c.until - nowMs)}ms`);
+    }
+    const lines: string[] = [];
+    for (const name of newSets) lines.push(...this.setLines(name, this.jails));
+    for (const name of this.sets) lines.push(`flush set ${t} ${name}`);
+    for (const [name, els] of perSet) lines.push(`add element ${t} ${name} { ${els.join(', ')} }`);
+    return {
+      script: lines.join('\n') + '\n',
+      onSuccess: () => {
+        for (const n of newSets) this.sets.add(n);
+        this.ledger.clear();
+        for (const [key, c] of list) this.ledger.set(key, c.until);
+        this.ledgerSeeded = true;
+      },
+    };
+  }
+
+  /**
+   * Apply a batch; when it fails, repair the table (someone flushed the ruleset, deleted a set, …)
+   * and apply a freshly built batch once more, since what exists may have changed.
+   */
+  private async withRepair(operation: string, build: () => Batch): Promise<void> {
+    const first = build();
+    if (!first.script) return first.onSuccess();
+    const r = await this.run.run(operation, [this.nft, '-f', '-'], first.script, { allowFail: true });
+    if (r.exitCode === 0) return first.onSuccess();
+    this.log.warn({ operation, stderr: r.stderr.trim().slice(0, 500) }, 'nft batch failed; repairing the table and retrying once');
+    try {
+      await this.setup(this.jails);
+    } catch (err) {
+      throw new FirewallError(operation, `${r.stderr.trim()}\nrepair failed too: ${(err as Error).message}`, { cause: err });
+    }
+    const second = build();
+    if (second.script) await this.run.run(operation, [this.nft, '-f', '-'], second.script);
+    second.onSuccess();
+  }
+
+  list(): Promise<FirewallBan[]> {
+    return this.serialize(() => this.readBans());
+  }
+
+  /** Read every element of our sets; `until` is rebuilt from the kernel's whole-second `expires`. */
+  private async readBans(): Promise<FirewallBan[]> {
+    const r = await this.run.run('nft list', [this.nft, '-j', 'list', 'table', 'inet', this.table], undefined, { allowFail: true });
+    if (r.exitCode !== 0) {
+      if (/No such file or directory/.test(r.stderr)) return [];
+      throw new FirewallError('nft list', r.stderr);
+    }
+    const nowMs = clockNow();
+    const out: FirewallBan[] = [];
+    for (const item of parseNftJson(r.stdout, 'nft list')) {
+      const set = (item as { set?: { name?: unknown; elem?: unknown } }).set;
+      if (!set || typeof set.name !== 'string' || !Array.isArray(set.elem)) continue;
+      const info = parseSetName(set.name);
+      if (!info) continue;
+      const full = info.family === 4 ? 32 : 128;
+      for (const e of set.elem as unknown[]) {
+        let val: unknown = e;
+        let expires: unknown;
+        if (e && typeof e === 'object' && 'elem' in e) {
+          const inner = (e as { elem: { val?: unknown; expires?: unknown } }).elem;
+          val = inner.val;
+          expires = inner.expires;
+        }
+        if (typeof val !== 'string') continue;
+        out.push({
+          jail: info.jail,
+          addr: info.prefix === full ? val : `${val}/${info.prefix}`,
+          family: info.family,
+          until: typeof expires === 'number' ? nowMs + expires * 1000 : -1,
+        });
+      }
+    }
+    return out;
+  }
+
+  shutdown(options: { cleanup?: boolean } = {}): Promise<void> {
+    return this.serialize(async () => {
+      if (this.pending.size > 0) this.log.warn({ pending: this.pending.size }, 'shutdown with uncommitted firewall changes');
+      if (!options.cleanup) return;
+      const r = await this.run.run('nft cleanup', [this.nft, 'delete', 'table', 'inet', this.table], undefined, { allowFail: true });
+      if (r.exitCode !== 0 && !/No such file or directory/.test(r.stderr)) throw new FirewallError('nft cleanup', r.stderr);
+      this.sets.clear();
+      this.ledger.clear();
+    });
+  }
+}
+
+interface Batch {
+  readonly script: string;
+  readonly onSuccess: () => void;
+}
+
+/** The match part of a jail's rules: protocol and ports, or nothing when the jail drops everything. */
+function matchText(rule: JailRule): string {
+  if (rule.ports === 'all') {
+    return rule.protocols === 'all' ? '' : `meta l4proto { ${rule.protocols.join(', ')} } `;
+  }
+  const ports = rule.ports.map(([lo, hi]) => (lo === hi ? String(lo) : `${lo}-${hi}`)).join(', ');
+  return `meta l4proto { ${portProtocols(rule).join(', ')} } th dport { ${ports} } `;
+}
+
+function parseNftJson(text: string, operation: string): unknown[] {
+  try {
+    const doc = JSON.parse(text) as { nftables?: unknown };
+    return Array.isArray(doc.nftables) ? doc.nftables : [];
+  } catch (err) {
+    throw new FirewallError(operation, `unreadable JSON from nft: ${(err as Error).message}`, { cause: err });
+  }
+}

@@ -1,0 +1,248 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { pino, type Logger } from 'pino';
+import { FirewallError, InvalidInputError } from '../../common/errors.js';
+import type { FirewallBan, JailRule } from '../../agent/firewall/backend.js';
+import { NftablesBackend } from '../../agent/firewall/nftables.js';
+import { createFleet, netnsAvailable, type Fleet } from '../helpers/netns.js';
+
+const avail = netnsAvailable();
+const HOST4 = '198.51.100.10';
+const HOST6 = '2001:db8::10';
+const ATK4 = '198.51.100.66';
+const ATK6 = '2001:db8::66';
+const GOOD4 = '198.51.100.77';
+
+const SSH: JailRule = { jail: 'ssh-test.v1', ports: [[22, 22]], protocols: ['tcp'] };
+const ALL: JailRule = { jail: 'all_ports', ports: 'all', protocols: 'all' };
+
+let fleet: Fleet;
+let stops: Array<() => Promise<void>> = [];
+
+/** A logger whose lines land in an array, to assert on commands and warnings. */
+function captureLogger(): { logger: Logger; lines: Array<Record<string, unknown>> } {
+  const lines: Array<Record<string, unknown>> = [];
+  const logger = pino({ level: 'debug' }, { write: (s: string) => void lines.push(JSON.parse(s) as Record<string, unknown>) });
+  return { logger, lines };
+}
+
+function backend(extra: Partial<ConstructorParameters<typeof NftablesBackend>[0]> = {}): NftablesBackend {
+  return new NftablesBackend({ commandPrefix: fleet.prefix('host'), ...extra });
+}
+
+const ban = (jail: string, addr: string, ms: number): FirewallBan => ({
+  jail,
+  addr,
+  family: addr.includes(':') ? 6 : 4,
+  until: ms === -1 ? -1 : Date.now() + ms,
+});
+
+const reach = (from: string, addr: string, port: number) => fleet.tcpConnects(from, addr, port, 700);
+
+before(async () => {
+  if (!avail.ok) return;
+  fleet = await createFleet([
+    { name: 'host', addrs: [`${HOST4}/24`, `${HOST6}/64`] },
+    { name: 'atk', addrs: [`${ATK4}/24`, `${ATK6}/64`] },
+    { name: 'good', addrs: [`${GOOD4}/24`, '2001:db8::77/64'] },
+  ]);
+  for (const port of [22, 80]) stops.push((await fleet.listen('host', '::', port)).stop);
+});
+
+after(async () => {
+  for (const s of stops) await s();
+  stops = [];
+  await fleet?.destroy();
+});
+
+test('a port-scoped ban drops the attacker on that port only, and unban restores it', async (t) => {
+  if (!avail.ok) return t.skip(avail.reason);
+  const fw = backend();
+  try {
+    await fw.init([SSH, ALL]);
+    assert.equal(await reach('atk', HOST4, 22), true, 'attacker connects before the ban');
+    fw.add(ban('ssh-test.v1', ATK4, 60_000));
+    await fw.commit();
+    assert.equal(await reach('atk', HOST4, 22), false, 'attacker dropped on the jail port');
+    assert.equal(await reach('atk', HOST4, 80), true, 'attacker still reaches another port');
+    assert.equal(await reach('good', HOST4, 22), true, 'bystander connects');
+    const listed = await fw.list();
+    assert.equal(listed.length, 1);
+    assert.equal(listed[0]!.jail, 'ssh-test.v1');
+    assert.equal(listed[0]!.addr, ATK4);
+    assert.ok(Math.abs(listed[0]!.until - (Date.now() + 60_000)) < 3000, `until ${listed[0]!.until} is about a minute ahead`);
+    fw.delete('ssh-test.v1', ATK4);
+    fw.delete('ssh-test.v1', '198.51.100.99'); // never banned: not an error
+    await fw.commit();
+    assert.equal(await reach('atk', HOST4, 22), true, 'attacker connects after unban');
+    assert.deepEqual(await fw.list(), []);
+  } finally {
+    await fw.shutdown({ cleanup: true });
+  }
+});
+
+test('the kernel expires a short ban by itself', async (t) => {
+  if (!avail.ok) return t.skip(avail.reason);
+  const fw = backend();
+  try {
+    await fw.init([SSH]);
+    fw.add(ban('ssh-test.v1', ATK4, 2000));
+    fw.add(ban('ssh-test.v1', GOOD4, -5000)); // already expired: skipped, not an error
+    await fw.commit();
+    assert.equal(await reach('atk', HOST4, 22), false);
+    assert.equal(await reach('good', HOST4, 22), true);
+    const deadline = Date.now() + 6000;
+    let open = false;
+    while (!open && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 300));
+      open = await reach('atk', HOST4, 22);
+    }
+    assert.equal(open, true, 'attacker connects again after the 2 s timeout');
+    assert.deepEqual(await fw.list(), []);
+  } finally {
+    await fw.shutdown({ cleanup: true });
+  }
+});
+
+test('IPv6 addresses and overlapping CIDR networks are banned in one batch', async (t) => {
+  if (!avail.ok) return t.skip(avail.reason);
+  const fw = backend();
+  try {
+    await fw.init([SSH, ALL]);
+    fw.add(ban('ssh-test.v1', ATK6, 60_000));
+    fw.add(ban('all_ports', '198.51.100.64/29', 60_000)); // holds .66, not .77
+    fw.add(ban('all_ports', ATK4, 60_000)); // inside the /26: must not fail the transaction
+    fw.add(ban('all_ports', '198.51.100.64/30', 60_000));
+    await fw.commit();
+    assert.equal(await reach('atk', HOST6, 22), false, 'IPv6 attacker dropped');
+    assert.equal(await reach('good', HOST6, 22), true, 'IPv6 bystander connects');
+    assert.equal(await reach('atk', HOST4, 80), false, 'network ban drops the attacker on any port');
+    assert.equal(await reach('good', HOST4, 80), true, 'bystander outside the network connects');
+    const addrs = (await fw.list()).map((b) => `${b.jail} ${b.addr} ${b.family}`).sort();
+    assert.deepEqual(addrs, [
+      'all_ports 198.51.100.64/29 4',
+      'all_ports 198.51.100.64/30 4',
+      `all_ports ${ATK4} 4`,
+      `ssh-test.v1 ${ATK6} 6`,
+    ]);
+    fw.delete('all_ports', '198.51.100.64/29');
+    fw.delete('all_ports', '198.51.100.64/30');
+    await fw.commit();
+    assert.equal(await reach('atk', HOST4, 80), false, 'single-address ban still holds after the networks go');
+    fw.delete('all_ports', ATK4);
+    fw.delete('ssh-test.v1', '2001:DB8:0::66'); // non-canonical spelling of the same address
+    await fw.commit();
+    assert.equal(await reach('atk', HOST4, 80), true);
+    assert.equal(await reach('atk', HOST6, 22), true);
+  } finally {
+    await fw.shutdown({ cleanup: true });
+  }
+});
+
+test('sync replaces the content, init is idempotent, and a changed jail list rewrites rules', async (t) => {
+  if (!avail.ok) return t.skip(avail.reason);
+  const fw = backend();
+  try {
+    await fw.init([SSH, ALL]);
+    fw.add(ban('ssh-test.v1', '203.0.113.5', 60_000));
+    fw.add(ban('all_ports', '2001:db8:5::/48', 60_000));
+    await fw.commit();
+    await fw.sync([ban('ssh-test.v1', ATK4, 60_000), ban('all_ports', '192.0.2.9', -1), ban('ssh-test.v1', ATK4, 30_000)]);
+    const listed = (await fw.list()).map((b) => `${b.jail} ${b.addr} ${b.until === -1 ? 'forever' : 'timed'}`).sort();
+    assert.deepEqual(listed, ['all_ports 192.0.2.9 forever', `ssh-test.v1 ${ATK4} timed`]);
+    assert.equal(await reach('atk', HOST4, 22), false);
+
+    await fw.init([SSH, ALL]);
+    assert.equal((await fw.list()).length, 2, 're-init keeps the elements');
+    assert.equal(await reach('atk', HOST4, 22), false, 're-init keeps enforcing');
+    const fresh = backend();
+    await fresh.init([SSH, ALL]); // a second agent process (restart) sees the same kernel state
+    assert.equal((await fresh.list()).length, 2);
+
+    await fw.init([{ jail: 'ssh-test.v1', ports: [[80, 80]], protocols: ['tcp'] }]);
+    assert.equal(await reach('atk', HOST4, 22), true, 'port 22 no longer in the jail');
+    assert.equal(await reach('atk', HOST4, 80), false, 'port 80 now is');
+    assert.deepEqual((await fw.list()).map((b) => b.jail), ['ssh-test.v1'], 'the removed jail took its sets along');
+    assert.throws(() => fw.add(ban('all_ports', ATK4, 1000)), InvalidInputError);
+  } finally {
+    await fw.shutdown({ cleanup: true });
+  }
+  const tables = await fleet.exec('host', 'nft', ['list', 'tables']);
+  assert.doesNotMatch(tables.stdout, /fleetban/, 'cleanup removed the table');
+});
+
+test('10,000 bans apply as one nft transaction', async (t) => {
+  if (!avail.ok) return t.skip(avail.reason);
+  const { logger, lines } = captureLogger();
+  const fw = backend({ logger });
+  try {
+    await fw.init([SSH]);
+    for (let i = 0; i < 9999; i++) fw.add(ban('ssh-test.v1', `2001:db8:1:${(i >> 8).toString(16)}::${(i & 0xff).toString(16)}`, 600_000));
+    fw.add(ban('ssh-test.v1', ATK4, 600_000));
+    lines.length = 0;
+    await fw.commit();
+    const commands = lines.filter((l) => l.msg === 'firewall command');
+    assert.equal(commands.length, 1, 'one nft process for the whole batch');
+    assert.equal(commands[0]!.operation, 'nft commit');
+    assert.equal((await fw.list()).length, 10_000);
+    assert.equal(await reach('atk', HOST4, 22), false);
+  } finally {
+    await fw.shutdown({ cleanup: true });
+  }
+});
+
+test('a repeated ban refreshes the timeout; a vanished table is repaired on commit', async (t) => {
+  if (!avail.ok) return t.skip(avail.reason);
+  const { logger, lines } = captureLogger();
+  const fw = backend({ logger, table: 'fbrepair' });
+  try {
+    await fw.init([SSH]);
+    fw.add(ban('ssh-test.v1', ATK4, 10_000));
+    await fw.commit();
+    fw.add(ban('ssh-test.v1', ATK4, 120_000));
+    await fw.commit();
+    const [b] = await fw.list();
+    assert.ok(b && b.until > Date.now() + 100_000, 'the longer timeout replaced the shorter one');
+    fw.add(ban('ssh-test.v1', ATK4, 50_000));
+    fw.add(ban('ssh-test.v1', ATK4, 300_000)); // longest ban of one batch wins
+    fw.add(ban('ssh-test.v1', ATK4, 40_000));
+    await fw.commit();
+    assert.ok((await fw.list())[0]!.until > Date.now() + 250_000);
+
+    await fleet.exec('host', 'nft', ['delete', 'table', 'inet', 'fbrepair']); // someone flushed our table
+    assert.equal(await reach('atk', HOST4, 22), true);
+    fw.add(ban('ssh-test.v1', '203.0.113.0/24', 60_000)); // needs a network set that is gone too
+    fw.add(ban('ssh-test.v1', ATK4, 60_000));
+    await fw.commit();
+    assert.ok(lines.some((l) => l.level === 40 && String(l.msg).includes('repairing')), 'repair was logged');
+    assert.equal(await reach('atk', HOST4, 22), false, 'ban enforced after repair');
+    assert.equal((await fw.list()).length, 2);
+  } finally {
+    await fw.shutdown({ cleanup: true });
+  }
+});
+
+test('the per-host cap refuses new bans with a warning, and errors are FirewallErrors with stderr', async (t) => {
+  if (!avail.ok) return t.skip(avail.reason);
+  const { logger, lines } = captureLogger();
+  const fw = backend({ logger, maxBans: 3 });
+  try {
+    await fw.init([SSH]);
+    for (const a of ['192.0.2.1', '192.0.2.2', '192.0.2.3', '192.0.2.4', '192.0.2.5']) fw.add(ban('ssh-test.v1', a, 60_000));
+    await fw.commit();
+    assert.equal((await fw.list()).length, 3);
+    assert.ok(lines.some((l) => l.level === 40 && l.maxBans === 3 && l.refused === 2), 'cap warning logged');
+    fw.delete('ssh-test.v1', '192.0.2.1');
+    fw.add(ban('ssh-test.v1', '192.0.2.6', 60_000)); // the unban in the same batch makes room
+    await fw.commit();
+    assert.deepEqual((await fw.list()).map((b) => b.addr).sort(), ['192.0.2.2', '192.0.2.3', '192.0.2.6']);
+    assert.throws(() => fw.add(ban('ssh-test.v1', '192.0.2.1; flush ruleset', 1000)), InvalidInputError);
+    assert.throws(() => fw.add(ban('ssh-test.v1', '203.0.113.9/24', 1000)), /host bits/);
+  } finally {
+    await fw.shutdown({ cleanup: true });
+  }
+  const broken = backend({ nftBinary: '/nonexistent/nft' });
+  await assert.rejects(broken.init([SSH]), (err: unknown) => err instanceof FirewallError && /nft/.test(err.message));
+  const bad = backend();
+  await assert.rejects(bad.init([{ jail: 'x', ports: [[0, 70000]], protocols: ['tcp'] }]), /port range/);
+});
