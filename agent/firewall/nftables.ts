@@ -286,7 +286,7 @@ export class NftablesBackend implements FirewallBackend {
       const s = slot(setName(ban.jail, target));
       const el = elementText(target);
       s.touch.push(el);
-      s.add.push(left === -1 ? el : `${el} timeout ${Math.ceil(left)}ms`);
+      s.add.push(left === -1 ? el : `${el} timeout ${nftDuration(left)}`);
       ledgerOps.push(() => this.ledger.set(key, ban.until));
     }
     this.ledger.warnCap(refused, nowMs);
@@ -341,7 +341,7 @@ export class NftablesBackend implements FirewallBackend {
       let arr = perSet.get(name);
       if (!arr) perSet.set(name, (arr = []));
       const el = elementText(c.target);
-      arr.push(c.until === -1 ? el : `${el} timeout ${Math.ceil(c.until - nowMs)}ms`);
+      arr.push(c.until === -1 ? el : `${el} timeout ${nftDuration(c.until - nowMs)}`);
     }
     const lines: string[] = [];
     for (const name of newSets) lines.push(...this.setLines(name, this.jails));
@@ -441,6 +441,21 @@ function matchText(rule: JailRule): string {
   }
   const ports = rule.ports.map(([lo, hi]) => (lo === hi ? String(lo) : `${lo}-${hi}`)).join(', ');
   return `meta l4proto { ${portProtocols(rule).join(', ')} } th dport { ${ports} } `;
+}
+
+/**
+ * nft 1.0.6 rejects a single time unit above about 2^31 ("1000000000ms": value too large), so a
+ * 30-day ban written in ms fails; a mixed-unit value like `30d0h0m0s1ms` is accepted.
+ */
+export function nftDuration(ms: number): string {
+  let left = Math.max(1, Math.ceil(ms));
+  let out = '';
+  for (const [unit, size] of [['d', 86_400_000], ['h', 3_600_000], ['m', 60_000], ['s', 1000]] as const) {
+    const n = Math.floor(left / size);
+    if (n > 0) out += `${n}${unit}`;
+    left -= n * size;
+  }
+  return left > 0 || out === '' ? `${out}${left}ms` : out;
 }
 
 function parseNftJson(text: string, operation: string): unknown[] {

@@ -208,6 +208,14 @@ test('a repeated ban refreshes the timeout; a vanished table is repaired on comm
     fw.add(ban('ssh-test.v1', ATK4, 40_000));
     await fw.commit();
     assert.ok((await fw.list())[0]!.until > Date.now() + 250_000);
+    fw.add(ban('ssh-test.v1', '192.0.2.30', 30 * 86_400_000 + 1)); // a single nft time unit tops out near 2^31 ms
+    fw.add(ban('ssh-test.v1', '192.0.2.31', 3650 * 86_400_000));
+    await fw.commit();
+    const long = (await fw.list()).filter((x) => x.addr.startsWith('192.0.2.3')).map((x) => Math.round((x.until - Date.now()) / 86_400_000)).sort((a, b) => a - b);
+    assert.deepEqual(long, [30, 3650]);
+    fw.delete('ssh-test.v1', '192.0.2.30');
+    fw.delete('ssh-test.v1', '192.0.2.31');
+    await fw.commit();
 
     await fleet.exec('host', 'nft', ['delete', 'table', 'inet', 'fbrepair']); // someone flushed our table
     assert.equal(await reach('atk', HOST4, 22), true);
