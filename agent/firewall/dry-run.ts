@@ -1,0 +1,90 @@
+import { parseBanTarget } from '../../common/address.js';
+import { now as clockNow } from '../../common/clock.js';
+import { componentLogger, type Logger } from '../../common/log.js';
+import type { FirewallBackend, FirewallBan, JailRule } from './backend.js';
+import { banKey, checkBan, validateJailRules } from './jail-rules.js';
+import { PendingChanges } from './pending-changes.js';
+
+/** Options of {@link DryRunBackend}. */
+export interface DryRunOptions {
+  /** Logger; default `componentLogger('firewall.dry-run')`. End-to-end tests wait for its lines. */
+  readonly logger?: Logger;
+}
+
+/**
+ * A backend that changes nothing on the host: each change becomes one info line, and the bans are
+ * kept in memory so list() answers like a real backend. The log lines are an interface: end-to-end
+ * tests wait for `{ action: 'ban'|'unban', jail, addr, until }` with message `dry-run ban` /
+ * `dry-run unban`, and `{ action: 'sync', count }` with `dry-run sync`.
+ */
+export class DryRunBackend implements FirewallBackend {
+  readonly name = 'dry-run';
+  private readonly log: Logger;
+  private readonly pending = new PendingChanges();
+  private readonly bans = new Map<string, FirewallBan>();
+
+  /** @param options see {@link DryRunOptions} */
+  constructor(options: DryRunOptions = {}) {
+    this.log = options.logger ?? componentLogger('firewall.dry-run');
+  }
+
+  async init(jails: readonly JailRule[]): Promise<void> {
+    const checked = validateJailRules(jails);
+    this.log.info({ action: 'init', jails: [...checked.keys()] }, 'dry-run init');
+  }
+
+  add(ban: FirewallBan): void {
+    const c = checkBan(ban);
+    this.pending.add({ jail: c.jail, addr: c.target.text, family: c.target.family, until: c.until });
+  }
+
+  delete(jail: string, addr: string): void {
+    this.pending.delete(jail, parseBanTarget(addr).text);
+  }
+
+  async commit(): Promise<void> {
+    const nowMs = clockNow();
+    for (const c of this.pending.take()) {
+      if (c.kind === 'delete') {
+        // Logged even when not held here: after a restart the memory is empty, yet a real backend
+        // would still issue the delete, and that is what this backend reports.
+        this.bans.delete(banKey(c.jail, c.addr));
+        this.log.info({ action: 'unban', jail: c.jail, addr: c.addr }, 'dry-run unban');
+        continue;
+      }
+      const { ban } = c;
+      if (ban.until !== -1 && ban.until <= nowMs) continue;
+      this.bans.set(banKey(ban.jail, ban.addr), ban);
+      this.log.info({ action: 'ban', jail: ban.jail, addr: ban.addr, until: ban.until }, 'dry-run ban');
+    }
+  }
+
+  async sync(bans: readonly FirewallBan[]): Promise<void> {
+    const nowMs = clockNow();
+    this.bans.clear();
+    for (const b of bans) {
+      let c;
+      try {
+        c = checkBan(b);
+      } catch (err) {
+        this.log.warn({ jail: b.jail, addr: b.addr, err: (err as Error).message }, 'sync skipped an invalid ban');
+        continue;
+      }
+      if (c.until !== -1 && c.until <= nowMs) continue;
+      const key = banKey(c.jail, c.target.text);
+      const prev = this.bans.get(key);
+      if (prev && (prev.until === -1 || (c.until !== -1 && prev.until >= c.until))) continue;
+      this.bans.set(key, { jail: c.jail, addr: c.target.text, family: c.target.family, until: c.until });
+    }
+    this.log.info({ action: 'sync', count: this.bans.size }, 'dry-run sync');
+  }
+
+  async list(): Promise<FirewallBan[]> {
+    const nowMs = clockNow();
+    return [...this.bans.values()].filter((b) => b.until === -1 || b.until > nowMs);
+  }
+
+  async shutdown(options: { cleanup?: boolean } = {}): Promise<void> {
+    if (options.cleanup) this.bans.clear();
+  }
+}
