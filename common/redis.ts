@@ -13,14 +13,13 @@ import { redactUrl } from './config/fleetban-config.js';
  * @returns a connecting client
  */
 export function connectRedis(settings: RedisSettings, purpose: string, log: Logger, extra: RedisOptions = {}): Redis {
-  if (!settings.url) throw new Error('no Redis URL configured');
   const base: RedisOptions = {
     connectionName: `fleetban-${purpose}`,
     maxRetriesPerRequest: null,
     enableAutoPipelining: false,
     retryStrategy: (attempt) => {
       const delay = Math.min(100 * 2 ** Math.min(attempt, 6), 5000);
-      log.warn({ attempt, delayMs: delay, url: redactUrl(settings.url!) }, 'Redis unreachable, retrying');
+      log.warn({ attempt, delayMs: delay, url: redactUrl(settings.url) }, 'Redis unreachable, retrying');
       return delay;
     },
     reconnectOnError: (err) => err.message.startsWith('READONLY'),

@@ -1,4 +1,4 @@
-import { hostname } from 'node:os';
+import { homedir, hostname } from 'node:os';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError } from '../errors.js';
@@ -9,8 +9,13 @@ import { parseTimeSpec } from './time-spec.js';
 
 /** Redis connection settings. The password never appears in logs. */
 export interface RedisSettings {
-  /** redis://, rediss:// or unix:// URL; undefined means "start a private redis-server" (fleetban up only). */
-  readonly url: string | undefined;
+  /**
+   * redis://, rediss:// or unix:// URL. When the file sets none, the private server that
+   * `fleetban up` runs: unix://<state_dir>/redis/redis.sock.
+   */
+  readonly url: string;
+  /** True when the URL is the private server's (nothing configured). */
+  readonly private: boolean;
   readonly username?: string;
   readonly password?: string;
   readonly tls?: { ca?: string; cert?: string; key?: string; servername?: string; rejectUnauthorized: boolean };
@@ -115,6 +120,7 @@ export function loadFleetbanConfig(dir: string): FleetbanConfig {
   const host = get('agent', 'host') ?? hostname().split('.')[0]!;
   if (!HOST_NAME_RE.test(host)) fail('agent', 'host', `'${host}' is not a valid host name`);
 
+  const stateDir = get('agent', 'state_dir') ?? defaultStateDir();
   const url = process.env.FLEETBAN_REDIS_URL || get('redis', 'url');
   if (url && !/^(rediss?|unix):\/\//.test(url)) fail('redis', 'url', `'${redactUrl(url)}' must start with redis://, rediss:// or unix://`);
   let password: string | undefined;
@@ -151,11 +157,11 @@ export function loadFleetbanConfig(dir: string): FleetbanConfig {
   return {
     dir,
     cluster,
-    redis: { url, username: get('redis', 'username'), password, tls },
+    redis: { url: url ?? `unix://${join(stateDir, 'redis', 'redis.sock')}`, private: !url, username: get('redis', 'username'), password, tls },
     agent: {
       host,
       banaction: get('agent', 'banaction') ?? 'auto',
-      stateDir: get('agent', 'state_dir') ?? '/var/lib/fleetban',
+      stateDir,
       heartbeat: seconds('agent', 'heartbeat', '5s'),
       reportBatch: integer('agent', 'report_batch', 500, 1),
       reconcile: seconds('agent', 'reconcile', '30s'),
@@ -168,6 +174,12 @@ export function loadFleetbanConfig(dir: string): FleetbanConfig {
     },
     files: set.files,
   };
+}
+
+/** /var/lib/fleetban for root; a per-user state directory otherwise, so `npm start` works unprivileged too. */
+function defaultStateDir(): string {
+  if (process.getuid?.() === 0) return '/var/lib/fleetban';
+  return join(process.env.XDG_STATE_HOME ?? join(homedir(), '.local', 'state'), 'fleetban');
 }
 
 /** @returns the URL with any password replaced, for logs and messages */

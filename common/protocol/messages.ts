@@ -39,6 +39,9 @@ export type Decision =
   | { op: 'unban'; jail: string; addr: string; origin: string }
   | { op: 'flush'; jail: string; origin: string };
 
+/** Jail of bans made by hand without --jail; every agent enforces it on all ports. */
+export const MANUAL_JAIL = 'manual';
+
 /** `until` value of a permanent ban. */
 export const FOREVER = -1;
 

@@ -1,0 +1,103 @@
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { ClusterKeys } from '../common/protocol/keys.js';
+import { decodeDecision, type Decision } from '../common/protocol/messages.js';
+import { ClusterScripts } from '../common/scripts/index.js';
+import type { Enforcer } from './enforcer.js';
+
+type StreamReply = Array<[string, Array<[string, string[]]>]> | null;
+
+/**
+ * Follows the decisions stream and applies it. On start and after every reconnect it loads the
+ * snapshot of active bans with the stream id that matches it, so no decision is missed even if
+ * the stream was trimmed while the agent was away.
+ */
+export class DecisionFollower {
+  private running = false;
+  private loop: Promise<void> | undefined;
+  private resync = true;
+  /** Id of the newest decision applied (or of the snapshot), reported in heartbeats and acks. */
+  lastId = '0-0';
+  lastAppliedAt = 0;
+  private readonly scripts: ClusterScripts;
+  private readonly synced: Promise<void>;
+  private markSynced!: () => void;
+
+  /**
+   * @param redis a connection for this follower alone (it blocks in XREAD)
+   * @param onApplied called after each applied batch with the newest id (acknowledgement)
+   */
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: ClusterKeys,
+    private readonly enforcer: Enforcer,
+    private readonly log: Logger,
+    private readonly onApplied: (lastId: string) => void = () => undefined,
+  ) {
+    this.scripts = new ClusterScripts(redis, keys);
+    this.synced = new Promise((r) => (this.markSynced = r));
+    // After any reconnect the stream may have moved on or been trimmed: start again from a snapshot.
+    let first = true;
+    redis.on('ready', () => {
+      if (!first) this.resync = true;
+      first = false;
+    });
+  }
+
+  /** Start following; resolves after the first snapshot has been applied. */
+  async start(): Promise<void> {
+    this.running = true;
+    this.loop = this.run();
+    await this.synced;
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    this.redis.disconnect();
+    await this.loop;
+  }
+
+  private async run(): Promise<void> {
+    let backoff = 100;
+    while (this.running) {
+      try {
+        if (this.resync) {
+          this.resync = false;
+          const snap = await this.scripts.snapshot();
+          for (const d of snap.damaged) this.log.warn({ entry: d }, 'damaged ban record skipped');
+          await this.enforcer.replaceAll(snap.bans);
+          this.lastId = snap.lastId;
+          this.lastAppliedAt = Date.now();
+          this.onApplied(this.lastId);
+          this.markSynced();
+        }
+        const reply = (await this.redis.xread('COUNT', 5000, 'BLOCK', 5000, 'STREAMS', this.keys.decisions, this.lastId)) as StreamReply;
+        const entries = reply?.[0]?.[1] ?? [];
+        if (entries.length === 0) continue;
+        const decisions: Decision[] = [];
+        for (const [id, fields] of entries) {
+          const d = decodeDecision(fields);
+          if (d.ok) decisions.push(d.value);
+          else this.log.warn({ id, reason: d.reason }, 'malformed decision skipped');
+        }
+        await this.enforcer.apply(decisions);
+        this.lastId = entries[entries.length - 1]![0];
+        this.lastAppliedAt = Date.now();
+        for (const d of decisions) {
+          if (d.op === 'ban') this.log.info({ jail: d.jail, addr: d.addr, until: d.until, origin: d.origin }, 'ban applied');
+          else if (d.op === 'unban') this.log.info({ jail: d.jail, addr: d.addr, origin: d.origin }, 'unban applied');
+          else this.log.info({ jail: d.jail, origin: d.origin }, 'flush applied');
+        }
+        this.onApplied(this.lastId);
+        backoff = 100;
+      } catch (err) {
+        if (!this.running) break;
+        // A firewall failure or a lost connection: keep what the kernel has, resync from a snapshot.
+        this.log.error({ err: (err as Error).message }, 'applying decisions failed; will resync');
+        this.resync = true;
+        await new Promise((r) => setTimeout(r, backoff));
+        backoff = Math.min(backoff * 2, 5000);
+      }
+    }
+  }
+}

@@ -1,0 +1,151 @@
+import { join } from 'node:path';
+import type { Redis } from 'ioredis';
+import { loadFleetbanConfig, type FleetbanConfig } from '../common/config/fleetban-config.js';
+import { loadJails, type JailConfig } from '../common/config/jails.js';
+import { clusterKeys } from '../common/protocol/keys.js';
+import { connectRedis } from '../common/redis.js';
+import { componentLogger } from '../common/log.js';
+import { now } from '../common/clock.js';
+import { FLEETBAN_VERSION } from '../common/protocol/version.js';
+import { ConfigError } from '../common/errors.js';
+import { MANUAL_JAIL } from '../common/protocol/messages.js';
+import { loadFilter, builtinFilterDir } from '../common/filter/index.js';
+import type { Filter, LineMatcher } from '../common/filter/types.js';
+import { createFirewallBackend } from './firewall/index.js';
+import type { JailRule } from './firewall/backend.js';
+import { createLogSources } from './sources/index.js';
+import type { LogSource } from './sources/source.js';
+import { Enforcer } from './enforcer.js';
+import { DecisionFollower } from './decisions.js';
+import { Reporter } from './reporter.js';
+import { HeartbeatSender, hostAddresses } from './heartbeat.js';
+
+export interface AgentOptions {
+  /** Settings that replace the file's (fleetban up, tests). */
+  readonly override?: Partial<FleetbanConfig>;
+  /** Where log sources start: end (default), beginning, or resume from saved positions. */
+  readonly startAt?: 'end' | 'beginning' | 'resume';
+}
+
+export interface AgentHandle {
+  readonly enforcer: Enforcer;
+  readonly reporter: Reporter;
+  readonly follower: DecisionFollower;
+  stop(options?: { cleanup?: boolean }): Promise<void>;
+}
+
+/**
+ * Load the filters of the enabled jails. Done before anything starts, so a broken filter stops the
+ * agent with the file, line and key instead of failing later.
+ */
+export function loadJailFilters(dir: string, jails: readonly JailConfig[]): Map<string, Filter> {
+  const dirs = [join(dir, 'filter.d'), builtinFilterDir()];
+  const filters = new Map<string, Filter>();
+  for (const j of jails) {
+    try {
+      filters.set(j.name, loadFilter(j.filter, { dirs, jail: j.options }));
+    } catch (err) {
+      if (err instanceof ConfigError) throw err;
+      throw new ConfigError(`jail [${j.name}]: filter '${j.filter}': ${(err as Error).message}`, j.file, j.line, 'filter');
+    }
+  }
+  return filters;
+}
+
+/** The firewall rule of each enforcing jail, plus the manual jail. */
+export function jailRules(jails: readonly JailConfig[]): JailRule[] {
+  const rules: JailRule[] = jails.filter((j) => j.enforce).map((j) => ({ jail: j.name, ports: j.ports, protocols: j.protocols }));
+  if (!rules.some((r) => r.jail === MANUAL_JAIL)) rules.push({ jail: MANUAL_JAIL, ports: 'all', protocols: 'all' });
+  return rules;
+}
+
+/**
+ * Start an agent: follow the jails' logs, report failures, apply the cluster's decisions.
+ * @param dir configuration directory
+ */
+export async function startAgent(dir: string, options: AgentOptions = {}): Promise<AgentHandle> {
+  const log = componentLogger('agent');
+  const config = { ...loadFleetbanConfig(dir), ...options.override };
+  const loaded = loadJails(dir);
+  for (const w of loaded.warnings) log.warn(w);
+  const filters = loadJailFilters(dir, loaded.jails);
+  const keys = clusterKeys(config.cluster);
+  const host = config.agent.host;
+
+  const backend = await createFirewallBackend(config.agent.banaction, {});
+  const enforcer = new Enforcer(backend, jailRules(loaded.jails), componentLogger('agent.firewall'));
+  await enforcer.init();
+
+  const commands: Redis = connectRedis(config.redis, 'agent', log);
+  const blocking: Redis = connectRedis(config.redis, 'agent-decisions', log);
+  const reporter = new Reporter(commands, keys, componentLogger('agent.reporter'), config.agent.reportBatch, 100_000, config.coordinator.streamMaxlen);
+  let heartbeat: HeartbeatSender | undefined;
+  const follower = new DecisionFollower(blocking, keys, enforcer, componentLogger('agent.decisions'), () => void heartbeat?.beat());
+  heartbeat = new HeartbeatSender(commands, keys, config.agent.heartbeat * 1000, () => ({
+    host,
+    addrs: hostAddresses(),
+    version: FLEETBAN_VERSION,
+    backend: enforcer.backendName,
+    jails: loaded.jails.map((j) => j.name),
+    bansApplied: enforcer.applied,
+    lastDecision: follower.lastId,
+  }), componentLogger('agent.heartbeat'));
+
+  // Wait briefly for the first snapshot so the kernel holds the cluster's bans before logs are
+  // followed; with Redis away, start anyway: enforcing what the kernel has and buffering reports.
+  const synced = follower.start();
+  const waited = await Promise.race([synced.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 5000).unref())]);
+  if (!waited) log.warn('cluster bans not loaded yet (Redis unreachable?); continuing and retrying in the background');
+  heartbeat.start();
+
+  const sources: LogSource[] = [];
+  for (const jail of loaded.jails) {
+    const filter = filters.get(jail.name)!;
+    const matchers = new Map<string, LineMatcher>();
+    const jailLog = componentLogger(`agent.jail.${jail.name}`);
+    for (const source of createLogSources(jail, { stateDir: join(config.agent.stateDir, 'positions'), startAt: options.startAt ?? 'end' })) {
+      await source.start((lines, origin) => {
+        let matcher = matchers.get(origin);
+        if (!matcher) {
+          matcher = filter.createMatcher();
+          matchers.set(origin, matcher);
+        }
+        for (const line of lines) {
+          for (const m of matcher.feed(line)) {
+            reporter.report({ jail: jail.name, addr: m.addr, time: m.time ?? now(), host, line: m.text });
+            if (jailLog.isLevelEnabled('debug')) jailLog.debug({ addr: m.addr, origin }, 'failure');
+          }
+        }
+      });
+      sources.push(source);
+    }
+  }
+
+  const reconcileTimer = setInterval(() => {
+    enforcer.reconcile().then(
+      (n) => n > 0 && log.warn({ repaired: n }, 'firewall repaired'),
+      (err: Error) => log.error({ err: err.message }, 'reconciliation failed'),
+    );
+  }, config.agent.reconcile * 1000);
+  reconcileTimer.unref();
+
+  log.info({ host, cluster: config.cluster, backend: enforcer.backendName, jails: loaded.jails.map((j) => j.name) }, 'agent started');
+
+  return {
+    enforcer,
+    reporter,
+    follower,
+    async stop(stopOptions = {}) {
+      clearInterval(reconcileTimer);
+      heartbeat?.stop();
+      await Promise.all(sources.map((s) => s.stop()));
+      // The hosts entry stays: `fleetban hosts` shows a stopped agent as not alive rather than forgetting it.
+      await Promise.race([reporter.flush(), new Promise((r) => setTimeout(r, 2000).unref())]);
+      await follower.stop();
+      await commands.quit().catch(() => commands.disconnect());
+      // Without cleanup the bans stay in the kernel (with their timeouts) while the agent is down.
+      await enforcer.shutdown(stopOptions.cleanup ?? false);
+      log.info('agent stopped');
+    },
+  };
+}

@@ -1,0 +1,100 @@
+import type { Command } from 'commander';
+import { parseBanTarget, AddressMatcher } from '../../common/address.js';
+import { parseTimeSpec, formatDuration, PERMANENT } from '../../common/config/time-spec.js';
+import { loadJails, JAIL_DEFAULTS, type JailConfig } from '../../common/config/jails.js';
+import { configDir } from '../../common/config/fleetban-config.js';
+import { JAIL_NAME_RE, LIMITS, MANUAL_JAIL } from '../../common/protocol/messages.js';
+import { ClusterScripts } from '../../common/scripts/index.js';
+import { now } from '../../common/clock.js';
+import { CliError, withContext, formatTime, type GlobalOptions } from '../context.js';
+
+/** Parse addresses from the command line; the first bad one is refused with its reason. */
+function targets(inputs: string[]): string[] {
+  return inputs.map((input) => {
+    try {
+      return parseBanTarget(input).text;
+    } catch (err) {
+      throw new CliError(`invalid address '${input}': ${(err as Error).message}`);
+    }
+  });
+}
+
+function checkJail(jail: string): string {
+  if (!JAIL_NAME_RE.test(jail)) throw new CliError(`invalid jail name '${jail}': letters, digits, '_', '.', '-' only`);
+  return jail;
+}
+
+/** The jail's configuration when this host has it (for its bantime and whitelist). */
+function configuredJail(opts: GlobalOptions, jail: string): JailConfig | undefined {
+  try {
+    return loadJails(configDir(opts.config)).jails.find((j) => j.name === jail);
+  } catch {
+    return undefined;
+  }
+}
+
+export function registerBanCommands(program: Command, globals: () => GlobalOptions): void {
+  program
+    .command('ban')
+    .description('ban an address or CIDR network on every host of the cluster')
+    .argument('<addr>', 'IPv4/IPv6 address or network, e.g. 198.51.100.7 or 203.0.113.0/24')
+    .option('--jail <jail>', 'jail to ban in (its ports are blocked)', MANUAL_JAIL)
+    .option('--bantime <time>', "ban duration: 600, 10m, 1h, 1d, or -1 for permanent (default: the jail's bantime)")
+    .option('--reason <text>', 'reason shown by `fleetban banned`', 'manual ban')
+    .option('--force', 'ban even when the address is whitelisted by the jail (ignoreip)')
+    .action(async (addr: string, o: { jail: string; bantime?: string; reason: string; force?: boolean }) => {
+      const g = globals();
+      const [target] = targets([addr]);
+      const jail = checkJail(o.jail);
+      const jc = configuredJail(g, jail);
+      let seconds: number;
+      try {
+        seconds = parseTimeSpec(o.bantime ?? (jc ? String(jc.bantime) : JAIL_DEFAULTS.bantime));
+      } catch (err) {
+        throw new CliError(`invalid --bantime: ${(err as Error).message}`);
+      }
+      if (seconds === 0) throw new CliError('invalid --bantime: must be positive, or -1 for permanent');
+      if (jc && !o.force && jc.ignoreip.length > 0 && new AddressMatcher(jc.ignoreip).contains(target!)) {
+        throw new CliError(`${target} is whitelisted by jail [${jail}] (ignoreip); use --force to ban it anyway`);
+      }
+      await withContext(g, async (ctx) => {
+        const t = now();
+        const until = seconds === PERMANENT ? -1 : t + Math.round(seconds * 1000);
+        const scripts = new ClusterScripts(ctx.redis, ctx.keys, ctx.config.coordinator.streamMaxlen);
+        const isNew = await scripts.ban({ jail, addr: target!, now: t, until, reason: o.reason.slice(0, LIMITS.reasonChars), origin: ctx.origin });
+        if (g.json) console.log(JSON.stringify({ addr: target, jail, until: until === -1 ? null : new Date(until).toISOString(), new: isNew }));
+        else console.log(`${isNew ? 'banned' : 'ban renewed:'} ${target} in jail ${jail} ${until === -1 ? 'permanently' : `for ${formatDuration(seconds)} (until ${formatTime(until)})`}`);
+      });
+    });
+
+  program
+    .command('unban')
+    .description('lift bans on every host of the cluster')
+    .argument('[addr...]', 'addresses or networks to unban')
+    .option('--all', 'lift every ban (of --jail, or of all jails)')
+    .option('--jail <jail>', 'only in this jail (default: every jail)')
+    .action(async (addrs: string[], o: { all?: boolean; jail?: string }) => {
+      const g = globals();
+      if (o.all && addrs.length > 0) throw new CliError('give addresses or --all, not both');
+      if (!o.all && addrs.length === 0) throw new CliError('give at least one address, or --all');
+      const jail = o.jail ? checkJail(o.jail) : '*';
+      const list = targets(addrs);
+      await withContext(g, async (ctx) => {
+        const scripts = new ClusterScripts(ctx.redis, ctx.keys, ctx.config.coordinator.streamMaxlen);
+        if (o.all) {
+          const n = await scripts.flush(jail, ctx.origin);
+          if (g.json) console.log(JSON.stringify({ lifted: n, jail: jail === '*' ? null : jail }));
+          else console.log(`lifted ${n} ban${n === 1 ? '' : 's'}${jail === '*' ? '' : ` in jail ${jail}`}`);
+          return;
+        }
+        const lifted = await scripts.unban(ctx.origin, list.map((a) => [jail, a] as const));
+        const missing = list.filter((a) => !lifted.some((l) => l.addr === a));
+        if (g.json) console.log(JSON.stringify({ lifted, notBanned: missing }));
+        else {
+          for (const l of lifted) console.log(`unbanned ${l.addr} in jail ${l.jail}`);
+          for (const a of missing) console.error(`${a} was not banned${jail === '*' ? '' : ` in jail ${jail}`}`);
+        }
+        if (lifted.length === 0) throw new CliError('nothing was unbanned', 1);
+      });
+    });
+}

@@ -1,0 +1,130 @@
+import type { Command } from 'commander';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
+import { configDir, loadFleetbanConfig, DEFAULT_CONFIG_DIR, type FleetbanConfig } from '../../common/config/fleetban-config.js';
+import { loadJails } from '../../common/config/jails.js';
+import { componentLogger, rootLogger } from '../../common/log.js';
+import { startAgent, loadJailFilters, jailRules } from '../../agent/main.js';
+import { startCoordinator } from '../../coordinator/main.js';
+import { createFirewallBackend } from '../../agent/firewall/index.js';
+import { startPrivateRedis } from '../private-redis.js';
+import type { GlobalOptions } from '../context.js';
+
+/** The commented defaults shipped in the repository, used by `fleetban up` when /etc/fleetban does not exist. */
+export function shippedConfigDir(): string {
+  return join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'deploy', 'etc', 'fleetban');
+}
+
+/** Stop cleanly on SIGINT/SIGTERM, reload on SIGHUP. */
+function onSignals(stop: () => Promise<void>, reload?: () => void): void {
+  let stopping = false;
+  const handler = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    rootLogger().info({ signal }, 'stopping');
+    stop().then(
+      () => process.exit(0),
+      (err: Error) => {
+        rootLogger().error({ err: err.message }, 'error while stopping');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', () => handler('SIGINT'));
+  process.on('SIGTERM', () => handler('SIGTERM'));
+  if (reload) process.on('SIGHUP', reload);
+}
+
+async function nftUsable(): Promise<boolean> {
+  if (process.getuid?.() !== 0) return false;
+  try {
+    await execa('nft', ['list', 'tables'], { timeout: 5000 });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export function registerDaemonCommands(program: Command, globals: () => GlobalOptions): void {
+  program
+    .command('agent')
+    .description('run the agent: follow logs, report failures, apply the cluster\'s bans to this host\'s firewall')
+    .option('--start-at <where>', 'where to start reading logs: end, beginning, resume', 'end')
+    .option('--cleanup', 'remove every firewall table, set and rule fleetban created on this host, then exit')
+    .action(async (o: { startAt: string; cleanup?: boolean }) => {
+      const dir = configDir(globals().config);
+      if (o.cleanup) {
+        const config = loadFleetbanConfig(dir);
+        const backend = await createFirewallBackend(config.agent.banaction, {});
+        await backend.init(jailRules(loadJails(dir).jails));
+        await backend.shutdown({ cleanup: true });
+        console.log(`removed fleetban's ${backend.name} state from this host`);
+        return;
+      }
+      if (!['end', 'beginning', 'resume'].includes(o.startAt)) throw new Error(`--start-at must be end, beginning or resume, not '${o.startAt}'`);
+      const agent = await startAgent(dir, { startAt: o.startAt as 'end' | 'beginning' | 'resume' });
+      onSignals(() => agent.stop());
+    });
+
+  program
+    .command('coordinator')
+    .description('run a coordinator: count failures across the cluster, decide and expire bans')
+    .action(async () => {
+      const coordinator = await startCoordinator(configDir(globals().config));
+      onSignals(() => coordinator.stop(), () => coordinator.reload());
+    });
+
+  program
+    .command('up')
+    .description('all-in-one on this host: private Redis (unless [redis] url is set), coordinator and agent')
+    .option('--start-at <where>', 'where to start reading logs: end, beginning, resume', 'end')
+    .action(async (o: { startAt: string }) => {
+      const log = componentLogger('up');
+      const flag = globals().config;
+      const dir = flag ?? process.env.FLEETBAN_CONFIG ?? (existsSync(DEFAULT_CONFIG_DIR) ? DEFAULT_CONFIG_DIR : shippedConfigDir());
+      const config = loadFleetbanConfig(dir);
+      log.info({ config: dir }, 'configuration');
+      const stops: Array<() => Promise<void>> = [];
+      let redis = config.redis;
+      if (config.redis.private) {
+        const priv = await startPrivateRedis(join(config.agent.stateDir, 'redis'), log);
+        stops.push(() => priv.stop());
+        redis = { ...config.redis, url: `unix://${priv.socket}` };
+      }
+      let agentSettings = config.agent;
+      if (config.agent.banaction === 'auto' && !(await nftUsable())) {
+        log.warn('not root or no working nft: bans are only logged (dry-run), not enforced. Run as root with nftables installed to enforce.');
+        agentSettings = { ...config.agent, banaction: 'dry-run' };
+      } else if (config.agent.banaction === 'auto') {
+        agentSettings = { ...config.agent, banaction: 'nftables' };
+      }
+      const override: Partial<FleetbanConfig> = { redis, agent: agentSettings };
+      const coordinator = await startCoordinator(dir, override);
+      stops.unshift(() => coordinator.stop());
+      const agent = await startAgent(dir, { override, startAt: o.startAt as 'end' | 'beginning' | 'resume' });
+      stops.unshift(() => agent.stop());
+      log.info('fleetban is up: `fleetban status`, `fleetban banned`, `fleetban hosts` show what it does');
+      onSignals(async () => {
+        for (const stop of stops) await stop();
+      }, () => coordinator.reload());
+    });
+
+  program
+    .command('check-config')
+    .description('parse fleetban.conf, the jails and their filters; report problems with file, line and key')
+    .action(async () => {
+      const g = globals();
+      const dir = configDir(g.config);
+      const config = loadFleetbanConfig(dir);
+      const loaded = loadJails(dir);
+      loadJailFilters(dir, loaded.jails);
+      if (g.json) {
+        console.log(JSON.stringify({ ok: true, dir, cluster: config.cluster, jails: loaded.jails.map((j) => j.name), warnings: loaded.warnings }));
+        return;
+      }
+      for (const w of loaded.warnings) console.log(`warning: ${w}`);
+      console.log(`OK: ${dir}: cluster ${config.cluster}, ${loaded.jails.length} enabled jail${loaded.jails.length === 1 ? '' : 's'}${loaded.jails.length ? ` (${loaded.jails.map((j) => j.name).join(', ')})` : ''}`);
+    });
+}

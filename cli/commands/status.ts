@@ -1,0 +1,150 @@
+import type { Command } from 'commander';
+import { loadJails, type JailConfig } from '../../common/config/jails.js';
+import { configDir } from '../../common/config/fleetban-config.js';
+import { decodeBan, decodeHeartbeat, type BanRecord, type Heartbeat } from '../../common/protocol/messages.js';
+import { now } from '../../common/clock.js';
+import { CliError, withContext, printTable, formatTime, type CliContext, type GlobalOptions } from '../context.js';
+
+/** A host is alive when its last heartbeat is at most this old (three missed 5 s heartbeats). */
+const ALIVE_MS = 15_000;
+
+async function activeBans(ctx: CliContext): Promise<BanRecord[]> {
+  const all = await ctx.redis.hgetall(ctx.keys.bans);
+  const out: BanRecord[] = [];
+  for (const json of Object.values(all)) {
+    const d = decodeBan(json);
+    if (d.ok) out.push(d.value);
+  }
+  return out.sort((a, b) => a.since - b.since || a.addr.localeCompare(b.addr));
+}
+
+function localJails(opts: GlobalOptions): JailConfig[] {
+  try {
+    return loadJails(configDir(opts.config)).jails;
+  } catch {
+    // status must work on a host whose jail files are broken or absent: it then shows what Redis knows.
+    return [];
+  }
+}
+
+/** Milliseconds encoded in a stream id. */
+function idTime(id: string): number {
+  return Number(id.split('-')[0]);
+}
+
+export function registerStatusCommands(program: Command, globals: () => GlobalOptions): void {
+  program
+    .command('status')
+    .description('jails and their counters, like fail2ban-client status')
+    .argument('[jail]', 'one jail in detail')
+    .action(async (jail: string | undefined) => {
+      const g = globals();
+      const configured = localJails(g);
+      await withContext(g, async (ctx) => {
+        const stats = await ctx.redis.hgetall(ctx.keys.stats);
+        const bans = await activeBans(ctx);
+        const names = new Set(configured.map((j) => j.name));
+        for (const b of bans) names.add(b.jail);
+        for (const k of Object.keys(stats)) names.add(k.slice(0, k.lastIndexOf(':')));
+        if (jail !== undefined && !names.has(jail)) throw new CliError(`no jail '${jail}' (known: ${[...names].sort().join(', ') || 'none'})`);
+        const detail = async (name: string) => {
+          const findtime = configured.find((j) => j.name === name)?.findtime;
+          const failing = findtime
+            ? await ctx.redis.zcount(ctx.keys.failing(name), `(${now() - findtime * 1000}`, '+inf')
+            : await ctx.redis.zcard(ctx.keys.failing(name));
+          const banned = bans.filter((b) => b.jail === name).map((b) => b.addr);
+          return {
+            jail: name,
+            currentlyFailed: failing,
+            totalFailed: Number(stats[`${name}:failed`] ?? 0),
+            currentlyBanned: banned.length,
+            totalBanned: Number(stats[`${name}:banned`] ?? 0),
+            bannedList: banned,
+          };
+        };
+        if (jail === undefined) {
+          const list = [...names].sort();
+          if (g.json) {
+            console.log(JSON.stringify({ cluster: ctx.config.cluster, jails: await Promise.all(list.map(detail)) }));
+            return;
+          }
+          console.log(`Status (cluster ${ctx.config.cluster})`);
+          console.log(`|- Number of jail:\t${list.length}`);
+          console.log(`\`- Jail list:\t${list.join(', ')}`);
+          return;
+        }
+        const d = await detail(jail);
+        if (g.json) {
+          console.log(JSON.stringify(d));
+          return;
+        }
+        console.log(`Status for the jail: ${jail}`);
+        console.log('|- Filter');
+        console.log(`|  |- Currently failed:\t${d.currentlyFailed}`);
+        console.log(`|  \`- Total failed:\t${d.totalFailed}`);
+        console.log('`- Actions');
+        console.log(`   |- Currently banned:\t${d.currentlyBanned}`);
+        console.log(`   |- Total banned:\t${d.totalBanned}`);
+        console.log(`   \`- Banned IP list:\t${d.bannedList.join(' ')}`);
+      });
+    });
+
+  program
+    .command('banned')
+    .description('every active ban in the cluster')
+    .option('--jail <jail>', 'only this jail')
+    .action(async (o: { jail?: string }) => {
+      const g = globals();
+      await withContext(g, async (ctx) => {
+        const bans = (await activeBans(ctx)).filter((b) => !o.jail || b.jail === o.jail);
+        if (g.json) {
+          console.log(JSON.stringify(bans.map((b) => ({ ...b, since: formatTime(b.since), until: b.until === -1 ? null : formatTime(b.until) }))));
+          return;
+        }
+        if (bans.length === 0) {
+          console.log('no active bans');
+          return;
+        }
+        printTable(
+          ['ADDRESS', 'JAIL', 'SINCE', 'UNTIL', 'ORIGIN', 'REASON'],
+          bans.map((b) => [b.addr, b.jail, formatTime(b.since), b.until === -1 ? 'permanent' : formatTime(b.until), b.origin, b.reason]),
+        );
+      });
+    });
+
+  program
+    .command('hosts')
+    .description('agents of the cluster: alive, last seen, backend, bans applied, decision lag')
+    .action(async () => {
+      const g = globals();
+      await withContext(g, async (ctx) => {
+        const raw = await ctx.redis.hgetall(ctx.keys.hosts);
+        const newest = (await ctx.redis.xrevrange(ctx.keys.decisions, '+', '-', 'COUNT', 1))[0]?.[0] ?? '0-0';
+        const t = Date.now();
+        const rows: Array<Heartbeat & { alive: boolean; behind: number; lagMs: number }> = [];
+        for (const json of Object.values(raw)) {
+          const d = decodeHeartbeat(json);
+          if (!d.ok) continue;
+          const hb = d.value;
+          // Decisions the host has not applied yet (counted up to 1000) and how far behind in time.
+          const pending = hb.lastDecision === newest ? 0 : (await ctx.redis.xrange(ctx.keys.decisions, `(${hb.lastDecision}`, '+', 'COUNT', 1000)).length;
+          rows.push({ ...hb, alive: t - hb.seenAt <= ALIVE_MS, behind: pending, lagMs: pending === 0 ? 0 : Math.max(0, idTime(newest) - idTime(hb.lastDecision)) });
+        }
+        rows.sort((a, b) => a.host.localeCompare(b.host));
+        if (g.json) {
+          console.log(JSON.stringify(rows.map((r) => ({ host: r.host, alive: r.alive, lastSeen: formatTime(r.seenAt), backend: r.backend, version: r.version,
+            addrs: r.addrs, bansApplied: r.bansApplied, lastDecision: r.lastDecision, decisionsBehind: r.behind, lagMs: r.lagMs }))));
+          return;
+        }
+        if (rows.length === 0) {
+          console.log('no agents have registered');
+          return;
+        }
+        printTable(
+          ['HOST', 'ALIVE', 'LAST SEEN', 'BACKEND', 'BANS APPLIED', 'LAST DECISION', 'BEHIND'],
+          rows.map((r) => [r.host, r.alive ? 'yes' : 'NO', formatTime(r.seenAt), r.backend, String(r.bansApplied), r.lastDecision,
+            r.behind === 0 ? 'up to date' : `${r.behind >= 1000 ? '1000+' : r.behind} (${(r.lagMs / 1000).toFixed(1)}s)`]),
+        );
+      });
+    });
+}

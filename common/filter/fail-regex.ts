@@ -1,0 +1,215 @@
+import { translatePythonRegex, type TranslatedRegex } from './py-regex.js';
+
+/**
+ * One fail2ban filter regex: tags such as `<HOST>`, `<F-USER>…</F-USER>` expanded to Python
+ * groups, then translated to JavaScript. fail2ban's group names are kept (`ip4`, `ip6`, `dns`,
+ * `fid`, `user`, `content`, `mlfid`, `nofail`, ...), so the engine reads results by those names.
+ */
+
+// Address shapes (facts of the formats; the alternatives match what fail2ban's tags accept).
+const IPV4_OCTET = '(?:25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)';
+const IPV4 = `(?:${IPV4_OCTET}\\.){3}${IPV4_OCTET}`;
+const IPV6 = '(?:[0-9a-fA-F]{1,4}:{1,2}|:){1,7}(?:[0-9a-fA-F]{1,4}|(?<=:):)';
+const TAG_IP4 = `(?:::f{4,6}:)?(?P<ip4>${IPV4})`;
+const TAG_IP6 = `(?P<ip6>${IPV6})`;
+const TAG_DNS = '(?P<dns>[\\w\\-.^_]*\\w)';
+const TAG_ADDR = `\\[?(?:${TAG_IP4}|${TAG_IP6})\\]?`;
+const TAG_CIDR = '(?P<cidr>\\d+)';
+const TAG_SUBNET = `\\[?(?:${TAG_IP4}|${TAG_IP6})(?:/${TAG_CIDR})?\\]?`;
+
+const STATIC_TAGS: Record<string, string> = {
+  IP4: TAG_IP4,
+  'F-IP4/': TAG_IP4,
+  IP6: TAG_IP6,
+  'F-IP6/': TAG_IP6,
+  ADDR: TAG_ADDR,
+  'F-ADDR/': TAG_ADDR,
+  CIDR: TAG_CIDR,
+  'F-CIDR/': TAG_CIDR,
+  SUBNET: TAG_SUBNET,
+  'F-SUBNET/': TAG_SUBNET,
+  DNS: TAG_DNS,
+  'F-DNS/': TAG_DNS,
+  'F-ID/': '(?P<fid>\\S+)',
+  'F-PORT/': '(?P<fport>\\w+)',
+};
+
+/** `<F-ID>` stores as `fid`, `<F-PORT>` as `fport`; every other `<F-NAME>` as `name` in lower case. */
+function tagGroupName(tag: string): string {
+  const t = tag.toLowerCase();
+  return t === 'id' ? 'fid' : t === 'port' ? 'fport' : t;
+}
+
+/** How `<HOST>` is expanded: with `usedns = no` only addresses, otherwise addresses or a host name. */
+export type UseDns = 'yes' | 'warn' | 'no' | 'raw';
+
+/**
+ * Replace fail2ban's tags in a regex (still Python syntax).
+ * @param regex failregex/ignoreregex/prefregex text after interpolation
+ * @param usedns the filter's usedns
+ * @returns the Python regex
+ */
+export function resolveTags(regex: string, usedns: UseDns): string {
+  const open = new Set<string>();
+  let skip = 0;
+  return regex.replace(/<\/?[\w-]+\/?>/g, (tag) => {
+    const name = tag.slice(1, -1);
+    if (name === 'HOST') return usedns === 'no' ? TAG_ADDR : `(?:${TAG_ADDR}|${TAG_DNS})`;
+    if (name === 'SKIPLINES') return `\\n(?P<skiplines${skip++}>(?:(?:.*\\n)*?))`;
+    const fixed = STATIC_TAGS[name];
+    if (fixed !== undefined) return fixed;
+    const m = /^(\/?)F-([A-Z0-9_-]+)$/.exec(name);
+    if (!m) return tag;
+    if (m[1]) return open.has(m[2]!) ? ')' : tag;
+    open.add(m[2]!);
+    return `(?P<${tagGroupName(m[2]!)}>`;
+  });
+}
+
+/** Groups that identify a failure (at least one must be present in a failregex or its prefregex). */
+export const FAILURE_ID_GROUPS = ['fid', 'ip4', 'ip6', 'dns', 'mlfid'] as const;
+
+/** A compiled fail2ban regex with named access to its groups. */
+export class FailRegex {
+  /** the regex as written in the filter (after interpolation) */
+  readonly text: string;
+  readonly translated: TranslatedRegex;
+  private readonly re: RegExp;
+  private readonly names: Array<[string, readonly number[]]>;
+  private readonly alts: Array<[string, string]>;
+  /** literal words every match must contain (for a cheap `includes` pre-check), or empty */
+  readonly required: string[];
+
+  /**
+   * @param text regex text with fail2ban tags
+   * @param options usedns and multiline (maxlines > 1)
+   * @throws RegexTranslationError when the regex cannot be translated
+   */
+  constructor(text: string, options: { usedns: UseDns; multiline: boolean }) {
+    this.text = text;
+    let py = resolveTags(text, options.usedns);
+    // fail2ban turns `((?i)x)` and `(?:(?i)x)` into local flags `(?i:x)`.
+    py = py.replace(/(?<!\\)\((?:\?:)?(\(\?[a-z]+)\)/g, '$1:');
+    this.translated = translatePythonRegex(py, { multiline: options.multiline });
+    this.re = this.translated.regex;
+    this.names = [...this.translated.groups].filter(([k]) => !/^\d+$/.test(k));
+    this.alts = this.names
+      .map(([k]) => k)
+      .filter((k) => k.startsWith('alt_'))
+      .sort()
+      .map((k) => [k, tagGroupName(k.replace(/^alt_/, '').replace(/_\d+$/, ''))] as [string, string]);
+    this.required = requiredLiterals(py);
+  }
+
+  /** @returns whether the regex defines group `name` */
+  has(name: string): boolean {
+    return this.translated.groups.has(name);
+  }
+
+  /** Cheap pre-check: false when the buffer cannot match because a required word is missing. */
+  mayMatch(buf: string): boolean {
+    for (const w of this.required) if (!buf.includes(w)) return false;
+    return true;
+  }
+
+  /**
+   * Search the buffer.
+   * @returns named groups that took part (first participating copy of each name), or undefined
+   */
+  exec(buf: string): { groups: Map<string, string>; index: number; end: number } | undefined {
+    if (!this.mayMatch(buf)) return undefined;
+    const m = this.re.exec(buf);
+    if (!m) return undefined;
+    const groups = new Map<string, string>();
+    for (const [name, idxs] of this.names) {
+      for (const i of idxs) {
+        const v = m[i];
+        if (v !== undefined) {
+          groups.set(name, v);
+          break;
+        }
+      }
+    }
+    for (const [alt, target] of this.alts) {
+      const v = groups.get(alt);
+      if (v && !groups.get(target)) groups.set(target, v);
+    }
+    return { groups, index: m.index, end: m.index + m[0].length };
+  }
+}
+
+/**
+ * Literal runs that every match must contain, found conservatively from the top-level sequence
+ * of the regex: only text outside any group, class, alternation or quantifier counts. A regex with
+ * a top-level `|` yields none. Lower-case letters under `(?i)` disable the check.
+ */
+function requiredLiterals(py: string): string[] {
+  if (/\(\?[a-z]*i/.test(py)) return [];
+  const out: string[] = [];
+  let depth = 0;
+  let cur = '';
+  const flush = (): void => {
+    if (cur.length >= 3) out.push(cur);
+    cur = '';
+  };
+  for (let i = 0; i < py.length; i++) {
+    const c = py[i]!;
+    if (c === '\\') {
+      const n = py[i + 1] ?? '';
+      i++;
+      if (depth === 0 && /[^\w\s]/.test(n) && !/[*+?{]/.test(py[i + 1] ?? '')) cur += n;
+      else if (depth === 0 && n === ' ') cur += ' ';
+      else flush();
+      continue;
+    }
+    if (c === '[') {
+      flush();
+      // skip the class
+      let j = i + 1;
+      if (py[j] === '^') j++;
+      if (py[j] === ']') j++;
+      while (j < py.length && py[j] !== ']') j += py[j] === '\\' ? 2 : 1;
+      i = j;
+      if (/[*+?{]/.test(py[i + 1] ?? '')) i++;
+      continue;
+    }
+    if (c === '(') {
+      flush();
+      depth++;
+      continue;
+    }
+    if (c === ')') {
+      flush();
+      depth--;
+      if (/[*+?{]/.test(py[i + 1] ?? '')) i++;
+      continue;
+    }
+    if (c === '|') {
+      if (depth === 0) return [];
+      flush();
+      continue;
+    }
+    if (depth > 0) continue;
+    if (/[.^$]/.test(c)) {
+      flush();
+      continue;
+    }
+    if (c === '{') {
+      flush();
+      const close = py.indexOf('}', i);
+      if (close > 0) i = close;
+      continue;
+    }
+    if (/[*+?]/.test(c)) {
+      flush();
+      continue;
+    }
+    if (/[*+?{]/.test(py[i + 1] ?? '')) {
+      flush();
+      continue;
+    }
+    cur += c;
+  }
+  flush();
+  return out;
+}

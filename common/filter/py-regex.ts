@@ -1,0 +1,761 @@
+/**
+ * Translation of Python `re` patterns (as fail2ban filters write them) into JavaScript RegExps.
+ *
+ * The pattern is parsed into a small syntax tree and printed again as JavaScript, instead of
+ * being rewritten with string substitutions, because several Python features have no direct
+ * JavaScript spelling and need structural rewrites:
+ * - conditional groups `(?(name)yes|no)` become alternatives (the sequence that holds both the
+ *   group and the condition is duplicated: once with the group forced to take part, once without);
+ * - local flags `(?i:...)`, `(?s:...)` are applied while printing (Node 20 has no regexp modifiers);
+ * - atomic groups and possessive quantifiers become `(?=(X))\N`;
+ * - named groups become numbered groups with a name -> indices map, since duplicated alternatives
+ *   repeat names and Node 20 refuses duplicate group names.
+ * Python's `$` (end, or before a final newline) and `.` (anything but newline) are spelled out.
+ */
+
+/** A pattern construct that cannot be expressed in JavaScript, with the offending text. */
+export class RegexTranslationError extends Error {
+  /**
+   * @param message what cannot be translated
+   * @param construct the Python construct, as written
+   */
+  constructor(
+    message: string,
+    readonly construct: string,
+  ) {
+    super(message);
+    this.name = 'RegexTranslationError';
+  }
+}
+
+interface Flags {
+  i: boolean;
+  s: boolean;
+  m: boolean;
+  x: boolean;
+}
+
+type Node =
+  | { t: 'alt'; branches: Node[] }
+  | { t: 'seq'; items: Node[] }
+  | { t: 'group'; cap: boolean; name?: string; pyIndex?: number; body: Node; flags?: Partial<Flags> }
+  | { t: 'look'; ahead: boolean; neg: boolean; body: Node }
+  | { t: 'atomic'; body: Node }
+  | { t: 'cond'; ref: string; yes: Node; no: Node }
+  | { t: 'quant'; body: Node; min: number; max: number; lazy: boolean; possessive: boolean }
+  | { t: 'char'; ch: string } // one literal character (code unit string, may be a surrogate pair)
+  | { t: 'esc'; text: string } // JS-ready escape that is case-neutral: \d \w \s \b, \n ...
+  | { t: 'class'; neg: boolean; items: ClassItem[] }
+  | { t: 'dot' }
+  | { t: 'bol' }
+  | { t: 'eol' }
+  | { t: 'start' } // \A
+  | { t: 'end' } // \Z
+  | { t: 'backref'; ref: string }
+  | { t: 'setflags'; flags: Partial<Flags> }; // inline (?i) in the middle of a pattern
+
+type ClassItem = { k: 'range'; from: number; to: number } | { k: 'esc'; text: string };
+
+const INF = Number.POSITIVE_INFINITY;
+
+/** A compiled translation: the RegExp plus where each Python group name ended up. */
+export interface TranslatedRegex {
+  readonly source: string;
+  readonly regex: RegExp;
+  /** group name -> JS group indices (several when alternatives were duplicated), in match-priority order */
+  readonly groups: ReadonlyMap<string, readonly number[]>;
+  /** true when an unbounded quantifier contains another one: the pattern can backtrack super-linearly */
+  readonly nestedQuantifiers: boolean;
+  /** true when the JS source uses lookaround or backreferences (V8's linear engine cannot run it) */
+  readonly needsBacktracking: boolean;
+}
+
+/**
+ * Translate a Python regular expression.
+ * @param pattern Python `re` source
+ * @param options multiline: compile as with `re.MULTILINE` (fail2ban does so when maxlines > 1);
+ *   indices: record group positions (JS `d` flag)
+ * @returns the JavaScript regex and its group map
+ * @throws RegexTranslationError naming the construct that cannot be translated or is invalid
+ */
+export function translatePythonRegex(pattern: string, options: { multiline?: boolean; indices?: boolean } = {}): TranslatedRegex {
+  const parser = new Parser(pattern, { i: false, s: false, m: options.multiline ?? false, x: false });
+  let tree = parser.parse();
+  tree = expandConditionals(tree);
+  const printer = new Printer(parser.globalFlags);
+  const source = printer.print(tree, parser.globalFlags);
+  let regex: RegExp;
+  try {
+    regex = new RegExp(source, options.indices ? 'd' : '');
+  } catch (err) {
+    throw new RegexTranslationError(`translated pattern does not compile: ${(err as Error).message}`, pattern);
+  }
+  return {
+    source,
+    regex,
+    groups: printer.groups,
+    nestedQuantifiers: hasNestedQuantifiers(tree, false),
+    needsBacktracking: printer.usesLookOrBackref,
+  };
+}
+
+class Parser {
+  private pos = 0;
+  private groupCount = 0;
+  readonly globalFlags: Flags;
+  readonly names = new Map<string, number>();
+
+  constructor(
+    private readonly src: string,
+    flags: Flags,
+  ) {
+    this.globalFlags = { ...flags };
+    // Leading global flags: `(?i)` at the start applies to the whole pattern.
+    const lead = /^\(\?([aiLmsux]+)\)/.exec(src);
+    if (lead) {
+      this.applyFlagLetters(this.globalFlags, lead[1]!, lead[0]);
+      this.pos = lead[0].length;
+    }
+  }
+
+  parse(): Node {
+    const node = this.parseAlt(this.globalFlags);
+    if (this.pos < this.src.length) this.fail(`unbalanced ')'`, this.src.slice(this.pos, this.pos + 10));
+    return node;
+  }
+
+  private fail(message: string, construct: string): never {
+    throw new RegexTranslationError(`${message} at position ${this.pos}`, construct);
+  }
+
+  private applyFlagLetters(flags: Partial<Flags>, letters: string, construct: string): void {
+    for (const l of letters) {
+      if (l === 'i' || l === 's' || l === 'm' || l === 'x') flags[l] = true;
+      else if (l === 'a' || l === 'u') continue; // ASCII/Unicode classes: JS classes are ASCII already
+      else this.fail(`flag '${l}' has no JavaScript equivalent`, construct);
+    }
+  }
+
+  private parseAlt(flags: Flags): Node {
+    const branches: Node[] = [this.parseSeq(flags)];
+    while (this.src[this.pos] === '|') {
+      this.pos++;
+      branches.push(this.parseSeq(flags));
+    }
+    return branches.length === 1 ? branches[0]! : { t: 'alt', branches };
+  }
+
+  private parseSeq(outer: Flags): Node {
+    // Inline flags in mid-pattern change the flags for the rest of this sequence's group.
+    const flags = outer;
+    const items: Node[] = [];
+    while (this.pos < this.src.length) {
+      const c = this.src[this.pos]!;
+      if (c === '|' || c === ')') break;
+      if (flags.x && /\s/.test(c)) {
+        this.pos++;
+        continue;
+      }
+      if (flags.x && c === '#') {
+        while (this.pos < this.src.length && this.src[this.pos] !== '\n') this.pos++;
+        continue;
+      }
+      const atom = this.parseAtom(flags);
+      if (!atom) continue;
+      if (atom.t === 'setflags') {
+        Object.assign(flags, atom.flags);
+        items.push(atom);
+        continue;
+      }
+      items.push(this.parseQuant(atom, flags));
+    }
+    return items.length === 1 ? items[0]! : { t: 'seq', items };
+  }
+
+  private parseQuant(atom: Node, flags: Flags): Node {
+    let node = atom;
+    for (;;) {
+      const c = this.src[this.pos];
+      let min: number;
+      let max: number;
+      const start = this.pos;
+      if (c === '*') [min, max] = [0, INF];
+      else if (c === '+') [min, max] = [1, INF];
+      else if (c === '?') [min, max] = [0, 1];
+      else if (c === '{') {
+        const m = /^\{(\d*)(?:(,)(\d*))?\}/.exec(this.src.slice(this.pos));
+        if (!m || (m[1] === '' && m[2] === undefined)) return node; // literal '{'
+        min = m[1] === '' ? 0 : Number(m[1]);
+        max = m[2] === undefined ? min : m[3] === '' ? INF : Number(m[3]);
+        this.pos += m[0].length - 1;
+      } else return node;
+      this.pos++;
+      if (isAssertion(node)) this.fail('nothing to repeat', this.src.slice(start, this.pos));
+      let lazy = false;
+      let possessive = false;
+      if (this.src[this.pos] === '?') {
+        lazy = true;
+        this.pos++;
+      } else if (this.src[this.pos] === '+') {
+        possessive = true;
+        this.pos++;
+      }
+      node = { t: 'quant', body: node, min, max, lazy, possessive };
+      void flags;
+      if (!/[*+?{]/.test(this.src[this.pos] ?? '')) return node;
+      // Python refuses `a**`; a following quantifier after a complete one is "multiple repeat".
+      if (this.src[this.pos] !== '{') this.fail('multiple repeat', this.src.slice(start, this.pos + 1));
+    }
+  }
+
+  private parseAtom(flags: Flags): Node | undefined {
+    const c = this.src[this.pos]!;
+    switch (c) {
+      case '(':
+        return this.parseGroup(flags);
+      case '[':
+        return this.parseClass(flags);
+      case '.':
+        this.pos++;
+        return flags.s ? { t: 'class', neg: true, items: [] } : { t: 'dot' };
+      case '^':
+        this.pos++;
+        return { t: 'bol' };
+      case '$':
+        this.pos++;
+        return { t: 'eol' };
+      case '\\':
+        return this.parseEscape();
+      default: {
+        const cp = this.src.codePointAt(this.pos)!;
+        const ch = String.fromCodePoint(cp);
+        this.pos += ch.length;
+        return { t: 'char', ch };
+      }
+    }
+  }
+
+  private parseGroup(flags: Flags): Node | undefined {
+    const start = this.pos;
+    this.pos++; // (
+    const rest = this.src.slice(this.pos, this.pos + 40);
+    const inner = (): Node => {
+      const body = this.parseAlt({ ...flags });
+      if (this.src[this.pos] !== ')') this.fail('missing )', this.src.slice(start, start + 20));
+      this.pos++;
+      return body;
+    };
+    if (rest[0] !== '?') {
+      const pyIndex = ++this.groupCount;
+      return { t: 'group', cap: true, pyIndex, body: inner() };
+    }
+    let m: RegExpExecArray | null;
+    if ((m = /^\?P<([A-Za-z_]\w*)>/.exec(rest))) {
+      this.pos += m[0].length;
+      const pyIndex = ++this.groupCount;
+      if (this.names.has(m[1]!)) this.fail(`redefinition of group name '${m[1]}'`, m[0]);
+      this.names.set(m[1]!, pyIndex);
+      return { t: 'group', cap: true, name: m[1]!, pyIndex, body: inner() };
+    }
+    if ((m = /^\?P=([A-Za-z_]\w*)\)/.exec(rest))) {
+      this.pos += m[0].length;
+      if (!this.names.has(m[1]!)) this.fail(`unknown group name '${m[1]}'`, `(${m[0]}`);
+      return { t: 'backref', ref: m[1]! };
+    }
+    if (rest.startsWith('?:')) {
+      this.pos += 2;
+      return { t: 'group', cap: false, body: inner() };
+    }
+    if ((m = /^\?(<?[=!])/.exec(rest))) {
+      this.pos += m[0].length;
+      return { t: 'look', ahead: !m[1]!.startsWith('<'), neg: m[1]!.endsWith('!'), body: inner() };
+    }
+    if (rest.startsWith('?>')) {
+      this.pos += 2;
+      return { t: 'atomic', body: inner() };
+    }
+    if (rest.startsWith('?#')) {
+      const end = this.src.indexOf(')', this.pos);
+      if (end < 0) this.fail('missing ), unterminated comment', this.src.slice(start, start + 20));
+      this.pos = end + 1;
+      return undefined;
+    }
+    if ((m = /^\?\(([A-Za-z_]\w*|\d+)\)/.exec(rest))) {
+      this.pos += m[0].length;
+      const ref = m[1]!;
+      const yes = this.parseSeq({ ...flags });
+      let no: Node = { t: 'seq', items: [] };
+      if (this.src[this.pos] === '|') {
+        this.pos++;
+        no = this.parseSeq({ ...flags });
+      }
+      if (this.src[this.pos] === '|') this.fail('conditional group with more than two branches', this.src.slice(start, this.pos + 1));
+      if (this.src[this.pos] !== ')') this.fail('missing ) after conditional group', this.src.slice(start, start + 20));
+      this.pos++;
+      return { t: 'cond', ref, yes, no };
+    }
+    if ((m = /^\?([aiLmsux]*)(?:-([imsx]+))?(:|\))/.exec(rest))) {
+      this.pos += m[0].length;
+      const set: Partial<Flags> = {};
+      this.applyFlagLetters(set, m[1]!, `(${m[0]}`);
+      for (const l of m[2] ?? '') set[l as keyof Flags] = false;
+      if (m[3] === ')') return { t: 'setflags', flags: set };
+      const local = { ...flags, ...set };
+      const body = this.parseAlt(local);
+      if (this.src[this.pos] !== ')') this.fail('missing )', this.src.slice(start, start + 20));
+      this.pos++;
+      return { t: 'group', cap: false, body, flags: set };
+    }
+    if (rest.startsWith('?<')) {
+      // Python 3.12+ spelling of named groups: not used by fail2ban, accepted for completeness.
+      const n = /^\?<([A-Za-z_]\w*)>/.exec(rest);
+      if (n) {
+        this.pos += n[0].length;
+        const pyIndex = ++this.groupCount;
+        this.names.set(n[1]!, pyIndex);
+        return { t: 'group', cap: true, name: n[1]!, pyIndex, body: inner() };
+      }
+    }
+    return this.fail('unknown extension', `(${rest.slice(0, 4)}`);
+  }
+
+  private parseEscape(): Node {
+    const start = this.pos;
+    const c = this.src[this.pos + 1];
+    if (c === undefined) this.fail('bad escape (end of pattern)', '\\');
+    this.pos += 2;
+    switch (c) {
+      case 'A':
+        return { t: 'start' };
+      case 'Z':
+        return { t: 'end' };
+      case 'b':
+      case 'B':
+      case 'd':
+      case 'D':
+      case 'w':
+      case 'W':
+      case 's':
+      case 'S':
+      case 'n':
+      case 't':
+      case 'r':
+      case 'f':
+      case 'v':
+        return { t: 'esc', text: `\\${c}` };
+      case 'a':
+        return { t: 'esc', text: '\\x07' };
+      case 'x': {
+        const m = /^[0-9a-fA-F]{2}/.exec(this.src.slice(this.pos));
+        if (!m) this.fail('incomplete escape', this.src.slice(start, this.pos + 2));
+        this.pos += 2;
+        return { t: 'char', ch: String.fromCharCode(parseInt(m[0], 16)) };
+      }
+      case 'u':
+      case 'U': {
+        const len = c === 'u' ? 4 : 8;
+        const hex = this.src.slice(this.pos, this.pos + len);
+        if (!new RegExp(`^[0-9a-fA-F]{${len}}$`).test(hex)) this.fail('incomplete escape', `\\${c}${hex}`);
+        this.pos += len;
+        return { t: 'char', ch: String.fromCodePoint(parseInt(hex, 16)) };
+      }
+      case 'N':
+        return this.fail('named Unicode escapes (\\N{...}) are not supported', this.src.slice(start, start + 12));
+      default:
+        break;
+    }
+    if (/[0-9]/.test(c)) {
+      // Octal when it starts with 0 or has three octal digits; otherwise a group number.
+      const oct = /^(?:0[0-7]{0,2}|[0-7]{3})/.exec(this.src.slice(start + 1));
+      if (oct) {
+        this.pos = start + 1 + oct[0].length;
+        return { t: 'char', ch: String.fromCharCode(parseInt(oct[0], 8)) };
+      }
+      const num = /^\d{1,2}/.exec(this.src.slice(start + 1))![0];
+      this.pos = start + 1 + num.length;
+      if (Number(num) > this.groupCount) this.fail(`invalid group reference ${num}`, `\\${num}`);
+      return { t: 'backref', ref: num };
+    }
+    if (/[A-Za-z]/.test(c)) this.fail(`bad escape \\${c}`, `\\${c}`);
+    return { t: 'char', ch: c };
+  }
+
+  private parseClass(flags: Flags): Node {
+    const start = this.pos;
+    this.pos++;
+    let neg = false;
+    if (this.src[this.pos] === '^') {
+      neg = true;
+      this.pos++;
+    }
+    const items: ClassItem[] = [];
+    let first = true;
+    const readChar = (): ClassItem => {
+      const c = this.src[this.pos];
+      if (c === undefined) this.fail('unterminated character set', this.src.slice(start, start + 20));
+      if (c !== '\\') {
+        const cp = this.src.codePointAt(this.pos)!;
+        this.pos += cp > 0xffff ? 2 : 1;
+        return { k: 'range', from: cp, to: cp };
+      }
+      const e = this.src[this.pos + 1];
+      if (e === undefined) this.fail('bad escape (end of pattern)', '\\');
+      this.pos += 2;
+      if ('dDwWsS'.includes(e)) return { k: 'esc', text: `\\${e}` };
+      const simple: Record<string, number> = { n: 10, t: 9, r: 13, f: 12, v: 11, a: 7, b: 8 };
+      if (simple[e] !== undefined) return { k: 'range', from: simple[e], to: simple[e] };
+      if (e === 'x' || e === 'u' || e === 'U') {
+        const len = e === 'x' ? 2 : e === 'u' ? 4 : 8;
+        const hex = this.src.slice(this.pos, this.pos + len);
+        if (!new RegExp(`^[0-9a-fA-F]{${len}}$`).test(hex)) this.fail('incomplete escape', `\\${e}${hex}`);
+        this.pos += len;
+        const cp = parseInt(hex, 16);
+        return { k: 'range', from: cp, to: cp };
+      }
+      if (/[0-7]/.test(e)) {
+        const oct = /^[0-7]{1,3}/.exec(this.src.slice(this.pos - 1))![0];
+        this.pos += oct.length - 1;
+        const cp = parseInt(oct, 8);
+        return { k: 'range', from: cp, to: cp };
+      }
+      if (/[A-Za-z0-9]/.test(e)) this.fail(`bad escape \\${e} in character set`, `\\${e}`);
+      return { k: 'range', from: e.codePointAt(0)!, to: e.codePointAt(0)! };
+    };
+    for (;;) {
+      const c = this.src[this.pos];
+      if (c === undefined) this.fail('unterminated character set', this.src.slice(start, start + 20));
+      // Python takes a ']' right after '[' or '[^' literally.
+      if (c === ']' && !first) {
+        this.pos++;
+        break;
+      }
+      first = false;
+      const a = readChar();
+      if (a.k === 'range' && this.src[this.pos] === '-' && this.src[this.pos + 1] !== ']' && this.src[this.pos + 1] !== undefined) {
+        this.pos++;
+        const b = readChar();
+        if (b.k !== 'range') this.fail('bad character range', this.src.slice(start, this.pos));
+        if (b.from < a.from) this.fail('bad character range', this.src.slice(start, this.pos));
+        items.push({ k: 'range', from: a.from, to: b.to });
+      } else items.push(a);
+    }
+    if (flags.i) addOtherCase(items);
+    return { t: 'class', neg, items };
+  }
+}
+
+function isAssertion(n: Node): boolean {
+  return n.t === 'bol' || n.t === 'eol' || n.t === 'start' || n.t === 'end' || n.t === 'setflags' || (n.t === 'esc' && /^\\[bB]$/.test(n.text));
+}
+
+function addOtherCase(items: ClassItem[]): void {
+  const extra: ClassItem[] = [];
+  for (const it of items) {
+    if (it.k !== 'range') continue;
+    const lo = Math.max(it.from, 0x41);
+    const hi = Math.min(it.to, 0x5a);
+    if (lo <= hi) extra.push({ k: 'range', from: lo + 32, to: hi + 32 });
+    const lo2 = Math.max(it.from, 0x61);
+    const hi2 = Math.min(it.to, 0x7a);
+    if (lo2 <= hi2) extra.push({ k: 'range', from: lo2 - 32, to: hi2 - 32 });
+  }
+  items.push(...extra);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Conditional groups -> alternatives
+
+function expandConditionals(root: Node): Node {
+  for (let guard = 0; guard < 64; guard++) {
+    const condPath = findPath(root, (n) => n.t === 'cond');
+    if (!condPath) return root;
+    const cond = condPath[condPath.length - 1] as Extract<Node, { t: 'cond' }>;
+    const groupPath = findPath(root, (n) => n.t === 'group' && n.cap && (n.name === cond.ref || String(n.pyIndex) === cond.ref));
+    if (!groupPath) throw new RegexTranslationError(`conditional refers to unknown group '${cond.ref}'`, `(?(${cond.ref})`);
+    // Deepest node on both paths.
+    let k = 0;
+    while (k < condPath.length && k < groupPath.length && condPath[k] === groupPath[k]) k++;
+    const lca = condPath[k - 1]!;
+    const condIdx = lca.t === 'seq' ? lca.items.indexOf(condPath[k]!) : -1;
+    const groupIdx = lca.t === 'seq' ? lca.items.indexOf(groupPath[k]!) : -1;
+    if (lca.t !== 'seq' || groupIdx >= condIdx) {
+      // The group is in another branch or comes later: it has not matched when the condition is tested.
+      root = replaceNode(root, cond, cond.no);
+      continue;
+    }
+    const sub = groupPath.slice(k); // from the lca's child down to the group
+    const optionalAt = sub.findIndex((n, i) => optionalStep(n, sub[i + 1]));
+    if (optionalAt < 0) {
+      root = replaceNode(root, cond, cond.yes);
+      continue;
+    }
+    const yes = forceParticipation(lca, groupPath.slice(k - 1), cond);
+    const no = forbidParticipation(lca, groupPath.slice(k - 1), cond);
+    const step = sub[optionalAt]!;
+    const noFirst = step.t === 'quant' ? step.lazy : false;
+    const branches = no ? (noFirst ? [no, yes] : [yes, no]) : [yes];
+    root = replaceNode(root, lca, { t: 'group', cap: false, body: { t: 'alt', branches } });
+  }
+  throw new RegexTranslationError('too many conditional groups to expand', '(?(');
+}
+
+/** Can `node` be passed without its child `next` taking part? */
+function optionalStep(node: Node, next: Node | undefined): boolean {
+  if (node.t === 'quant') return node.min === 0;
+  if (node.t === 'alt') return next !== undefined && node.branches.length > 1;
+  return false;
+}
+
+function findPath(n: Node, pred: (n: Node) => boolean, path: Node[] = []): Node[] | undefined {
+  path.push(n);
+  if (pred(n)) return path;
+  for (const c of children(n)) {
+    const found = findPath(c, pred, path);
+    if (found) return found;
+  }
+  path.pop();
+  return undefined;
+}
+
+function children(n: Node): Node[] {
+  switch (n.t) {
+    case 'alt':
+      return n.branches;
+    case 'seq':
+      return n.items;
+    case 'group':
+    case 'look':
+    case 'atomic':
+    case 'quant':
+      return [n.body];
+    case 'cond':
+      return [n.yes, n.no];
+    default:
+      return [];
+  }
+}
+
+function mapChildren(n: Node, f: (c: Node) => Node | undefined): Node {
+  switch (n.t) {
+    case 'alt':
+      return { ...n, branches: n.branches.map(f).filter((x): x is Node => x !== undefined) };
+    case 'seq':
+      return { ...n, items: n.items.map(f).filter((x): x is Node => x !== undefined) };
+    case 'group':
+    case 'look':
+    case 'atomic':
+    case 'quant':
+      return { ...n, body: f(n.body) ?? { t: 'seq', items: [] } };
+    case 'cond':
+      return { ...n, yes: f(n.yes) ?? { t: 'seq', items: [] }, no: f(n.no) ?? { t: 'seq', items: [] } };
+    default:
+      return n;
+  }
+}
+
+function replaceNode(root: Node, target: Node, by: Node): Node {
+  if (root === target) return by;
+  return mapChildren(root, (c) => replaceNode(c, target, by));
+}
+
+/** Copy of `lca` where the group at the end of `path` must take part and `cond` takes its yes branch. */
+function forceParticipation(lca: Node, path: Node[], cond: Extract<Node, { t: 'cond' }>): Node {
+  const onPath = new Set(path);
+  const walk = (n: Node): Node => {
+    if (n === cond) return cond.yes;
+    if (!onPath.has(n)) return mapChildren(n, walk);
+    const idx = path.indexOf(n);
+    const next = path[idx + 1];
+    if (n.t === 'quant' && n.min === 0) return { ...n, min: 1, max: Math.max(1, n.max), body: walk(n.body) };
+    if (n.t === 'alt' && next) return walk(next);
+    return mapChildren(n, walk);
+  };
+  return walk(lca);
+}
+
+/** Copy of `lca` where the group at the end of `path` cannot take part; undefined when impossible. */
+function forbidParticipation(lca: Node, path: Node[], cond: Extract<Node, { t: 'cond' }>): Node | undefined {
+  // Cut at the innermost optional step: that alone keeps the group out.
+  let cut = -1;
+  for (let i = path.length - 2; i >= 1; i--) {
+    if (optionalStep(path[i]!, path[i + 1])) {
+      cut = i;
+      break;
+    }
+  }
+  if (cut < 0) return undefined;
+  const cutNode = path[cut]!;
+  const cutChild = path[cut + 1]!;
+  const walk = (n: Node): Node | undefined => {
+    if (n === cond) return cond.no;
+    if (n === cutNode) {
+      if (n.t === 'quant') return { t: 'seq', items: [] };
+      if (n.t === 'alt') {
+        const rest = n.branches.filter((b) => b !== cutChild).map((b) => walk(b)!);
+        return rest.length === 1 ? rest[0]! : { t: 'alt', branches: rest };
+      }
+    }
+    return mapChildren(n, walk);
+  };
+  return walk(lca);
+}
+
+function hasNestedQuantifiers(n: Node, insideUnbounded: boolean): boolean {
+  if (n.t === 'look') return false; // lookarounds are bounded by their own position
+  if (n.t === 'quant') {
+    const unbounded = n.max === INF || n.max > 32;
+    const atomBody = n.body.t === 'char' || n.body.t === 'class' || n.body.t === 'dot' || n.body.t === 'esc';
+    if (unbounded && insideUnbounded && !atomBody) return true;
+    if (unbounded && insideUnbounded) return true;
+    if (n.possessive) return false;
+    return hasNestedQuantifiers(n.body, insideUnbounded || unbounded);
+  }
+  if (n.t === 'atomic') return false;
+  return children(n).some((c) => hasNestedQuantifiers(c, insideUnbounded));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Printing
+
+class Printer {
+  readonly groups = new Map<string, number[]>();
+  private readonly lastIndex = new Map<string, number>();
+  private count = 0;
+  usesLookOrBackref = false;
+
+  constructor(private readonly base: Flags) {}
+
+  print(n: Node, flags: Flags): string {
+    return this.node(n, { ...flags });
+  }
+
+  private node(n: Node, f: Flags): string {
+    switch (n.t) {
+      case 'alt':
+        return n.branches.map((b) => this.node(b, { ...f })).join('|');
+      case 'seq': {
+        let out = '';
+        const local = { ...f };
+        for (const item of n.items) {
+          if (item.t === 'setflags') {
+            Object.assign(local, item.flags);
+            continue;
+          }
+          out += this.node(item, local);
+        }
+        return out;
+      }
+      case 'group': {
+        const local = n.flags ? { ...f, ...n.flags } : f;
+        if (!n.cap) return `(?:${this.node(n.body, { ...local })})`;
+        const idx = ++this.count;
+        const key = n.name ?? String(n.pyIndex);
+        const list = this.groups.get(key) ?? [];
+        list.push(idx);
+        this.groups.set(key, list);
+        if (n.name && n.pyIndex !== undefined) {
+          const byNum = this.groups.get(String(n.pyIndex)) ?? [];
+          byNum.push(idx);
+          this.groups.set(String(n.pyIndex), byNum);
+        }
+        const body = this.node(n.body, { ...local });
+        this.lastIndex.set(key, idx);
+        if (n.pyIndex !== undefined) this.lastIndex.set(String(n.pyIndex), idx);
+        return `(${body})`;
+      }
+      case 'look':
+        this.usesLookOrBackref = true;
+        return `(?${n.ahead ? '' : '<'}${n.neg ? '!' : '='}${this.node(n.body, { ...f })})`;
+      case 'atomic': {
+        this.usesLookOrBackref = true;
+        const idx = ++this.count;
+        return `(?=(${this.node(n.body, { ...f })}))\\${idx}`;
+      }
+      case 'quant': {
+        const q = quantText(n.min, n.max);
+        if (n.possessive) {
+          this.usesLookOrBackref = true;
+          const idx = ++this.count;
+          return `(?=(${this.atom(n.body, f)}${q}))\\${idx}`;
+        }
+        return `${this.atom(n.body, f)}${q}${n.lazy ? '?' : ''}`;
+      }
+      case 'char':
+        return charText(n.ch, f.i);
+      case 'esc':
+        return n.text;
+      case 'class':
+        return classText(n);
+      case 'dot':
+        return '[^\\n]';
+      case 'start':
+        return '^';
+      case 'end':
+        return '$';
+      case 'bol':
+        return f.m ? '(?<![^\\n])' : '^';
+      case 'eol':
+        // Python's `$` also matches before a newline that ends the string (fail2ban appends one).
+        return f.m ? '(?![^\\n])' : '(?=\\n?$)';
+      case 'backref': {
+        this.usesLookOrBackref = true;
+        const idx = this.lastIndex.get(n.ref);
+        if (idx === undefined) throw new RegexTranslationError(`backreference to group '${n.ref}' before it is defined`, `(?P=${n.ref})`);
+        return `(?:\\${idx})`;
+      }
+      case 'cond':
+        throw new RegexTranslationError('conditional group could not be expanded', `(?(${n.ref})`);
+      case 'setflags':
+        return '';
+    }
+  }
+
+  /** A quantified operand must be one atom in JS; wrap sequences. */
+  private atom(n: Node, f: Flags): string {
+    const s = this.node(n, f);
+    if (n.t === 'seq' || n.t === 'alt' || (n.t === 'char' && s.length > 1 && !s.startsWith('[') && !s.startsWith('\\')) || n.t === 'eol') {
+      return `(?:${s})`;
+    }
+    return s;
+  }
+}
+
+function quantText(min: number, max: number): string {
+  if (min === 0 && max === INF) return '*';
+  if (min === 1 && max === INF) return '+';
+  if (min === 0 && max === 1) return '?';
+  if (max === INF) return `{${min},}`;
+  if (min === max) return `{${min}}`;
+  return `{${min},${max}}`;
+}
+
+const SPECIAL = /[\\^$.*+?()[\]{}|/]/;
+
+function charText(ch: string, ignoreCase: boolean): string {
+  if (ignoreCase && /^[A-Za-z]$/.test(ch)) return `[${ch.toUpperCase()}${ch.toLowerCase()}]`;
+  if (ch.length === 1 && SPECIAL.test(ch)) return `\\${ch}`;
+  if (ch === '\n') return '\\n';
+  if (ch === '\r') return '\\r';
+  if (ch === '\t') return '\\t';
+  const cp = ch.codePointAt(0)!;
+  if (cp < 0x20 || cp === 0x7f) return `\\x${cp.toString(16).padStart(2, '0')}`;
+  if (cp > 0xffff) return `(?:${ch})`; // surrogate pair: quantifiers must apply to both halves
+  return ch;
+}
+
+function classText(n: Extract<Node, { t: 'class' }>): string {
+  if (n.items.length === 0) return n.neg ? '[\\s\\S]' : '[^\\s\\S]';
+  const parts = n.items.map((it) => {
+    if (it.k === 'esc') return it.text;
+    const a = classChar(it.from);
+    return it.from === it.to ? a : `${a}-${classChar(it.to)}`;
+  });
+  return `[${n.neg ? '^' : ''}${parts.join('')}]`;
+}
+
+function classChar(cp: number): string {
+  if (cp > 0xffff) throw new RegexTranslationError('characters outside the BMP in a character set are not supported', String.fromCodePoint(cp));
+  if (cp < 0x20 || cp === 0x7f || (cp >= 0x80 && cp < 0xa0)) return `\\x${cp.toString(16).padStart(2, '0')}`;
+  const ch = String.fromCharCode(cp);
+  return /[\\\]\[^-]/.test(ch) ? `\\${ch}` : ch;
+}

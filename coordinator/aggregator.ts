@@ -1,0 +1,184 @@
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import { COORDINATOR_GROUP, type ClusterKeys } from '../common/protocol/keys.js';
+import { decodeFailure } from '../common/protocol/messages.js';
+import { ClusterScripts, type CountedFailure } from '../common/scripts/index.js';
+import { AddressMatcher } from '../common/address.js';
+import { PERMANENT } from '../common/config/time-spec.js';
+import type { JailConfig } from '../common/config/jails.js';
+import { now } from '../common/clock.js';
+
+/** What the aggregator needs of a jail: its counting policy and whitelist. */
+export interface JailPolicy {
+  readonly findtimeMs: number;
+  readonly maxretry: number;
+  readonly bantimeMs: number;
+  readonly ignore: AddressMatcher;
+}
+
+/** @returns the counting policy of each jail */
+export function policiesFromJails(jails: readonly JailConfig[]): Map<string, JailPolicy> {
+  return new Map(
+    jails.map((j) => [
+      j.name,
+      {
+        findtimeMs: Math.round(j.findtime * 1000),
+        maxretry: j.maxretry,
+        bantimeMs: j.bantime === PERMANENT ? -1 : Math.round(j.bantime * 1000),
+        ignore: new AddressMatcher(j.ignoreip),
+      },
+    ]),
+  );
+}
+
+type StreamReply = Array<[string, Array<[string, string[]]>]> | null;
+
+/** The upper bound Lua's unpack() handles comfortably for one XACK. */
+const MAX_BATCH = 2000;
+
+/**
+ * Reads failures from the stream through the coordinators' consumer group and counts them with
+ * the recordFailures script. Several coordinators share the stream; each entry goes to one of them,
+ * and an entry is acknowledged in the same atomic step that counts it.
+ */
+export class Aggregator {
+  private running = false;
+  private loop: Promise<void> | undefined;
+  private readonly warnedJails = new Set<string>();
+  private readonly batch: number;
+  /** Counters for logs and tests. */
+  readonly stats = { read: 0, counted: 0, malformed: 0, unknownJail: 0, ignored: 0, bans: 0 };
+
+  /**
+   * @param redis a connection for this aggregator alone (it blocks in XREADGROUP)
+   * @param keys cluster keys
+   * @param consumer this coordinator's name in the group
+   * @param policies per-jail policy; replaced on reload
+   * @param log logger
+   * @param batch entries per read
+   * @param claimIdleMs pending entries idle this long (their coordinator died) are claimed
+   */
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: ClusterKeys,
+    private readonly consumer: string,
+    private policies: Map<string, JailPolicy>,
+    private readonly log: Logger,
+    batch = 1000,
+    private readonly claimIdleMs = 30_000,
+    decisionsMaxlen = 100_000,
+  ) {
+    this.batch = Math.min(batch, MAX_BATCH);
+    this.scripts = new ClusterScripts(redis, keys, decisionsMaxlen);
+  }
+
+  private readonly scripts: ClusterScripts;
+
+  /** Replace the jail policies (reload). */
+  setPolicies(policies: Map<string, JailPolicy>): void {
+    this.policies = policies;
+    this.warnedJails.clear();
+  }
+
+  /** Create the group if needed (from the start of the stream, so a backlog is processed) and start reading. */
+  async start(): Promise<void> {
+    try {
+      await this.redis.xgroup('CREATE', this.keys.failures, COORDINATOR_GROUP, '0', 'MKSTREAM');
+    } catch (err) {
+      if (!String((err as Error).message).includes('BUSYGROUP')) throw err;
+    }
+    this.running = true;
+    this.loop = this.run();
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    // The blocking read returns within its timeout; disconnecting would lose nothing either,
+    // since unacknowledged entries stay pending for another coordinator.
+    await this.loop;
+  }
+
+  private async run(): Promise<void> {
+    // First our own pending entries (left by a previous run of this consumer), then new ones.
+    let cursor = '0';
+    let lastClaim = 0;
+    while (this.running) {
+      try {
+        if (now() - lastClaim > this.claimIdleMs / 2) {
+          lastClaim = now();
+          await this.claimAbandoned();
+        }
+        const reply = (await this.redis.xreadgroup(
+          'GROUP', COORDINATOR_GROUP, this.consumer, 'COUNT', this.batch, 'BLOCK', 1000,
+          'STREAMS', this.keys.failures, cursor,
+        )) as StreamReply;
+        const entries = reply?.[0]?.[1] ?? [];
+        if (cursor === '0' && entries.length === 0) cursor = '>';
+        if (entries.length > 0) {
+          await this.process(entries);
+          if (cursor !== '>') cursor = entries[entries.length - 1]![0];
+        }
+      } catch (err) {
+        if (!this.running) break;
+        this.log.error({ err: (err as Error).message }, 'reading failures failed; retrying');
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    }
+  }
+
+  /** Take over entries another coordinator read but never acknowledged (it crashed). */
+  private async claimAbandoned(): Promise<void> {
+    let start = '0-0';
+    for (let rounds = 0; rounds < 100; rounds++) {
+      const [next, entries] = (await this.redis.xautoclaim(
+        this.keys.failures, COORDINATOR_GROUP, this.consumer, this.claimIdleMs, start, 'COUNT', this.batch,
+      )) as [string, Array<[string, string[]] | null>];
+      const live = entries.filter((e): e is [string, string[]] => e !== null);
+      if (live.length > 0) {
+        this.log.warn({ count: live.length }, 'claimed failures abandoned by another coordinator');
+        await this.process(live);
+      }
+      if (next === '0-0') break;
+      start = next;
+    }
+  }
+
+  /** Decode, filter and count one batch of stream entries. */
+  async process(entries: Array<[string, string[]]>): Promise<void> {
+    const counted: CountedFailure[] = [];
+    const ackOnly: string[] = [];
+    for (const [id, fields] of entries) {
+      this.stats.read++;
+      const d = decodeFailure(fields);
+      if (!d.ok) {
+        this.stats.malformed++;
+        this.log.warn({ id, reason: d.reason }, 'malformed failure entry skipped');
+        ackOnly.push(id);
+        continue;
+      }
+      const f = d.value;
+      const policy = this.policies.get(f.jail);
+      if (!policy) {
+        this.stats.unknownJail++;
+        if (!this.warnedJails.has(f.jail)) {
+          this.warnedJails.add(f.jail);
+          this.log.warn({ jail: f.jail, host: f.host }, 'failure for a jail this coordinator does not have; not counted');
+        }
+        ackOnly.push(id);
+        continue;
+      }
+      if (policy.ignore.size > 0 && policy.ignore.contains(f.addr)) {
+        this.stats.ignored++;
+        ackOnly.push(id);
+        continue;
+      }
+      counted.push({ id, jail: f.jail, addr: f.addr, time: f.time, host: f.host, ...policy });
+    }
+    const result = await this.scripts.recordFailures(now(), counted, ackOnly);
+    this.stats.counted += counted.length;
+    for (const ban of result.bans) {
+      this.stats.bans++;
+      this.log.info({ jail: ban.jail, addr: ban.addr, until: ban.until === -1 ? 'permanent' : new Date(ban.until).toISOString() }, 'ban decided');
+    }
+  }
+}
