@@ -56,7 +56,7 @@ export function tryParseAddress(text: string): BanTarget | undefined {
 function single(text: string): BanTarget {
   // ipaddr.isValid accepts shorthand like "1" or "0x7f.1"; attackers' log text must not turn into
   // surprising addresses, so only dotted-quad IPv4 is accepted.
-  if (text.includes('.') && !text.includes(':')) {
+  if (/^[\d.]+$/.test(text)) {
     if (!/^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(text) || !ipaddr.IPv4.isValidFourPartDecimal(text)) {
       throw new InvalidInputError(`'${text}' is not a valid IPv4 address`);
     }

@@ -250,7 +250,10 @@ export class ConfSet {
       const fromExtra = extra?.get(ref);
       if (fromExtra !== undefined) return this.interpolate(section, ref, fromExtra, where, extra, depth + 1);
       let entry = this.raw(section, ref);
-      if (!entry && ref.startsWith('default/')) entry = this.sections.get('DEFAULT')?.get(ref.slice(8));
+      const defaults = this.sections.get('DEFAULT');
+      if (!entry && ref.startsWith('default/')) entry = defaults?.get(ref.slice(8));
+      // known/KEY with no earlier value in the section itself means the inherited one.
+      if (!entry && ref.startsWith('known/')) entry = defaults?.get(ref.slice(6));
       if (!entry) {
         throw new ConfigError(`'${whole}' refers to an option that is not set in [${section}] or [DEFAULT]`, where?.file, where?.line, key);
       }
