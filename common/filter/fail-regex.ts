@@ -169,8 +169,7 @@ function requiredLiterals(py: string): string[] {
       if (py[j] === '^') j++;
       if (py[j] === ']') j++;
       while (j < py.length && py[j] !== ']') j += py[j] === '\\' ? 2 : 1;
-      i = j;
-      if (/[*+?{]/.test(py[i + 1] ?? '')) i++;
+      i = skipQuantifier(py, j);
       continue;
     }
     if (c === '(') {
@@ -181,7 +180,7 @@ function requiredLiterals(py: string): string[] {
     if (c === ')') {
       flush();
       depth--;
-      if (/[*+?{]/.test(py[i + 1] ?? '')) i++;
+      i = skipQuantifier(py, i);
       continue;
     }
     if (c === '|') {
@@ -212,4 +211,16 @@ function requiredLiterals(py: string): string[] {
   }
   flush();
   return out;
+}
+
+/** @returns the index of the last character of the quantifier after position i (or i) */
+function skipQuantifier(py: string, i: number): number {
+  const next = py[i + 1];
+  if (next === '{') {
+    const close = py.indexOf('}', i + 1);
+    i = close > 0 ? close : i;
+  } else if (next === '*' || next === '+' || next === '?') i++;
+  else return i;
+  if (py[i + 1] === '?' || py[i + 1] === '+') i++;
+  return i;
 }

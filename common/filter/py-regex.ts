@@ -470,11 +470,16 @@ function expandConditionals(root: Node): Node {
     const condPath = findPath(root, (n) => n.t === 'cond');
     if (!condPath) return root;
     const cond = condPath[condPath.length - 1] as Extract<Node, { t: 'cond' }>;
-    const groupPath = findPath(root, (n) => n.t === 'group' && n.cap && (n.name === cond.ref || String(n.pyIndex) === cond.ref));
-    if (!groupPath) throw new RegexTranslationError(`conditional refers to unknown group '${cond.ref}'`, `(?(${cond.ref})`);
-    // Deepest node on both paths.
-    let k = 0;
-    while (k < condPath.length && k < groupPath.length && condPath[k] === groupPath[k]) k++;
+    // Earlier expansions copied the group: use the copy that shares the most ancestors with the condition.
+    const candidates = findAllPaths(root, (n) => n.t === 'group' && n.cap && (n.name === cond.ref || String(n.pyIndex) === cond.ref));
+    if (candidates.length === 0) throw new RegexTranslationError(`conditional refers to unknown group '${cond.ref}'`, `(?(${cond.ref})`);
+    const common = (p: Node[]): number => {
+      let k = 0;
+      while (k < condPath.length && k < p.length && condPath[k] === p[k]) k++;
+      return k;
+    };
+    const groupPath = candidates.reduce((best, p) => (common(p) > common(best) ? p : best));
+    const k = common(groupPath);
     const lca = condPath[k - 1]!;
     const condIdx = lca.t === 'seq' ? lca.items.indexOf(condPath[k]!) : -1;
     const groupIdx = lca.t === 'seq' ? lca.items.indexOf(groupPath[k]!) : -1;
@@ -515,6 +520,14 @@ function findPath(n: Node, pred: (n: Node) => boolean, path: Node[] = []): Node[
   }
   path.pop();
   return undefined;
+}
+
+function findAllPaths(n: Node, pred: (n: Node) => boolean, path: Node[] = [], out: Node[][] = []): Node[][] {
+  path.push(n);
+  if (pred(n)) out.push([...path]);
+  for (const c of children(n)) findAllPaths(c, pred, path, out);
+  path.pop();
+  return out;
 }
 
 function children(n: Node): Node[] {
@@ -604,14 +617,44 @@ function hasNestedQuantifiers(n: Node, insideUnbounded: boolean): boolean {
   if (n.t === 'look') return false; // lookarounds are bounded by their own position
   if (n.t === 'quant') {
     const unbounded = n.max === INF || n.max > 32;
-    const atomBody = n.body.t === 'char' || n.body.t === 'class' || n.body.t === 'dot' || n.body.t === 'esc';
-    if (unbounded && insideUnbounded && !atomBody) return true;
     if (unbounded && insideUnbounded) return true;
     if (n.possessive) return false;
-    return hasNestedQuantifiers(n.body, insideUnbounded || unbounded);
+    // `(?: x\S+)*`: each round starts with a character the inner loops cannot eat, so the rounds
+    // cannot split the text in more than one way: no blow-up.
+    const inner = unbounded && !insideUnbounded && delimitedLoop(n.body) ? false : insideUnbounded || unbounded;
+    return hasNestedQuantifiers(n.body, inner);
   }
   if (n.t === 'atomic') return false;
   return children(n).some((c) => hasNestedQuantifiers(c, insideUnbounded));
+}
+
+function firstLiteral(n: Node): string | undefined {
+  if (n.t === 'char') return n.ch;
+  if (n.t === 'seq') return n.items[0] ? firstLiteral(n.items[0]) : undefined;
+  if (n.t === 'group') return firstLiteral(n.body);
+  return undefined;
+}
+
+function delimitedLoop(body: Node): boolean {
+  const c = firstLiteral(body);
+  if (c === undefined) return false;
+  let ok = true;
+  const visit = (n: Node): void => {
+    if (!ok) return;
+    if (n.t === 'quant' && (n.max === INF || n.max > 32)) {
+      const b = n.body;
+      if (b.t !== 'char' && b.t !== 'class' && b.t !== 'esc' && b.t !== 'dot') {
+        ok = false;
+        return;
+      }
+      const text = new Printer({ i: false, s: false, m: false, x: false }).print(b, { i: false, s: false, m: false, x: false });
+      if (new RegExp(`^(?:${text})$`).test(c)) ok = false;
+      return;
+    }
+    children(n).forEach(visit);
+  };
+  visit(body);
+  return ok;
 }
 
 // ---------------------------------------------------------------------------------------------
