@@ -1,0 +1,65 @@
+/**
+ * Ban propagation: the time from a failure line appended to one agent's log until every agent has
+ * applied the ban. Real processes on loopback: one redis-server, one coordinator, N agents with
+ * dry-run backends (each logs `dry-run ban` with a millisecond timestamp). maxretry = 1, so each
+ * appended line is one ban decision.
+ *
+ *   node dist/bench/propagation/run.js [agents...]      default: 3 50
+ *   TRIALS=100 node dist/bench/propagation/run.js 3
+ */
+import { appendFileSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startRedis, randomCluster } from '../../test/helpers/redis-server.js';
+import { startDaemon, writeConfig, sshdFailure, type Daemon } from '../../test/helpers/spawn.js';
+
+const sizes = process.argv.slice(2).map(Number).filter((n) => n > 0);
+const trials = Number(process.env.TRIALS ?? 100);
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
+}
+
+async function run(agentCount: number): Promise<{ agents: number; trials: number; p50: number; p99: number; max: number }> {
+  const redis = await startRedis();
+  const cluster = randomCluster();
+  const work = mkdtempSync(join(tmpdir(), 'fleetban-bench-'));
+  const config = (host: string, log: string) => writeConfig({
+    'fleetban.conf': `[cluster]\nname = ${cluster}\n[redis]\nurl = ${redis.url}\n[agent]\nhost = ${host}\nbanaction = dry-run\nstate_dir = ${join(work, host)}\nheartbeat = 5s\n[coordinator]\nconsumer = ${host}\n`,
+    'jail.conf': `[sshd]\nenabled = true\nfilter = sshd\nport = ssh\nlogpath = ${log}\nmaxretry = 1\nbantime = 1h\n`,
+  });
+  const coordinator = startDaemon(['--config', config('coord', join(work, 'none.log')), 'coordinator']);
+  await coordinator.waitFor((l) => l.msg === 'coordinator started', 30_000);
+  const agents: Daemon[] = [];
+  const logs: string[] = [];
+  for (let i = 0; i < agentCount; i++) {
+    const log = join(work, `a${i}.log`);
+    writeFileSync(log, '');
+    logs.push(log);
+    agents.push(startDaemon(['--config', config(`a${i}`, log), 'agent']));
+  }
+  await Promise.all(agents.map((a) => a.waitFor((l) => l.msg === 'agent started', 120_000)));
+
+  const latencies: number[] = [];
+  for (let t = 0; t < trials; t++) {
+    // Documentation range 2001:db8::/32 gives every trial a fresh attacker.
+    const addr = `2001:db8:${(agentCount).toString(16)}::${(t + 1).toString(16)}`;
+    const isBan = (l: Record<string, unknown>) => l.msg === 'dry-run ban' && l.addr === addr;
+    const waits = agents.map((a) => a.waitFor(isBan, 30_000));
+    const start = Date.now();
+    appendFileSync(logs[t % agentCount]!, sshdFailure(addr, 'bench'));
+    const lines = await Promise.all(waits);
+    const last = Math.max(...lines.map((l) => Date.parse(String(l.time))));
+    latencies.push(last - start);
+  }
+  await Promise.all([...agents, coordinator].map((d) => d.stop()));
+  await redis.stop();
+  latencies.sort((a, b) => a - b);
+  return { agents: agentCount, trials, p50: percentile(latencies, 50), p99: percentile(latencies, 99), max: latencies[latencies.length - 1]! };
+}
+
+const results = [];
+for (const n of sizes.length ? sizes : [3, 50]) results.push(await run(n));
+console.log('\nban propagation: failure line appended -> ban applied by every agent (ms)');
+console.log('agents  trials  p50  p99  max');
+for (const r of results) console.log(`${String(r.agents).padStart(6)}  ${String(r.trials).padStart(6)}  ${String(r.p50).padStart(3)}  ${String(r.p99).padStart(3)}  ${String(r.max).padStart(3)}`);
