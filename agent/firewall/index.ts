@@ -37,8 +37,14 @@ export async function createFirewallBackend(name: string, options: FirewallBacke
       return new NftablesBackend({ ...options, table: options.nftTable });
     case 'dry-run':
       return new DryRunBackend({ logger: options.logger });
-    case 'ipset':
-    case 'iptables':
+    case 'ipset': {
+      const { IpsetBackend } = await import('./ipset.js');
+      return new IpsetBackend(options);
+    }
+    case 'iptables': {
+      const { IptablesBackend } = await import('./iptables.js');
+      return new IptablesBackend(options);
+    }
     case 'shorewall':
       throw new Error(`firewall backend '${name}' is not implemented yet`);
     case 'auto':

@@ -61,7 +61,8 @@ test('a port-scoped ban drops the attacker on that port only, and unban restores
   try {
     await fw.init([SSH, ALL]);
     assert.equal(await reach('atk', HOST4, 22), true, 'attacker connects before the ban');
-    fw.add(ban('ssh-test.v1', ATK4, 60_000));
+    const b = ban('ssh-test.v1', ATK4, 60_000);
+    fw.add(b);
     await fw.commit();
     assert.equal(await reach('atk', HOST4, 22), false, 'attacker dropped on the jail port');
     assert.equal(await reach('atk', HOST4, 80), true, 'attacker still reaches another port');
@@ -70,7 +71,7 @@ test('a port-scoped ban drops the attacker on that port only, and unban restores
     assert.equal(listed.length, 1);
     assert.equal(listed[0]!.jail, 'ssh-test.v1');
     assert.equal(listed[0]!.addr, ATK4);
-    assert.ok(Math.abs(listed[0]!.until - (Date.now() + 60_000)) < 3000, `until ${listed[0]!.until} is about a minute ahead`);
+    assert.ok(Math.abs(listed[0]!.until - b.until) < 2000, `listed until ${listed[0]!.until} is close to the ban's ${b.until}`);
     fw.delete('ssh-test.v1', ATK4);
     fw.delete('ssh-test.v1', '198.51.100.99'); // never banned: not an error
     await fw.commit();
