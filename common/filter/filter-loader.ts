@@ -6,6 +6,9 @@ import { DatePatternError, DateDetector } from './date-detector.js';
 import { FailRegex, FAILURE_ID_GROUPS, type UseDns } from './fail-regex.js';
 import { CompiledFilter, DEFAULT_MAX_LINE_LENGTH } from './filter-engine.js';
 import { RegexTranslationError } from './py-regex.js';
+import { componentLogger } from '../log.js';
+
+const log = componentLogger('filter');
 
 /** A parsed filter spec: `sshd[mode=aggressive, publickey=invalid]`. */
 export interface FilterSpec {
@@ -40,7 +43,7 @@ export function parseFilterSpec(spec: string): FilterSpec {
 }
 
 /** Jail options that fail2ban lets override the filter's own values. */
-const JAIL_OVERRIDES = ['logtype', 'maxlines', 'datepattern', 'usedns', 'journalmatch', 'prefregex', 'failregex', 'ignoreregex', 'logtimezone', 'maxlinelength'];
+const JAIL_OVERRIDES = ['logtype', 'maxlines', 'datepattern', 'usedns', 'journalmatch', 'prefregex', 'failregex', 'ignoreregex', 'logtimezone', 'maxlinelength', 'unsaferegex'];
 
 /**
  * Find, read, interpolate and compile a filter.
@@ -76,6 +79,7 @@ export function loadFilterFrom(spec: string, options: { dirs: string[]; jail?: R
 class FilterResolver {
   private readonly vars = new Map<string, string>();
   private readonly tagCache = new Map<string, string | null>();
+  private allowUnsafe = false;
 
   constructor(
     private readonly conf: ConfSet,
@@ -111,6 +115,7 @@ class FilterResolver {
     }
     const maxLineLength = Number(this.option('maxlinelength') ?? DEFAULT_MAX_LINE_LENGTH);
     const multiline = maxlines > 1;
+    this.allowUnsafe = /^(?:true|yes|1|on)$/i.test((this.option('unsaferegex') ?? '').trim());
     const compileList = (key: string): FailRegex[] =>
       (this.option(key) ?? '')
         .split('\n')
@@ -150,7 +155,9 @@ class FilterResolver {
       throw err;
     }
     if (fr.translated.nestedQuantifiers && fr.translated.needsBacktracking) {
-      throw this.errorFor(key, text, `regex in filter '${this.name}' nests unbounded quantifiers and needs backtracking (lookaround or backreference); a crafted line could make it run for hours: ${text}`);
+      const why = `regex in filter '${this.name}' nests unbounded quantifiers and needs backtracking (lookaround or backreference), so a crafted line could make it run for hours`;
+      if (!this.allowUnsafe) throw this.errorFor(key, text, `${why}; rewrite it, or set unsaferegex = true to accept the risk: ${text}`);
+      log.warn({ filter: this.name, key, regex: text }, `${why}; loaded because unsaferegex = true`);
     }
     return fr;
   }
@@ -207,7 +214,10 @@ class FilterResolver {
     if (name.startsWith('known/')) {
       const k = name.slice(6);
       const e = this.conf.raw(section, `known/${k}`) ?? (k !== selfKey ? this.conf.raw(section, k) : undefined);
-      return e ? { section, value: e.value } : undefined;
+      if (e) return { section, value: e.value };
+      // A section's known/KEY is the value it inherits: DEFAULT's.
+      const d = section !== 'DEFAULT' ? this.conf.raw('DEFAULT', k) : undefined;
+      return d ? { section: 'DEFAULT', value: d.value } : undefined;
     }
     if (name.startsWith('default/')) {
       const e = this.conf.raw('DEFAULT', name.slice(8));

@@ -628,33 +628,37 @@ function hasNestedQuantifiers(n: Node, insideUnbounded: boolean): boolean {
   return children(n).some((c) => hasNestedQuantifiers(c, insideUnbounded));
 }
 
-function firstLiteral(n: Node): string | undefined {
-  if (n.t === 'char') return n.ch;
-  if (n.t === 'seq') return n.items[0] ? firstLiteral(n.items[0]) : undefined;
-  if (n.t === 'group') return firstLiteral(n.body);
-  return undefined;
+/** Characters the sequence must contain at its top level (outside optional parts). */
+function mandatoryLiterals(n: Node): string[] {
+  if (n.t === 'char') return [n.ch];
+  if (n.t === 'seq') return n.items.flatMap(mandatoryLiterals);
+  if (n.t === 'group') return mandatoryLiterals(n.body);
+  if (n.t === 'quant' && n.min > 0) return mandatoryLiterals(n.body);
+  return [];
 }
 
+/**
+ * True when every round of a loop must contain a character that none of the loops inside it can
+ * consume (`(?:\[[^\]]+\] )*`, `(?: \S+)*`): the rounds are then cut at those characters, so
+ * the text cannot be split among them in exponentially many ways.
+ */
 function delimitedLoop(body: Node): boolean {
-  const c = firstLiteral(body);
-  if (c === undefined) return false;
-  let ok = true;
+  const innerAtoms: string[] = [];
+  let complex = false;
   const visit = (n: Node): void => {
-    if (!ok) return;
+    if (n.t === 'look') return;
     if (n.t === 'quant' && (n.max === INF || n.max > 32)) {
       const b = n.body;
-      if (b.t !== 'char' && b.t !== 'class' && b.t !== 'esc' && b.t !== 'dot') {
-        ok = false;
-        return;
-      }
-      const text = new Printer({ i: false, s: false, m: false, x: false }).print(b, { i: false, s: false, m: false, x: false });
-      if (new RegExp(`^(?:${text})$`).test(c)) ok = false;
+      if (b.t !== 'char' && b.t !== 'class' && b.t !== 'esc' && b.t !== 'dot') complex = true;
+      else innerAtoms.push(new Printer({ i: false, s: false, m: false, x: false }).print(b, { i: false, s: false, m: false, x: false }));
       return;
     }
     children(n).forEach(visit);
   };
   visit(body);
-  return ok;
+  if (complex) return false;
+  const res = innerAtoms.map((a) => new RegExp(`^(?:${a})$`));
+  return mandatoryLiterals(body).some((c) => res.every((re) => !re.test(c)));
 }
 
 // ---------------------------------------------------------------------------------------------
