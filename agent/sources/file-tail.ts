@@ -532,12 +532,6 @@ export class FileTailSource implements LogSource {
     const h = f.cur;
     if (h && st && st.dev === h.dev && st.ino === h.ino) {
       if (st.size < h.readPos) this.truncated(f, h, st.size);
-      else if (h.readPos > 0) {
-        const fp = await this.fingerprint(h.fh);
-        if (h.fp === undefined) h.fp = fp;
-        // Truncated and rewritten past our offset between two checks: the first line changed.
-        else if (fp !== h.fp) this.truncated(f, h, st.size);
-      }
       return;
     }
     if (h && (!st || st.dev !== h.dev || st.ino !== h.ino)) {
@@ -589,6 +583,13 @@ export class FileTailSource implements LogSource {
   private async readHandle(f: Follower, h: Handle, isCurrent: boolean, final = false): Promise<boolean> {
     const buf = this.scratch;
     const chunk = this.opts.readChunkBytes;
+    if (isCurrent && h.readPos > 0) {
+      // copytruncate followed by writes past our offset before we looked: the size never shrank,
+      // but the first line changed. Checked before every read, so no stale offset is read from.
+      const fp = await this.fingerprint(h.fh);
+      if (h.fp === undefined) h.fp = fp;
+      else if (fp !== h.fp) this.truncated(f, h, -1);
+    }
     for (let i = 0; i < TURN_CHUNKS; i++) {
       if (this.stopped && !final) return false;
       const carryLen = h.carry ? h.carry.copy(buf, 0) : 0;

@@ -1,0 +1,49 @@
+import type { LogSource } from '../../../agent/sources/source.js';
+
+/** Records every batch a source delivers, for assertions on order, duplicates and batching. */
+export class Collector {
+  readonly lines: string[] = [];
+  readonly origins: string[] = [];
+  batches = 0;
+
+  /** The callback to pass to `LogSource.start`. */
+  readonly onLines = (lines: string[], origin: string): void => {
+    this.batches++;
+    for (const l of lines) {
+      this.lines.push(l);
+      this.origins.push(origin);
+    }
+  };
+
+  /** Start `source` with this collector. */
+  start(source: LogSource): Promise<void> {
+    return source.start(this.onLines);
+  }
+
+  /** Lines delivered with the given origin, in order. */
+  from(origin: string): string[] {
+    return this.lines.filter((_, i) => this.origins[i] === origin);
+  }
+}
+
+/**
+ * Poll `cond` until it holds or the deadline passes.
+ * @param what described in the failure message
+ */
+export async function waitFor(cond: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** Let a few poll/watch cycles pass, to prove that nothing more arrives. */
+export function settle(ms = 300): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** `n` numbered lines with a prefix, e.g. `A-0` ... */
+export function numbered(prefix: string, n: number, from = 0): string[] {
+  return Array.from({ length: n }, (_, i) => `${prefix}-${from + i} sshd[42]: Failed password for root from 192.0.2.${(from + i) % 250} port 22`);
+}
