@@ -69,6 +69,7 @@ export class JournalSource implements LogSource {
   private onLines: ((lines: string[], origin: string) => void) | undefined;
   private stopped = false;
   private badLines = 0;
+  private failing = false;
 
   /** @param opts see {@link JournalSourceOptions} */
   constructor(private readonly opts: JournalSourceOptions) {
@@ -120,6 +121,11 @@ export class JournalSource implements LogSource {
     this.child?.kill('SIGTERM');
     await this.childDone;
     await this.state?.close();
+  }
+
+  /** Pid of the running journalctl, if any (for diagnostics and tests). */
+  pid(): number | undefined {
+    return this.child?.pid;
   }
 
   /** The cursor of the last delivered entry (for diagnostics and tests). */
@@ -244,7 +250,10 @@ export class JournalSource implements LogSource {
       this.cursor = undefined;
       this.position = { kind: 'end' };
     }
-    this.log.warn({ code, signal, stderr: stderr.trim(), restartInMs: this.backoff }, 'journalctl exited; restarting');
+    // Once per failure streak at warn: a journal that is missing for hours must not flood the log.
+    const level = this.failing ? 'debug' : 'warn';
+    this.failing = delivered === 0;
+    this.log[level]({ code, signal, stderr: stderr.trim(), restartInMs: this.backoff }, 'journalctl exited; restarting');
     const delay = this.backoff;
     this.backoff = Math.min(this.backoff * 2, this.opts.restartMaxMs ?? 30_000);
     this.restartTimer = setTimeout(() => {
