@@ -45,8 +45,10 @@ export async function createFirewallBackend(name: string, options: FirewallBacke
       const { IptablesBackend } = await import('./iptables.js');
       return new IptablesBackend(options);
     }
-    case 'shorewall':
-      throw new Error(`firewall backend '${name}' is not implemented yet`);
+    case 'shorewall': {
+      const { ShorewallBackend } = await import('./shorewall.js');
+      return new ShorewallBackend(options);
+    }
     case 'auto':
       return createFirewallBackend(await detectBackend(options.commandPrefix ?? []), options);
     default:

@@ -1,0 +1,113 @@
+// Shorewall runs for real inside the host namespace: `ip netns exec` bind-mounts
+// /etc/netns/<ns>/shorewall over /etc/shorewall, which gives that namespace its own configuration
+// and, through the `vardir` file, its own state directory, leaving the machine's Shorewall alone.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { FirewallBan, JailRule } from '../../agent/firewall/backend.js';
+import { ShorewallBackend } from '../../agent/firewall/shorewall.js';
+import { createFleet, netnsAvailable, type Fleet } from '../helpers/netns.js';
+
+const net = netnsAvailable();
+const installed = existsSync('/usr/share/shorewall/configfiles/shorewall.conf') && existsSync('/usr/share/shorewall6/configfiles/shorewall6.conf');
+const skip = !net.ok ? net.reason : !installed ? 'needs the Debian packages shorewall and shorewall6' : undefined;
+
+const HOST4 = '198.51.100.10';
+const HOST6 = '2001:db8::10';
+const ATK4 = '198.51.100.66';
+const ATK6 = '2001:db8::66';
+const SSH: JailRule = { jail: 'sshd', ports: [[22, 22]], protocols: ['tcp'] };
+const WEB: JailRule = { jail: 'web.auth', ports: [[80, 80]], protocols: ['tcp'] };
+
+let fleet: Fleet;
+const stops: Array<() => Promise<void>> = [];
+const cleanupPaths: string[] = [];
+
+function writeConfig(ns: string, product: 'shorewall' | 'shorewall6'): void {
+  const dir = join('/etc/netns', ns, product);
+  mkdirSync(dir, { recursive: true });
+  const vardir = mkdtempSync(join(tmpdir(), `fleetban-${product}-`));
+  cleanupPaths.push(vardir);
+  writeFileSync(join(dir, 'zones'), `fw\tfirewall\nnet\t${product === 'shorewall' ? 'ipv4' : 'ipv6'}\n`);
+  writeFileSync(join(dir, 'interfaces'), '?FORMAT 2\nnet\teth0\t-\n');
+  writeFileSync(join(dir, 'policy'), '$FW\tall\tACCEPT\nnet\tall\tACCEPT\nall\tall\tACCEPT\n');
+  writeFileSync(join(dir, 'rules'), '');
+  const conf = readFileSync(`/usr/share/${product}/configfiles/${product}.conf`, 'utf8')
+    .replace(/^LOGFILE=.*$/m, 'LOGFILE=/dev/null')
+    .replace(/^STARTUP_ENABLED=.*$/m, 'STARTUP_ENABLED=Yes');
+  writeFileSync(join(dir, `${product}.conf`), conf);
+  writeFileSync(join(dir, 'vardir'), `VARDIR=${vardir}\n`);
+}
+
+const ban = (jail: string, addr: string, ms: number): FirewallBan => ({ jail, addr, family: addr.includes(':') ? 6 : 4, until: ms === -1 ? -1 : Date.now() + ms });
+const reach = (from: string, addr: string, port: number) => fleet.tcpConnects(from, addr, port, 700);
+
+before(async () => {
+  if (skip) return;
+  fleet = await createFleet([
+    { name: 'host', addrs: [`${HOST4}/24`, `${HOST6}/64`] },
+    { name: 'atk', addrs: [`${ATK4}/24`, `${ATK6}/64`] },
+    { name: 'good', addrs: ['198.51.100.77/24', '2001:db8::77/64'] },
+  ]);
+  const ns = fleet.host('host').ns;
+  cleanupPaths.push(join('/etc/netns', ns));
+  writeConfig(ns, 'shorewall');
+  writeConfig(ns, 'shorewall6');
+  await fleet.exec('host', 'shorewall', ['start']);
+  await fleet.exec('host', 'shorewall6', ['start']);
+  for (const port of [22, 80]) stops.push((await fleet.listen('host', '::', port)).stop);
+});
+
+after(async () => {
+  for (const s of stops) await s();
+  await fleet?.destroy();
+  for (const p of cleanupPaths) rmSync(p, { recursive: true, force: true });
+});
+
+test('shorewall dynamic blacklist: ban drops the attacker (all ports), bystander connects, unban and expiry restore', async (t) => {
+  if (skip) return t.skip(skip);
+  const fw = new ShorewallBackend({ commandPrefix: fleet.prefix('host'), expireIntervalMs: 250 });
+  try {
+    await fw.init([SSH, WEB]);
+    assert.equal(await reach('atk', HOST4, 22), true);
+    fw.add(ban('sshd', ATK4, 60_000));
+    fw.add(ban('sshd', ATK6, 60_000));
+    const short = ban('web.auth', ATK4, 3000);
+    fw.add(short);
+    await fw.commit();
+    assert.deepEqual((await fw.list()).map((b) => `${b.jail} ${b.addr}`).sort(), [`sshd ${ATK4}`, `sshd ${ATK6}`, `web.auth ${ATK4}`]);
+    assert.equal(await reach('atk', HOST4, 22), false, 'attacker dropped');
+    assert.equal(await reach('atk', HOST4, 80), false, 'the blacklist has no ports: every port is dropped');
+    assert.equal(await reach('atk', HOST6, 22), false, 'IPv6 attacker dropped via shorewall6');
+    assert.equal(await reach('good', HOST4, 22), true, 'bystander connects');
+    assert.equal(await reach('good', HOST6, 22), true, 'IPv6 bystander connects');
+
+    // web.auth's short ban expires, sshd's still holds the address.
+    await new Promise((r) => setTimeout(r, Math.max(0, short.until - Date.now()) + 600));
+    assert.deepEqual((await fw.list()).map((b) => `${b.jail} ${b.addr}`).sort(), [`sshd ${ATK4}`, `sshd ${ATK6}`]);
+    assert.equal(await reach('atk', HOST4, 22), false, 'still banned by the other jail');
+
+    fw.delete('sshd', ATK4);
+    await fw.commit();
+    assert.equal(await reach('atk', HOST4, 22), true, 'allowed after the last jail lets go');
+    assert.equal(await reach('atk', HOST6, 22), false);
+
+    await fw.sync([ban('web.auth', '203.0.113.0/24', -1)]);
+    assert.equal(await reach('atk', HOST6, 22), true, 'sync allowed what it was not given');
+    const dyn = await fleet.exec('host', 'shorewall', ['show', 'dynamic']);
+    assert.match(dyn.stdout, /203\.0\.113\.0\/24/);
+    assert.deepEqual((await fw.list()).map((b) => b.addr), ['203.0.113.0/24']);
+  } finally {
+    await fw.shutdown({ cleanup: true });
+  }
+  const dyn = await fleet.exec('host', 'shorewall', ['show', 'dynamic']);
+  assert.doesNotMatch(dyn.stdout, /203\.0\.113\.0/, 'cleanup allowed everything it dropped');
+});
+
+test('shorewall backend refuses to start when Shorewall is not running', async (t) => {
+  if (skip) return t.skip(skip);
+  const fw = new ShorewallBackend({ commandPrefix: fleet.prefix('good') });
+  await assert.rejects(fw.init([SSH]), /Shorewall is not running/);
+});
