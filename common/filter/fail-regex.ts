@@ -9,7 +9,9 @@ import { translatePythonRegex, type TranslatedRegex } from './py-regex.js';
 // Address shapes (facts of the formats; the alternatives match what fail2ban's tags accept).
 const IPV4_OCTET = '(?:25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)';
 const IPV4 = `(?:${IPV4_OCTET}\\.){3}${IPV4_OCTET}`;
-const IPV6 = '(?:[0-9a-fA-F]{1,4}:{1,2}|:){1,7}(?:[0-9a-fA-F]{1,4}|(?<=:):)';
+// Every round of the first group ends with ':', so a final ':' (as in "2001:db8::") needs no
+// lookbehind; without lookaround V8 can fall back to its linear engine on a pathological line.
+const IPV6 = '(?:[0-9a-fA-F]{1,4}:{1,2}|:){1,7}(?:[0-9a-fA-F]{1,4}|:)';
 const TAG_IP4 = `(?:::f{4,6}:)?(?P<ip4>${IPV4})`;
 const TAG_IP6 = `(?P<ip6>${IPV6})`;
 const TAG_DNS = '(?P<dns>[\\w\\-.^_]*\\w)';
@@ -77,6 +79,7 @@ export class FailRegex {
   private readonly re: RegExp;
   private readonly names: Array<[string, readonly number[]]>;
   private readonly alts: Array<[string, string]>;
+  private readonly multiline: boolean;
   /** literal words every match must contain (for a cheap `includes` pre-check), or empty */
   readonly required: string[];
 
@@ -87,6 +90,7 @@ export class FailRegex {
    */
   constructor(text: string, options: { usedns: UseDns; multiline: boolean }) {
     this.text = text;
+    this.multiline = options.multiline;
     let py = resolveTags(text, options.usedns);
     // fail2ban turns `((?i)x)` and `(?:(?i)x)` into local flags `(?i:x)`.
     py = py.replace(/(?<!\\)\((?:\?:)?(\(\?[a-z]+)\)/g, '$1:');
@@ -123,7 +127,9 @@ export class FailRegex {
     const groups = new Map<string, string>();
     for (const [name, idxs] of this.names) {
       for (const i of idxs) {
-        const v = m[i];
+        let v = m[i];
+        // Python's `$` is translated as `\n?$`, which can pull the buffer's final newline into a group.
+        if (v !== undefined && v.endsWith('\n') && !this.multiline) v = v.slice(0, -1);
         if (v !== undefined) {
           groups.set(name, v);
           break;

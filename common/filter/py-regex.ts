@@ -743,7 +743,9 @@ class Printer {
         return f.m ? '(?<![^\\n])' : '^';
       case 'eol':
         // Python's `$` also matches before a newline that ends the string (fail2ban appends one).
-        return f.m ? '(?![^\\n])' : '(?=\\n?$)';
+        // Consuming the newline instead of looking ahead keeps most patterns free of lookaround, so
+        // V8 can run them on its linear engine; only a newline can follow Python's `$` here anyway.
+        return f.m ? '(?![^\\n])' : '(?:\\n?$)';
       case 'backref': {
         this.usesLookOrBackref = true;
         const idx = this.lastIndex.get(n.ref);
