@@ -255,3 +255,24 @@ test('the per-host cap refuses new bans with a warning, and errors are FirewallE
   const bad = backend();
   await assert.rejects(bad.init([{ jail: 'x', ports: [[0, 70000]], protocols: ['tcp'] }]), /port range/);
 });
+
+test("the factory's 'auto' picks nftables where nft works, and builds each named backend", async (t) => {
+  if (!avail.ok) return t.skip(avail.reason);
+  const { createFirewallBackend, detectBackend } = await import('../../agent/firewall/index.js');
+  assert.equal(await detectBackend(fleet.prefix('host')), 'nftables');
+  const fw = await createFirewallBackend('auto', { commandPrefix: fleet.prefix('host'), nftTable: 'fbauto' });
+  assert.equal(fw.name, 'nftables');
+  try {
+    await fw.init([SSH]);
+    fw.add(ban('ssh-test.v1', ATK4, 60_000));
+    await fw.commit();
+    assert.equal(await reach('atk', HOST4, 22), false, 'the auto-picked backend enforces');
+  } finally {
+    await fw.shutdown({ cleanup: true });
+  }
+  for (const name of ['ipset', 'iptables', 'shorewall', 'dry-run']) {
+    assert.equal((await createFirewallBackend(name, { commandPrefix: fleet.prefix('host') })).name, name);
+  }
+  // A prefix under which no firewall tool can run: auto says so instead of guessing.
+  await assert.rejects(detectBackend(['env', 'PATH=/nonexistent']), /none of nft, ipset, iptables works/);
+});
