@@ -131,6 +131,41 @@ describe('FileTailSource', () => {
     });
   });
 
+  test('repeated rename rotations during a steady stream: every line exactly once, in order', async () => {
+    const dir = await freshDir();
+    const log = join(dir, 'busy.log');
+    await writeFile(log, '');
+    await withSource([log], {}, async (c) => {
+      let written = 0;
+      const write = async (count: number): Promise<void> => {
+        await writer.appendFile(text(numbered('L', count, written)));
+        written += count;
+      };
+      let writer = await open(log, 'a');
+      let rotations = 0;
+      try {
+        for (let i = 1; i <= 60; i++) {
+          await write(500);
+          if (i % 10 === 0) {
+            // logrotate: rename, a few more writes to the old inode, then the writer reopens the path.
+            await rename(log, `${log}.${++rotations}`);
+            await write(100);
+            await writer.close();
+            writer = await open(log, 'a');
+          }
+        }
+      } finally {
+        await writer.close();
+      }
+      const total = written;
+      await waitFor(() => c.lines.length >= total, `${total} lines`, 20_000);
+      await settle();
+      assert.equal(rotations, 6);
+      assert.equal(c.lines.length, total, 'no line repeated');
+      assert.deepEqual(c.lines, numbered('L', total), 'no line lost, order kept');
+    });
+  });
+
   test('copytruncate: after the truncation the file is read again from its start', async () => {
     const dir = await freshDir();
     const log = join(dir, 'app.log');
