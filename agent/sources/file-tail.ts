@@ -406,6 +406,13 @@ export class FileTailSource implements LogSource {
     const opened = await this.openHandle(f.path);
     if (!opened) return;
     const { h, size } = opened;
+    // The same file under two names (symlink, overlapping globs) is read once.
+    for (const other of this.followers.values()) {
+      if (other.cur && other.cur.dev === h.dev && other.cur.ino === h.ino) {
+        await h.fh.close();
+        return;
+      }
+    }
     f.cur = h;
     const rec = this.saved.get(f.path);
     if (this.opts.startAt === 'beginning') return;

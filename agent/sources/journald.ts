@@ -234,7 +234,11 @@ export class JournalSource implements LogSource {
       child.once('spawn', () => resolveSpawn());
       child.once('error', () => resolveSpawn());
     });
-    this.childDone = child.then((r) => this.exited(r.exitCode, r.signal, stderr, startedAt, delivered, args));
+    this.childDone = child.then((r) => {
+      // A spawn failure (journalctl not installed) has no stderr; execa's message says what happened.
+      const why = r.failed && !stderr ? (r as { shortMessage?: string }).shortMessage ?? '' : stderr;
+      this.exited(r.exitCode, r.signal, why, startedAt, delivered, args);
+    });
   }
 
   private exited(code: number | undefined, signal: string | undefined, stderr: string, startedAt: number, delivered: number, args: string[]): void {

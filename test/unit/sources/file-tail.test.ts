@@ -1,6 +1,6 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, appendFile, writeFile, rename, truncate, open, copyFile, readFile, unlink } from 'node:fs/promises';
+import { mkdtemp, rm, appendFile, writeFile, rename, truncate, open, copyFile, readFile, unlink, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FileTailSource, type FileTailOptions } from '../../../agent/sources/file-tail.js';
@@ -233,6 +233,20 @@ describe('FileTailSource', () => {
       await writeFile(log, 'y1\n');
       await waitFor(() => c.lines.length >= 3, 'lines after the file came back');
       assert.deepEqual(c.lines, ['x1', 'x2', 'y1']);
+    });
+  });
+
+  test('one file reached through two paths (symlink) is read once', async () => {
+    const dir = await freshDir();
+    const log = join(dir, 'real.log');
+    const link = join(dir, 'link.log');
+    await writeFile(log, '');
+    await symlink(log, link);
+    await withSource([log, link], {}, async (c) => {
+      await appendFile(log, 'once\n');
+      await waitFor(() => c.lines.length >= 1, 'the line');
+      await settle();
+      assert.deepEqual(c.lines, ['once']);
     });
   });
 

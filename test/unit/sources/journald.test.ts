@@ -65,6 +65,16 @@ async function withJournal(
   }
 }
 
+test('a missing journalctl binary is retried quietly and stop() still returns', async () => {
+  const s = new JournalSource({ name: 'nobin', matches: [], journalctl: join(root, 'no-such-journalctl'), restartMinMs: 20, restartMaxMs: 40 });
+  const c = new Collector();
+  await c.start(s);
+  await settle(150);
+  await s.stop();
+  assert.deepEqual(c.lines, []);
+  assert.equal(s.pid(), undefined);
+});
+
 describe('JournalSource (journalctl on a real journal file)', { skip }, () => {
   test('delivers new matching entries as syslog-style lines, in order, once', async () => {
     const file = join(root, `j${n++}.journal`);
