@@ -192,6 +192,25 @@ test('10,000 bans apply as one nft transaction', async (t) => {
   }
 });
 
+test('on kernels that keep the old timeout on re-add, add/delete/add still refreshes it', async (t) => {
+  if (!avail.ok) return t.skip(avail.reason);
+  const fw = backend({ forceReAdd: true });
+  try {
+    await fw.init([SSH]);
+    fw.add(ban('ssh-test.v1', ATK4, 10_000));
+    await fw.commit();
+    fw.add(ban('ssh-test.v1', ATK4, 120_000));
+    fw.add(ban('ssh-test.v1', '192.0.2.44', 120_000)); // new element in the same batch
+    await fw.commit();
+    const listed = await fw.list();
+    assert.equal(listed.length, 2);
+    for (const b of listed) assert.ok(b.until > Date.now() + 100_000, `${b.addr} has the long timeout`);
+    assert.equal(await reach('atk', HOST4, 22), false);
+  } finally {
+    await fw.shutdown({ cleanup: true });
+  }
+});
+
 test('a repeated ban refreshes the timeout; a vanished table is repaired on commit', async (t) => {
   if (!avail.ok) return t.skip(avail.reason);
   const { logger, lines } = captureLogger();
