@@ -57,7 +57,8 @@ export interface FileTailOptions {
   rotateGraceMs?: number;
   /** Longer lines are cut to this many bytes and the rest of the line dropped (default 65536). */
   maxLineBytes?: number;
-  /** Bytes per read, i.e. the largest batch handed to the callback (default 1 MiB). */
+  /** Bytes per read, i.e. the largest batch handed to the callback (default 256 KiB: reading a
+   * file from the start runs at ~7-8 M lines/s from 64 KiB to 4 MiB, so memory per jail decides). */
   readChunkBytes?: number;
   /** Minimum time between two saves of the state file (default 1000). */
   saveIntervalMs?: number;
@@ -152,7 +153,7 @@ export class FileTailSource implements LogSource {
       rescanIntervalMs: options.rescanIntervalMs ?? 5000,
       rotateGraceMs: options.rotateGraceMs ?? 5000,
       maxLineBytes: options.maxLineBytes ?? 65536,
-      readChunkBytes: options.readChunkBytes ?? 1 << 20,
+      readChunkBytes: options.readChunkBytes ?? 256 * 1024,
       saveIntervalMs: options.saveIntervalMs ?? 1000,
     };
     this.log = options.log ?? componentLogger('agent.sources.file').child({ source: this.name });

@@ -78,7 +78,8 @@ describe('FileTailSource', () => {
       await appendFile(log, text(lines));
       await waitFor(() => c.lines.length >= lines.length, 'flood');
       assert.deepEqual(c.lines, lines);
-      assert.ok(c.batches <= 10, `expected few batches, got ${c.batches}`);
+      // One callback per read chunk (256 KiB, ~2,800 of these lines); a watch event per write may split a chunk.
+      assert.ok(c.batches * 500 <= lines.length, `expected few batches, got ${c.batches}`);
     });
   });
 
