@@ -29,8 +29,9 @@ export interface SourceOptions {
   journalDirectory?: string;
   /** journalctl binary (default `journalctl` from PATH). */
   journalctl?: string;
-  /** Seconds-scale timings, for tests: file poll and glob rescan intervals in ms. */
+  /** How often every followed path is stat'ed, in ms (default 1000); inotify events can be missed. */
   pollIntervalMs?: number;
+  /** How often the logpath globs are expanded again for new files, in ms (default 5000). */
   rescanIntervalMs?: number;
 }
 
