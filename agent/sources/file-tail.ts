@@ -49,6 +49,8 @@ export interface FileTailOptions {
   startAt?: StartAt;
   /** JSON file with the position of every followed file; undefined = not persisted. */
   stateFile?: string;
+  /** Watch directories with inotify (default true); false polls only, as fail2ban's `polling` backend. */
+  watch?: boolean;
   /** Stat every path this often, to catch what inotify missed (default 1000). */
   pollIntervalMs?: number;
   /** Expand the globs again this often, to pick up new files (default 5000). */
@@ -149,6 +151,7 @@ export class FileTailSource implements LogSource {
       patterns: options.patterns.map((p) => resolve(p)),
       encoding: options.encoding,
       startAt: options.startAt ?? 'end',
+      watch: options.watch ?? true,
       pollIntervalMs: options.pollIntervalMs ?? 1000,
       rescanIntervalMs: options.rescanIntervalMs ?? 5000,
       rotateGraceMs: options.rotateGraceMs ?? 5000,
@@ -274,6 +277,7 @@ export class FileTailSource implements LogSource {
   }
 
   private updateWatchers(): void {
+    if (!this.opts.watch) return;
     const dirs = new Set<string>();
     for (const f of this.followers.keys()) dirs.add(dirname(f));
     for (const p of this.opts.patterns) {

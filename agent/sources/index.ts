@@ -87,6 +87,8 @@ export function createLogSources(jail: JailSourceConfig, options: SourceOptions 
       patterns: [...jail.logpath],
       encoding: lineEncoding(jail.logencoding, jail.name),
       startAt,
+      // `polling` is chosen where inotify does not work (NFS, some containers): respect it.
+      watch: backend.name !== 'polling',
       stateFile: options.stateDir ? join(options.stateDir, stateFileName(jail.name, 'files')) : undefined,
       pollIntervalMs: options.pollIntervalMs,
       rescanIntervalMs: options.rescanIntervalMs,

@@ -167,6 +167,30 @@ describe('FileTailSource', () => {
     });
   });
 
+  test('without inotify (polling only) appends, rename rotation and truncation are still followed', async () => {
+    const dir = await freshDir();
+    const log = join(dir, 'polled.log');
+    await writeFile(log, '');
+    await withSource([log], { watch: false, pollIntervalMs: 50 }, async (c) => {
+      const writer = await open(log, 'a');
+      try {
+        await writer.appendFile('p1\n');
+        await waitFor(() => c.lines.length >= 1, 'polled append');
+        await rename(log, `${log}.1`);
+        await writer.appendFile('p2\n');
+        await writeFile(log, 'p3\n');
+        await waitFor(() => c.lines.length >= 3, 'lines around the rotation');
+        await truncate(log, 0);
+        await appendFile(log, 'p4\n');
+        await waitFor(() => c.lines.length >= 4, 'line after truncation');
+        await settle();
+        assert.deepEqual(c.lines, ['p1', 'p2', 'p3', 'p4']);
+      } finally {
+        await writer.close();
+      }
+    });
+  });
+
   test('copytruncate: after the truncation the file is read again from its start', async () => {
     const dir = await freshDir();
     const log = join(dir, 'app.log');
