@@ -102,7 +102,8 @@ describe('FileTailSource', () => {
     const dir = await freshDir();
     const log = join(dir, 'auth.log');
     await writeFile(log, '');
-    await withSource([log], {}, async (c) => {
+    // A grace period far above the test's pauses, so a slow CI machine cannot close the old file early.
+    await withSource([log], { rotateGraceMs: 5000 }, async (c) => {
       // A writer that keeps its descriptor across the rename, like syslog before its HUP.
       const writer = await open(log, 'a');
       try {
