@@ -1,8 +1,7 @@
-import { parseBanTarget } from '../../common/address.js';
 import { now as clockNow } from '../../common/clock.js';
 import { componentLogger, type Logger } from '../../common/log.js';
 import type { FirewallBackend, FirewallBan, JailRule } from './backend.js';
-import { banKey, checkBan, validateJailRules } from './jail-rules.js';
+import { banKey, banTarget, checkBan, validateJailRules } from './jail-rules.js';
 import { PendingChanges } from './pending-changes.js';
 
 /** Options of {@link DryRunBackend}. */
@@ -39,7 +38,7 @@ export class DryRunBackend implements FirewallBackend {
   }
 
   delete(jail: string, addr: string): void {
-    this.pending.delete(jail, parseBanTarget(addr).text);
+    this.pending.delete(jail, banTarget(addr).text);
   }
 
   async commit(): Promise<void> {

@@ -8,7 +8,6 @@
  * ipset refuses timeouts above 2,147,483 s (about 24.8 days). A longer ban is stored without a
  * timeout and this backend deletes it itself when it is due (checked once a minute).
  */
-import { parseBanTarget } from '../../common/address.js';
 import { now as clockNow } from '../../common/clock.js';
 import { FirewallError, InvalidInputError } from '../../common/errors.js';
 import { componentLogger, type Logger } from '../../common/log.js';
@@ -16,7 +15,7 @@ import type { FirewallBackend, FirewallBan, JailRule } from './backend.js';
 import { BanLedger } from './ban-ledger.js';
 import { CommandRunner } from './command-runner.js';
 import { iptablesMatches } from './iptables-matches.js';
-import { banKey, boundedName, checkBan, validateJailRules, type CheckedBan } from './jail-rules.js';
+import { banKey, banTarget, boundedName, checkBan, validateJailRules, type CheckedBan } from './jail-rules.js';
 import { DEFAULT_MAX_BANS } from './nftables.js';
 import { outlasts, PendingChanges, type PendingChange } from './pending-changes.js';
 
@@ -151,7 +150,7 @@ export class IpsetBackend implements FirewallBackend {
   }
 
   delete(jail: string, addr: string): void {
-    const text = parseBanTarget(addr).text;
+    const text = banTarget(addr).text;
     if (this.jails.has(jail)) this.pending.delete(jail, text);
   }
 
@@ -197,7 +196,7 @@ export class IpsetBackend implements FirewallBackend {
     let freed = 0;
     for (const c of changes) {
       if (c.kind !== 'delete') continue;
-      const t = parseBanTarget(c.addr);
+      const t = banTarget(c.addr);
       const set = this.setOf(c.jail, t.family);
       if (!set) continue;
       dels.push(`del ${set} ${t.text}`);
@@ -353,7 +352,7 @@ export class IpsetBackend implements FirewallBackend {
       const parts = line.split(' ');
       const o = owner.get(parts[1] ?? '');
       if (!o || !parts[2]) continue;
-      const addr = parseBanTarget(parts[2]).text;
+      const addr = banTarget(parts[2]).text;
       const ti = parts.indexOf('timeout');
       const secs = ti === -1 ? 0 : Number(parts[ti + 1]);
       const key = banKey(o.jail, addr);

@@ -10,7 +10,6 @@
  * timer, and it keeps a ledger of the rules it wrote: deleting a rule that is not there would fail
  * the whole restore, so a delete is only written for a rule the ledger holds.
  */
-import { parseBanTarget } from '../../common/address.js';
 import { now as clockNow } from '../../common/clock.js';
 import { FirewallError, InvalidInputError } from '../../common/errors.js';
 import { componentLogger, type Logger } from '../../common/log.js';
@@ -18,7 +17,7 @@ import type { FirewallBackend, FirewallBan, JailRule } from './backend.js';
 import { BanLedger } from './ban-ledger.js';
 import { CommandRunner } from './command-runner.js';
 import { iptablesMatches } from './iptables-matches.js';
-import { banKey, boundedName, checkBan, validateJailRules, type CheckedBan } from './jail-rules.js';
+import { banKey, banTarget, boundedName, checkBan, validateJailRules, type CheckedBan } from './jail-rules.js';
 import { DEFAULT_MAX_BANS } from './nftables.js';
 import { outlasts, PendingChanges, type PendingChange } from './pending-changes.js';
 
@@ -149,7 +148,7 @@ export class IptablesBackend implements FirewallBackend {
       // Our ban rules have exactly this shape; anything else in the chain is not ours to count.
       const m = /^-A (\S+) -s (\S+) -j DROP$/.exec(line);
       if (!m) continue;
-      const addr = parseBanTarget(m[2]!).text;
+      const addr = banTarget(m[2]!).text;
       let arr = bans.get(m[1]!);
       if (!arr) bans.set(m[1]!, (arr = []));
       arr.push(addr);
@@ -163,7 +162,7 @@ export class IptablesBackend implements FirewallBackend {
   }
 
   delete(jail: string, addr: string): void {
-    const text = parseBanTarget(addr).text;
+    const text = banTarget(addr).text;
     if (this.jails.has(jail)) this.pending.delete(jail, text);
   }
 
@@ -198,7 +197,7 @@ export class IptablesBackend implements FirewallBackend {
       const j = this.jails.get(c.jail);
       const key = banKey(c.jail, c.addr);
       if (!j || this.ledger.get(key) === undefined) continue;
-      const t = parseBanTarget(c.addr);
+      const t = banTarget(c.addr);
       lines[t.family].push(`-D ${j.chain} -s ${t.text} -j DROP`);
       if (this.ledger.has(key, nowMs)) freed++;
       after.push(() => this.ledger.delete(key));

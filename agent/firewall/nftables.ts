@@ -11,14 +11,14 @@
  * `<jail>_s4`/`<jail>_s6`; a network ban of length L goes in `<jail>_n4_L` (or `_n6_L`), matched by
  * `ip saddr & <mask> @set`. Network sets are created on first use, in the same batch as the ban.
  */
-import { parseBanTarget, type BanTarget } from '../../common/address.js';
+import type { BanTarget } from '../../common/address.js';
 import { now as clockNow } from '../../common/clock.js';
 import { FirewallError, InvalidInputError } from '../../common/errors.js';
 import { componentLogger, type Logger } from '../../common/log.js';
 import type { FirewallBackend, FirewallBan, JailRule } from './backend.js';
 import { BanLedger } from './ban-ledger.js';
 import { CommandRunner } from './command-runner.js';
-import { banKey, checkBan, portProtocols, validateJailRules, type CheckedBan } from './jail-rules.js';
+import { banKey, banTarget, checkBan, portProtocols, validateJailRules, type CheckedBan } from './jail-rules.js';
 import { PendingChanges, outlasts, type PendingChange } from './pending-changes.js';
 
 /** Options of {@link NftablesBackend}. */
@@ -238,7 +238,7 @@ export class NftablesBackend implements FirewallBackend {
   }
 
   delete(jail: string, addr: string): void {
-    const text = parseBanTarget(addr).text;
+    const text = banTarget(addr).text;
     // A jail this host does not run holds nothing to unban.
     if (this.jails.has(jail)) this.pending.delete(jail, text);
   }
@@ -289,7 +289,7 @@ export class NftablesBackend implements FirewallBackend {
     // Unbans first, so the room they free counts for the bans of the same batch.
     for (const c of changes) {
       if (c.kind !== 'delete' || !this.jails.has(c.jail)) continue;
-      const target = parseBanTarget(c.addr);
+      const target = banTarget(c.addr);
       const name = setName(c.jail, target);
       // Unbanning from a set that does not exist yet is a no-op; creating the set would be noise.
       if (!this.sets.has(name)) continue;
@@ -318,7 +318,7 @@ export class NftablesBackend implements FirewallBackend {
         }
         room--;
       }
-      const target = parseBanTarget(ban.addr);
+      const target = banTarget(ban.addr);
       const s = slot(setName(ban.jail, target));
       const el = elementText(target);
       if (!this.addUpdatesTimeout) s.touch.push(el);

@@ -10,14 +10,13 @@
  * - expiry is done here, on a timer, from a ledger of (jail, address, until);
  * - list() reports the blacklisted addresses this process knows the jails of.
  */
-import { parseBanTarget } from '../../common/address.js';
 import { now as clockNow } from '../../common/clock.js';
 import { FirewallError, InvalidInputError } from '../../common/errors.js';
 import { componentLogger, type Logger } from '../../common/log.js';
 import type { FirewallBackend, FirewallBan, JailRule } from './backend.js';
 import { BanLedger } from './ban-ledger.js';
 import { CommandRunner } from './command-runner.js';
-import { banKey, checkBan, validateJailRules, type CheckedBan } from './jail-rules.js';
+import { banKey, banTarget, checkBan, validateJailRules, type CheckedBan } from './jail-rules.js';
 import { DEFAULT_MAX_BANS } from './nftables.js';
 import { outlasts, PendingChanges, type PendingChange } from './pending-changes.js';
 
@@ -92,7 +91,7 @@ export class ShorewallBackend implements FirewallBackend {
   }
 
   delete(jail: string, addr: string): void {
-    const text = parseBanTarget(addr).text;
+    const text = banTarget(addr).text;
     if (this.jails.has(jail)) this.pending.delete(jail, text);
   }
 
@@ -211,7 +210,7 @@ export class ShorewallBackend implements FirewallBackend {
         const f = line.trim().split(/\s+/);
         if (f.length < 9 || !/^\d+[KMGT]?$/.test(f[0]!) || !/^(DROP|REJECT|reject|logdrop|logreject)$/.test(f[2]!)) continue;
         try {
-          out.push(parseBanTarget(f[7]!).text);
+          out.push(banTarget(f[7]!).text);
         } catch {
           // not an address column: a header or a rule of another shape
         }

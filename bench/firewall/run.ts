@@ -5,12 +5,13 @@
  * then times fail2ban's iptables-multiport way (one `iptables -I f2b-x 1 -s ADDR -j REJECT`
  * process per address) for a sample and extrapolates to 100,000.
  *
- * Every command, ours and fail2ban-style alike, runs through `ip netns exec`, so the figures include
- * the same per-process overhead a fleetban agent inside a namespace would pay (slightly more than
- * on a bare host). Ban targets are generated from 2001:db8::/32 (documentation range); no packet
+ * The script re-runs itself inside the namespace (`ip netns exec ns node run.js --in-ns …`), so
+ * every command, ours and fail2ban-style alike, is spawned directly, as an agent on a real host
+ * spawns it; going through `ip netns exec` per command would add about 2 ms of namespace setup to
+ * each. Ban targets are generated from 2001:db8::/32 (documentation range); no packet
  * is sent to them.
  *
- * Usage: node dist/bench/firewall/run.js [--bans 100000] [--singles 200] [--f2b 1000] [--backends nftables,ipset,iptables]
+ * Usage (root): node dist/bench/firewall/run.js [--bans 100000] [--singles 200] [--f2b 1000] [--backends nftables,ipset,iptables]
  */
 import { performance } from 'node:perf_hooks';
 import { execa } from 'execa';
@@ -18,7 +19,7 @@ import type { FirewallBackend, FirewallBan } from '../../agent/firewall/backend.
 import { IpsetBackend } from '../../agent/firewall/ipset.js';
 import { IptablesBackend } from '../../agent/firewall/iptables.js';
 import { NftablesBackend } from '../../agent/firewall/nftables.js';
-import { createFleet, netnsAvailable, type Fleet } from '../../test/helpers/netns.js';
+import { createFleet, netnsAvailable } from '../../test/helpers/netns.js';
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -73,22 +74,22 @@ async function benchBackend(name: string, make: () => FirewallBackend): Promise<
 }
 
 /** fail2ban iptables-multiport: actionban is one `iptables -I f2b-<name> 1 -s <ip> -j <blocktype>` per address. */
-async function benchFail2banStyle(fleet: Fleet): Promise<Row> {
-  const pre = fleet.prefix('bench');
-  await execa(pre[0]!, [...pre.slice(1), 'ip6tables', '-w', '-N', 'f2b-bench']);
-  await execa(pre[0]!, [...pre.slice(1), 'ip6tables', '-w', '-I', 'INPUT', '-p', 'tcp', '-m', 'multiport', '--dports', '22', '-j', 'f2b-bench']);
+async function benchFail2banStyle(pre: string[]): Promise<Row> {
+  const run = (argv: string[]) => execa(argv[0]!, argv.slice(1));
+  await run([...pre, 'ip6tables', '-w', '-N', 'f2b-bench']);
+  await run([...pre, 'ip6tables', '-w', '-I', 'INPUT', '-p', 'tcp', '-m', 'multiport', '--dports', '22', '-j', 'f2b-bench']);
   const lat: number[] = [];
   const t0 = performance.now();
   for (let i = 0; i < F2B; i++) {
     const s = performance.now();
-    await execa(pre[0]!, [...pre.slice(1), 'ip6tables', '-w', '-I', 'f2b-bench', '1', '-s', addr(i, 2), '-j', 'REJECT']);
+    await run([...pre, 'ip6tables', '-w', '-I', 'f2b-bench', '1', '-s', addr(i, 2), '-j', 'REJECT']);
     lat.push(performance.now() - s);
   }
   const total = performance.now() - t0;
   lat.sort((a, b) => a - b);
-  await execa(pre[0]!, [...pre.slice(1), 'ip6tables', '-w', '-D', 'INPUT', '-p', 'tcp', '-m', 'multiport', '--dports', '22', '-j', 'f2b-bench']);
-  await execa(pre[0]!, [...pre.slice(1), 'ip6tables', '-w', '-F', 'f2b-bench']);
-  await execa(pre[0]!, [...pre.slice(1), 'ip6tables', '-w', '-X', 'f2b-bench']);
+  await run([...pre, 'ip6tables', '-w', '-D', 'INPUT', '-p', 'tcp', '-m', 'multiport', '--dports', '22', '-j', 'f2b-bench']);
+  await run([...pre, 'ip6tables', '-w', '-F', 'f2b-bench']);
+  await run([...pre, 'ip6tables', '-w', '-X', 'f2b-bench']);
   const extrapolated = (total / F2B) * BANS;
   return {
     method: 'fail2ban-style (ip6tables -I per ban)',
@@ -101,34 +102,42 @@ async function benchFail2banStyle(fleet: Fleet): Promise<Row> {
 }
 
 async function main(): Promise<void> {
-  const avail = netnsAvailable();
-  if (!avail.ok) {
-    console.error(`firewall bench: ${avail.reason}`);
-    process.exit(2);
-  }
-  const fleet = await createFleet([{ name: 'bench', addrs: ['198.51.100.10/24', '2001:db8::10/64'] }]);
-  const rows: Row[] = [];
-  try {
-    const prefix = fleet.prefix('bench');
-    const common = { commandPrefix: prefix, maxBans: BANS + SINGLES + 1000 };
-    const makers: Record<string, () => FirewallBackend> = {
-      nftables: () => new NftablesBackend(common),
-      ipset: () => new IpsetBackend(common),
-      iptables: () => new IptablesBackend({ ...common, expireIntervalMs: 3_600_000 }),
-    };
-    for (const name of WHICH) {
-      const make = makers[name];
-      if (!make) throw new Error(`unknown backend '${name}' (have ${Object.keys(makers).join(', ')})`);
-      process.stderr.write(`benchmarking ${name}…\n`);
-      rows.push(await benchBackend(name, make));
+  if (!process.argv.includes('--in-ns')) {
+    const avail = netnsAvailable();
+    if (!avail.ok) {
+      console.error(`firewall bench: ${avail.reason}`);
+      process.exit(2);
     }
-    process.stderr.write('benchmarking fail2ban-style…\n');
-    rows.push(await benchFail2banStyle(fleet));
-  } finally {
-    await fleet.destroy();
+    const fleet = await createFleet([{ name: 'bench', addrs: ['198.51.100.10/24', '2001:db8::10/64'] }]);
+    try {
+      const r = await execa(fleet.prefix('bench')[0]!, [...fleet.prefix('bench').slice(1), process.execPath, process.argv[1]!, ...process.argv.slice(2), '--in-ns'], {
+        stdio: 'inherit',
+        reject: false,
+      });
+      process.exitCode = r.exitCode ?? 1;
+    } finally {
+      await fleet.destroy();
+    }
+    return;
   }
+  const rows: Row[] = [];
+  const common = { commandPrefix: [] as string[], maxBans: BANS + SINGLES + 1000 };
+  const makers: Record<string, () => FirewallBackend> = {
+    nftables: () => new NftablesBackend(common),
+    ipset: () => new IpsetBackend(common),
+    iptables: () => new IptablesBackend({ ...common, expireIntervalMs: 3_600_000 }),
+  };
+  for (const name of WHICH) {
+    const make = makers[name];
+    if (!make) throw new Error(`unknown backend '${name}' (have ${Object.keys(makers).join(', ')})`);
+    process.stderr.write(`benchmarking ${name}…\n`);
+    rows.push(await benchBackend(name, make));
+  }
+  process.stderr.write('benchmarking fail2ban-style…\n');
+  rows.push(await benchFail2banStyle([]));
   const { stdout: kernel } = await execa('uname', ['-r']);
-  console.log(`\nfirewall backends: ${BANS} bans bulk, ${SINGLES} single bans (kernel ${kernel}, node ${process.version})\n`);
+  const { stdout: load } = await execa('cat', ['/proc/loadavg']);
+  console.log(`\nfirewall backends: ${BANS} bans bulk, ${SINGLES} single bans (kernel ${kernel}, node ${process.version}, loadavg ${load.split(' ').slice(0, 3).join(' ')})\n`);
   const head = ['method', `${BANS} bans`, 'single ban p50', 'p99', 'n', 'note'];
   const body = rows.map((r) => [r.method, r.bulk, `${r.p50.toFixed(1)} ms`, `${r.p99.toFixed(1)} ms`, String(r.singles), r.bulkNote]);
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));

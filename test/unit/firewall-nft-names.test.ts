@@ -48,3 +48,26 @@ test('pending changes keep the longest ban, let a later unban win, and restore w
   const again = p.take().map((c) => (c.kind === 'add' ? `add ${c.ban.addr}` : `del ${c.addr}`)).sort();
   assert.deepEqual(again, ['add 192.0.2.2', 'del 192.0.2.1', 'del 192.0.2.3']);
 });
+
+test('the fast address check agrees with the general parser and never accepts what it refuses', async () => {
+  const { fastTargetForTests } = await import('../../agent/firewall/jail-rules.js');
+  const { parseBanTarget } = await import('../../common/address.js');
+  const samples = [
+    '198.51.100.7', '0.0.0.0', '255.255.255.255', '198.051.100.7', '256.1.1.1', '1.2.3', '01.2.3.4',
+    '2001:db8::1', '2001:DB8::1', '2001:db8:0:0:1:0:0:1', '2001:db8::1:0:0:1', '2001:0db8::1', '::', '::1',
+    '1::', '2001:db8:0:1:1:1:1:1', '2001:db8::1:1:1:1:1', 'fe80::1%eth0', '::ffff:c000:201', '::ffff:192.0.2.1',
+    '2001:db8:1:2:3:4:5:6', '2001:db8:0:0:0:0:2:1', '2001:db8::2:1', '1:0:0:1:0:0:0:1', '1:0:0:1::1', '1::1:0:0:1',
+    '203.0.113.0/24', '2001:db8::/32', 'x', '', '1.2.3.4 ', '2001:db8::1]', '2001:db8::g',
+  ];
+  for (const s of samples) {
+    let slow: string | undefined;
+    try {
+      slow = parseBanTarget(s).text;
+    } catch {
+      slow = undefined;
+    }
+    const fast = fastTargetForTests(s);
+    if (fast) assert.equal(fast.text, slow, `fast path accepted '${s}' as '${fast.text}', parser says '${slow}'`);
+    if (slow === s && !s.includes('/') && !s.includes('.')) assert.ok(fast, `canonical '${s}' should take the fast path`);
+  }
+});
