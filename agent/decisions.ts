@@ -19,20 +19,21 @@ export class DecisionFollower {
   /** Id of the newest decision applied (or of the snapshot), reported in heartbeats and acks. */
   lastId = '0-0';
   lastAppliedAt = 0;
+  private ackedId = '';
   private readonly scripts: ClusterScripts;
   private readonly synced: Promise<void>;
   private markSynced!: () => void;
 
   /**
    * @param redis a connection for this follower alone (it blocks in XREAD)
-   * @param onApplied called after each applied batch with the newest id (acknowledgement)
+   * @param host this agent's name, under which it acknowledges applied decisions
    */
   constructor(
     private readonly redis: Redis,
     private readonly keys: ClusterKeys,
+    private readonly host: string,
     private readonly enforcer: Enforcer,
     private readonly log: Logger,
-    private readonly onApplied: (lastId: string) => void = () => undefined,
   ) {
     this.scripts = new ClusterScripts(redis, keys);
     this.synced = new Promise((r) => (this.markSynced = r));
@@ -68,10 +69,18 @@ export class DecisionFollower {
           await this.enforcer.replaceAll(snap.bans);
           this.lastId = snap.lastId;
           this.lastAppliedAt = Date.now();
-          this.onApplied(this.lastId);
           this.markSynced();
         }
-        const reply = (await this.redis.xread('COUNT', 5000, 'BLOCK', 5000, 'STREAMS', this.keys.decisions, this.lastId)) as StreamReply;
+        // The acknowledgement of what was just applied travels in the same write as the next
+        // blocking read: one syscall per decision instead of two matters with many agents per CPU.
+        const pipeline = this.redis.pipeline();
+        if (this.ackedId !== this.lastId) pipeline.hset(this.keys.acks, this.host, this.lastId);
+        pipeline.xread('COUNT', 5000, 'BLOCK', 5000, 'STREAMS', this.keys.decisions, this.lastId);
+        const ackedNow = this.lastId;
+        const results = (await pipeline.exec()) ?? [];
+        for (const [err] of results) if (err) throw err;
+        this.ackedId = ackedNow;
+        const reply = results[results.length - 1]![1] as StreamReply;
         const entries = reply?.[0]?.[1] ?? [];
         if (entries.length === 0) continue;
         const decisions: Decision[] = [];
@@ -88,7 +97,6 @@ export class DecisionFollower {
           else if (d.op === 'unban') this.log.info({ jail: d.jail, addr: d.addr, origin: d.origin }, 'unban applied');
           else this.log.info({ jail: d.jail, origin: d.origin }, 'flush applied');
         }
-        this.onApplied(this.lastId);
         backoff = 100;
       } catch (err) {
         if (!this.running) break;

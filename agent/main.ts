@@ -79,11 +79,12 @@ export async function startAgent(dir: string, options: AgentOptions = {}): Promi
   const commands: Redis = connectRedis(config.redis, 'agent', log);
   const blocking: Redis = connectRedis(config.redis, 'agent-decisions', log);
   const reporter = new Reporter(commands, keys, componentLogger('agent.reporter'), config.agent.reportBatch, 100_000, config.coordinator.streamMaxlen);
-  let heartbeat: HeartbeatSender | undefined;
-  const follower = new DecisionFollower(blocking, keys, enforcer, componentLogger('agent.decisions'), () => void heartbeat?.beat());
-  heartbeat = new HeartbeatSender(commands, keys, config.agent.heartbeat * 1000, () => ({
+  // Read once: the heartbeat also serves as the per-batch acknowledgement and must stay cheap.
+  const addrs = hostAddresses();
+  const follower = new DecisionFollower(blocking, keys, host, enforcer, componentLogger('agent.decisions'));
+  const heartbeat = new HeartbeatSender(commands, keys, config.agent.heartbeat * 1000, () => ({
     host,
-    addrs: hostAddresses(),
+    addrs,
     version: FLEETBAN_VERSION,
     backend: enforcer.backendName,
     jails: loaded.jails.map((j) => j.name),
@@ -137,7 +138,7 @@ export async function startAgent(dir: string, options: AgentOptions = {}): Promi
     follower,
     async stop(stopOptions = {}) {
       clearInterval(reconcileTimer);
-      heartbeat?.stop();
+      heartbeat.stop();
       await Promise.all(sources.map((s) => s.stop()));
       // The hosts entry stays: `fleetban hosts` shows a stopped agent as not alive rather than forgetting it.
       await Promise.race([reporter.flush(), new Promise((r) => setTimeout(r, 2000).unref())]);

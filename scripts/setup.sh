@@ -8,14 +8,15 @@ cd "$(dirname "$0")/.."
 pkgs=(redis-server nftables iproute2)
 bins=(redis-server nft ip)
 if [ "${1:-}" = "--test" ]; then
-  pkgs+=(openssh-server openssh-client sshpass iptables ipset)
-  bins+=(sshd ssh sshpass iptables ipset)
+  pkgs+=(openssh-server openssh-client sshpass iptables ipset systemd-journal-remote)
+  # systemd-journal-remote writes real journal files for the journald source tests (no systemd runs here).
+  bins+=(sshd ssh sshpass iptables ipset /lib/systemd/systemd-journal-remote)
 fi
 
 missing=()
 for i in "${!bins[@]}"; do
   b=${bins[$i]}
-  command -v "$b" >/dev/null 2>&1 || [ -x "/usr/sbin/$b" ] || missing+=("${pkgs[$i]}")
+  command -v "$b" >/dev/null 2>&1 || [ -x "/usr/sbin/$b" ] || [ -x "$b" ] || missing+=("${pkgs[$i]}")
 done
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -119,13 +119,15 @@ export function registerStatusCommands(program: Command, globals: () => GlobalOp
       const g = globals();
       await withContext(g, async (ctx) => {
         const raw = await ctx.redis.hgetall(ctx.keys.hosts);
+        const acks = await ctx.redis.hgetall(ctx.keys.acks);
         const newest = (await ctx.redis.xrevrange(ctx.keys.decisions, '+', '-', 'COUNT', 1))[0]?.[0] ?? '0-0';
         const t = Date.now();
         const rows: Array<Heartbeat & { alive: boolean; behind: number; lagMs: number }> = [];
         for (const json of Object.values(raw)) {
           const d = decodeHeartbeat(json);
           if (!d.ok) continue;
-          const hb = d.value;
+          // The acknowledgement is newer than the heartbeat's copy whenever decisions arrived since.
+          const hb = { ...d.value, lastDecision: acks[d.value.host] ?? d.value.lastDecision };
           // Decisions the host has not applied yet (counted up to 1000) and how far behind in time.
           const pending = hb.lastDecision === newest ? 0 : (await ctx.redis.xrange(ctx.keys.decisions, `(${hb.lastDecision}`, '+', 'COUNT', 1000)).length;
           rows.push({ ...hb, alive: t - hb.seenAt <= ALIVE_MS, behind: pending, lagMs: pending === 0 ? 0 : Math.max(0, idTime(newest) - idTime(hb.lastDecision)) });

@@ -22,6 +22,8 @@ export interface ClusterKeys {
   readonly banExpiry: string;
   /** Hash: host name -> JSON heartbeat. */
   readonly hosts: string;
+  /** Hash: host name -> id of the newest decision that host has applied (its acknowledgement). */
+  readonly acks: string;
   /** Hash: counters such as `sshd:failed` and `sshd:banned`. */
   readonly stats: string;
   /** Prefix of the per-(jail, address) failure windows: sorted sets of event ids scored by time. */
@@ -49,6 +51,7 @@ export function clusterKeys(cluster: string): ClusterKeys {
     bans: `${prefix}:bans`,
     banExpiry: `${prefix}:ban-expiry`,
     hosts: `${prefix}:hosts`,
+    acks: `${prefix}:acks`,
     stats: `${prefix}:stats`,
     failureWindowPrefix,
     failingPrefix,
