@@ -94,7 +94,7 @@ async function benchFail2banStyle(pre: string[]): Promise<Row> {
   return {
     method: 'fail2ban-style (ip6tables -I per ban)',
     bulk: `~${(extrapolated / 1000).toFixed(0)} s`,
-    bulkNote: `extrapolated from ${F2B} timed (${(total / 1000).toFixed(1)} s); chain grows, so later bans cost more`,
+    bulkNote: `linear extrapolation from ${F2B} timed (${(total / 1000).toFixed(1)} s)`,
     p50: pct(lat, 50),
     p99: pct(lat, 99),
     singles: F2B,
