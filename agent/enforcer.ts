@@ -76,9 +76,18 @@ export class Enforcer {
         if (d.until !== -1 && d.until <= now()) continue;
         const ban = toFirewallBan(d.jail, d.addr, d.until);
         if (!ban) continue;
+        // Rules must exist before elements that use them; init() is idempotent and keeps elements.
+        await this.ensureRules([ban]);
+        try {
+          this.backend.add(ban);
+        } catch (err) {
+          // One refused ban (over the host's cap, an address the backend cannot hold) must not
+          // block the rest of the batch.
+          this.log.warn({ jail: d.jail, addr: d.addr, err: (err as Error).message }, 'ban refused by the firewall backend');
+          continue;
+        }
         this.desired.set(banId(d.jail, d.addr), ban);
         adds.push(ban);
-        this.backend.add(ban);
       } else if (d.op === 'unban') {
         this.desired.delete(banId(d.jail, d.addr));
         this.backend.delete(d.jail, d.addr);
@@ -91,8 +100,6 @@ export class Enforcer {
         }
       }
     }
-    // Rules must exist before elements that use them; init() is idempotent and keeps elements.
-    await this.ensureRules(adds);
     await this.backend.commit();
     this.applied += adds.length;
   }
