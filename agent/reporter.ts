@@ -9,7 +9,7 @@ import { encodeFailure, type FailureEvent } from '../common/protocol/messages.js
  * bounded buffer; the oldest are dropped, and counted, when it overflows.
  */
 export class Reporter {
-  private buffer: FailureEvent[] = [];
+  private buffer: Array<Omit<FailureEvent, 'sent'>> = [];
   private scheduled = false;
   private flushing: Promise<void> | undefined;
   readonly stats = { reported: 0, dropped: 0 };
@@ -31,7 +31,7 @@ export class Reporter {
   }
 
   /** Queue one failure; it is sent within the current event-loop turn when Redis is up. */
-  report(event: FailureEvent): void {
+  report(event: Omit<FailureEvent, 'sent'>): void {
     this.buffer.push(event);
     if (this.buffer.length > this.maxBuffered) {
       const drop = this.buffer.length - this.maxBuffered;
@@ -70,7 +70,8 @@ export class Reporter {
   private async sendSome(): Promise<void> {
     const events = this.buffer.slice(0, this.batch);
     const pipeline = this.redis.pipeline();
-    for (const e of events) pipeline.xadd(this.keys.failures, 'MAXLEN', '~', this.streamMaxlen, '*', ...encodeFailure(e));
+    const sent = Date.now();
+    for (const e of events) pipeline.xadd(this.keys.failures, 'MAXLEN', '~', this.streamMaxlen, '*', ...encodeFailure({ ...e, sent }));
     try {
       const results = await pipeline.exec();
       const failed = results?.filter(([err]) => err).length ?? 0;

@@ -31,6 +31,19 @@ export function policiesFromJails(jails: readonly JailConfig[]): Map<string, Jai
   );
 }
 
+/**
+ * A failure's time on Redis' clock. Hosts' clocks may be minutes apart, so the host's own time is
+ * never compared with anyone else's: the failure's age is measured on the host's clock (`sent -
+ * time`) and subtracted from the moment Redis received it (the stream id's milliseconds).
+ * @param id stream entry id, `<ms>-<seq>`
+ * @param time failure time on the host clock
+ * @param sent report time on the host clock
+ */
+export function failureTime(id: string, time: number, sent: number): number {
+  const received = Number(id.slice(0, id.indexOf('-')));
+  return received - Math.max(0, sent - time);
+}
+
 type StreamReply = Array<[string, Array<[string, string[]]>]> | null;
 
 /** The upper bound Lua's unpack() handles comfortably for one XACK. */
@@ -67,6 +80,7 @@ export class Aggregator {
     batch = 1000,
     private readonly claimIdleMs = 30_000,
     decisionsMaxlen = 100_000,
+    private readonly clock: () => number = now,
   ) {
     this.batch = Math.min(batch, MAX_BATCH);
     this.scripts = new ClusterScripts(redis, keys, decisionsMaxlen);
@@ -172,9 +186,9 @@ export class Aggregator {
         ackOnly.push(id);
         continue;
       }
-      counted.push({ id, jail: f.jail, addr: f.addr, time: f.time, host: f.host, ...policy });
+      counted.push({ id, jail: f.jail, addr: f.addr, time: failureTime(id, f.time, f.sent), host: f.host, ...policy });
     }
-    const result = await this.scripts.recordFailures(now(), counted, ackOnly);
+    const result = await this.scripts.recordFailures(this.clock(), counted, ackOnly);
     this.stats.counted += counted.length;
     for (const ban of result.bans) {
       this.stats.bans++;

@@ -14,6 +14,7 @@ export class Expirer {
     private readonly scripts: ClusterScripts,
     private readonly intervalMs: number,
     private readonly log: Logger,
+    private readonly clock: () => number = now,
   ) {}
 
   start(): void {
@@ -32,7 +33,7 @@ export class Expirer {
     let total = 0;
     try {
       for (;;) {
-        const expired = await this.scripts.expire(now(), 1000);
+        const expired = await this.scripts.expire(this.clock(), 1000);
         total += expired.length;
         if (expired.length < 1000) break;
       }

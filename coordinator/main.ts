@@ -7,6 +7,7 @@ import { componentLogger } from '../common/log.js';
 import { ClusterScripts } from '../common/scripts/index.js';
 import { Aggregator, policiesFromJails } from './aggregator.js';
 import { Expirer } from './expirer.js';
+import { RedisClock } from './redis-clock.js';
 
 /** A running coordinator. */
 export interface CoordinatorHandle {
@@ -30,11 +31,14 @@ export async function startCoordinator(dir: string, override?: Partial<FleetbanC
   const reader: Redis = connectRedis(config.redis, 'coordinator-reader', log);
   const writer: Redis = connectRedis(config.redis, 'coordinator', log);
   const maxlen = config.coordinator.streamMaxlen;
+  const clock = new RedisClock(writer, log);
+  await clock.start();
   const aggregator = new Aggregator(
     reader, keys, config.coordinator.consumer, policiesFromJails(loaded.jails), componentLogger('coordinator.aggregator'),
-    config.coordinator.batch, 30_000, maxlen,
+    config.coordinator.batch, config.coordinator.claimIdle * 1000, maxlen, () => clock.now(),
   );
-  const expirer = new Expirer(new ClusterScripts(writer, keys, maxlen), config.coordinator.expireInterval * 1000, componentLogger('coordinator.expirer'));
+  const expirer = new Expirer(new ClusterScripts(writer, keys, maxlen), config.coordinator.expireInterval * 1000,
+    componentLogger('coordinator.expirer'), () => clock.now());
   await aggregator.start();
   expirer.start();
   log.info({ cluster: config.cluster, consumer: config.coordinator.consumer, jails: loaded.jails.map((j) => j.name) }, 'coordinator started');
@@ -54,6 +58,7 @@ export async function startCoordinator(dir: string, override?: Partial<FleetbanC
     },
     async stop() {
       expirer.stop();
+      clock.stop();
       await aggregator.stop();
       reader.disconnect();
       await writer.quit().catch(() => writer.disconnect());

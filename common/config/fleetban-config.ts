@@ -43,6 +43,8 @@ export interface CoordinatorSettings {
   readonly streamMaxlen: number;
   /** Seconds between sweeps that remove expired bans. */
   readonly expireInterval: number;
+  /** Seconds after which failures read but not acknowledged by a coordinator (it died) are claimed by another. */
+  readonly claimIdle: number;
 }
 
 export interface FleetbanConfig {
@@ -59,7 +61,7 @@ const SCHEMA: Record<string, readonly string[]> = {
   cluster: ['name'],
   redis: ['url', 'username', 'password_file', 'tls_ca_file', 'tls_cert_file', 'tls_key_file', 'tls_servername', 'tls_verify'],
   agent: ['host', 'banaction', 'state_dir', 'heartbeat', 'report_batch', 'reconcile'],
-  coordinator: ['consumer', 'batch', 'stream_maxlen', 'expire_interval'],
+  coordinator: ['consumer', 'batch', 'stream_maxlen', 'expire_interval', 'claim_idle'],
 };
 
 /** Where configuration lives unless --config or FLEETBAN_CONFIG says otherwise. */
@@ -171,6 +173,7 @@ export function loadFleetbanConfig(dir: string): FleetbanConfig {
       batch: integer('coordinator', 'batch', 1000, 1),
       streamMaxlen: integer('coordinator', 'stream_maxlen', 1_000_000, 1000),
       expireInterval: seconds('coordinator', 'expire_interval', '1s'),
+      claimIdle: seconds('coordinator', 'claim_idle', '30s'),
     },
     files: set.files,
   };

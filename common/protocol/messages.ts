@@ -27,8 +27,13 @@ export type Decoded<T> = { ok: true; value: T } | { ok: false; reason: string };
 export interface FailureEvent {
   jail: string;
   addr: string;
-  /** Time of the failure in epoch ms: the log line's own time when it has one. */
+  /** Time of the failure in epoch ms on the reporting host's clock: the log line's own time when it has one. */
   time: number;
+  /**
+   * When the agent handed the failure to Redis, on the same host clock. `sent - time` is the
+   * failure's age measured on one clock, which lets the coordinator place it on Redis' clock.
+   */
+  sent: number;
   host: string;
   line: string;
 }
@@ -84,6 +89,7 @@ export function encodeFailure(e: FailureEvent): Fields {
     'jail', e.jail,
     'addr', e.addr,
     'time', String(Math.round(e.time)),
+    'sent', String(Math.round(e.sent)),
     'host', e.host,
     'line', e.line.length > LIMITS.lineChars ? e.line.slice(0, LIMITS.lineChars) : e.line,
   ];
@@ -103,9 +109,11 @@ export function decodeFailure(fields: Fields): Decoded<FailureEvent> {
   if (!target || target.text !== addr) return bad('addr', addr);
   const time = Number(f.get('time'));
   if (!Number.isSafeInteger(time) || time <= 0) return bad('time', f.get('time'));
+  const sent = Number(f.get('sent'));
+  if (!Number.isSafeInteger(sent) || sent <= 0) return bad('sent', f.get('sent'));
   const host = f.get('host');
   if (!host || !HOST_NAME_RE.test(host)) return bad('host', host);
-  return { ok: true, value: { jail, addr, time, host, line: f.get('line') ?? '' } };
+  return { ok: true, value: { jail, addr, time, sent, host, line: f.get('line') ?? '' } };
 }
 
 /** @returns the flat field list for XADD of a decision */

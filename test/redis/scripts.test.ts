@@ -108,7 +108,7 @@ test('a redelivered event is counted once', async () => {
 test('counting acknowledges the stream entries in the consumer group, malformed ones too', async () => {
   const { keys, scripts } = setup();
   await redis.xgroup('CREATE', keys.failures, COORDINATOR_GROUP, '$', 'MKSTREAM');
-  const good = await redis.xadd(keys.failures, '*', ...encodeFailure({ jail: 'sshd', addr: '198.51.100.9', time: T0, host: 'h1', line: 'x' }));
+  const good = await redis.xadd(keys.failures, '*', ...encodeFailure({ jail: 'sshd', addr: '198.51.100.9', time: T0, sent: T0, host: 'h1', line: 'x' }));
   const bad = await redis.xadd(keys.failures, '*', 'garbage', 'yes');
   const read = (await redis.xreadgroup('GROUP', COORDINATOR_GROUP, 'c1', 'COUNT', 10, 'STREAMS', keys.failures, '>')) as Array<[string, unknown[]]>;
   assert.equal(read[0]![1].length, 2);

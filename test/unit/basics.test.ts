@@ -61,7 +61,7 @@ test('every key of a cluster shares one hash tag', () => {
 });
 
 test('stream messages round-trip; malformed ones are refused with a reason', () => {
-  const e = { jail: 'sshd', addr: '198.51.100.7', time: 1764151200000, host: 'web1', line: 'Failed password' };
+  const e = { jail: 'sshd', addr: '198.51.100.7', time: 1764151200000, sent: 1764151200100, host: 'web1', line: 'Failed password' };
   assert.deepEqual(decodeFailure(encodeFailure(e)), { ok: true, value: e });
   const long = decodeFailure(encodeFailure({ ...e, line: 'x'.repeat(5000) }));
   assert.ok(long.ok && long.value.line.length === LIMITS.lineChars);
