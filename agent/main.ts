@@ -18,6 +18,7 @@ import type { LogSource } from './sources/source.js';
 import { Enforcer } from './enforcer.js';
 import { DecisionFollower } from './decisions.js';
 import { Reporter } from './reporter.js';
+import { FailureSpool } from './spool.js';
 import { HeartbeatSender, hostAddresses } from './heartbeat.js';
 
 export interface AgentOptions {
@@ -78,7 +79,8 @@ export async function startAgent(dir: string, options: AgentOptions = {}): Promi
 
   const commands: Redis = connectRedis(config.redis, 'agent', log);
   const blocking: Redis = connectRedis(config.redis, 'agent-decisions', log);
-  const reporter = new Reporter(commands, keys, componentLogger('agent.reporter'), config.agent.reportBatch, 100_000, config.coordinator.streamMaxlen);
+  const spool = new FailureSpool(join(config.agent.stateDir, 'spool'), componentLogger('agent.spool'));
+  const reporter = new Reporter(commands, keys, componentLogger('agent.reporter'), config.agent.reportBatch, 100_000, config.coordinator.streamMaxlen, spool);
   // Read once: the heartbeat also serves as the per-batch acknowledgement and must stay cheap.
   const addrs = hostAddresses();
   const follower = new DecisionFollower(blocking, keys, host, enforcer, componentLogger('agent.decisions'));
@@ -95,6 +97,8 @@ export async function startAgent(dir: string, options: AgentOptions = {}): Promi
   // Wait briefly for the first snapshot so the kernel holds the cluster's bans before logs are
   // followed; with Redis away, start anyway: enforcing what the kernel has and buffering reports.
   const synced = follower.start();
+  let haveSnapshot = false;
+  void synced.then(() => (haveSnapshot = true));
   const waited = await Promise.race([synced.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 5000).unref())]);
   if (!waited) log.warn('cluster bans not loaded yet (Redis unreachable?); continuing and retrying in the background');
   heartbeat.start();
@@ -123,6 +127,9 @@ export async function startAgent(dir: string, options: AgentOptions = {}): Promi
   }
 
   const reconcileTimer = setInterval(() => {
+    // Until a snapshot arrived the agent does not know the cluster's bans (started while Redis was
+    // unreachable): "repairing" the kernel then would lift every ban it still enforces.
+    if (!haveSnapshot) return;
     enforcer.reconcile().then(
       (n) => n > 0 && log.warn({ repaired: n }, 'firewall repaired'),
       (err: Error) => log.error({ err: err.message }, 'reconciliation failed'),
@@ -142,6 +149,7 @@ export async function startAgent(dir: string, options: AgentOptions = {}): Promi
       await Promise.all(sources.map((s) => s.stop()));
       // The hosts entry stays: `fleetban hosts` shows a stopped agent as not alive rather than forgetting it.
       await Promise.race([reporter.flush(), new Promise((r) => setTimeout(r, 2000).unref())]);
+      reporter.persist();
       await follower.stop();
       await commands.quit().catch(() => commands.disconnect());
       // Without cleanup the bans stay in the kernel (with their timeouts) while the agent is down.

@@ -1,23 +1,36 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { ClusterKeys } from '../common/protocol/keys.js';
-import { encodeFailure, type FailureEvent } from '../common/protocol/messages.js';
+import { encodeFailure } from '../common/protocol/messages.js';
+import { now } from '../common/clock.js';
+import type { FailureSpool, PendingFailure } from './spool.js';
 
 /**
  * Sends failures to the failures stream. Failures seen in the same turn of the event loop go out
- * in one pipeline (one round trip for a whole burst). While Redis is unreachable they wait in a
- * bounded buffer; the oldest are dropped, and counted, when it overflows.
+ * in one pipeline (one round trip for a whole burst).
+ *
+ * While Redis is unreachable, failures go to the on-disk spool when there is one (bounded; an
+ * agent restarted during an outage still delivers them), else they wait in a bounded memory
+ * buffer whose oldest entries are dropped, and counted, when it overflows. Once anything is
+ * spooled, new failures queue behind it so the stream receives them in the order they were seen.
+ * A failure's `sent` time is stamped when it finally goes out, so its age (`sent - time`) carries
+ * the time it waited and the coordinator places it where it really happened.
+ *
+ * Delivery is at least once: a pipeline whose replies were lost with the connection is sent
+ * again, and the coordinator counts each stream entry, so such a rare repeat counts twice.
  */
 export class Reporter {
-  private buffer: Array<Omit<FailureEvent, 'sent'>> = [];
+  private buffer: PendingFailure[] = [];
   private scheduled = false;
   private flushing: Promise<void> | undefined;
+  private spooling = false;
   readonly stats = { reported: 0, dropped: 0 };
 
   /**
    * @param batch failures per pipeline at most
-   * @param maxBuffered failures held at most while Redis is away
+   * @param maxBuffered failures held in memory at most while Redis is away
    * @param streamMaxlen approximate cap of the failures stream (XADD MAXLEN ~)
+   * @param spool where failures wait while Redis is unreachable; without one, memory only
    */
   constructor(
     private readonly redis: Redis,
@@ -26,12 +39,17 @@ export class Reporter {
     private readonly batch = 500,
     private readonly maxBuffered = 100_000,
     private readonly streamMaxlen = 1_000_000,
+    private readonly spool?: FailureSpool,
   ) {
     redis.on('ready', () => this.schedule());
+    // Going through the spool as soon as the link drops, not only after a send fails, is what
+    // makes a restart (or a kill) during the outage lose nothing.
+    redis.on('close', () => this.schedule());
+    this.schedule();
   }
 
   /** Queue one failure; it is sent within the current event-loop turn when Redis is up. */
-  report(event: Omit<FailureEvent, 'sent'>): void {
+  report(event: PendingFailure): void {
     this.buffer.push(event);
     if (this.buffer.length > this.maxBuffered) {
       const drop = this.buffer.length - this.maxBuffered;
@@ -42,24 +60,41 @@ export class Reporter {
     this.schedule();
   }
 
-  /** Failures waiting to be sent. */
+  /** Failures waiting to be sent, in memory and on disk. */
   get pending(): number {
-    return this.buffer.length;
+    return this.buffer.length + (this.spool?.size ?? 0);
   }
 
   /** Send everything buffered (used on shutdown and in tests). */
   async flush(): Promise<void> {
-    while (this.buffer.length > 0 && this.redis.status === 'ready') {
-      await this.sendSome();
+    while (this.pending > 0 && this.redis.status === 'ready') {
+      if (this.flushing) await this.flushing;
+      else await this.sendSome();
     }
   }
 
+  /** Write what is still in memory to the spool (shutdown while Redis is away). */
+  persist(): void {
+    if (!this.spool || this.buffer.length === 0) return;
+    this.spool.append(this.buffer);
+    this.log.info({ spooled: this.buffer.length }, 'unsent failures written to the spool');
+    this.buffer = [];
+  }
+
   private schedule(): void {
-    if (this.scheduled || this.buffer.length === 0) return;
+    if (this.scheduled || this.pending === 0) return;
     this.scheduled = true;
     setImmediate(() => {
       this.scheduled = false;
-      if (this.flushing || this.redis.status !== 'ready') return;
+      const ready = this.redis.status === 'ready';
+      if (this.spool && this.buffer.length > 0 && (!ready || this.spool.size > 0)) {
+        if (!ready && !this.spooling) {
+          this.spooling = true;
+          this.log.warn({ status: this.redis.status }, 'Redis unreachable; spooling failures to disk');
+        }
+        this.spill();
+      }
+      if (this.flushing || !ready) return;
       this.flushing = this.sendSome().finally(() => {
         this.flushing = undefined;
         this.schedule();
@@ -67,21 +102,50 @@ export class Reporter {
     });
   }
 
-  private async sendSome(): Promise<void> {
-    const events = this.buffer.slice(0, this.batch);
-    const pipeline = this.redis.pipeline();
-    const sent = Date.now();
-    for (const e of events) pipeline.xadd(this.keys.failures, 'MAXLEN', '~', this.streamMaxlen, '*', ...encodeFailure({ ...e, sent }));
+  private spill(): void {
     try {
-      const results = await pipeline.exec();
-      const failed = results?.filter(([err]) => err).length ?? 0;
-      if (failed > 0) throw new Error(`${failed} of ${events.length} XADDs failed: ${String(results?.find(([e]) => e)?.[0])}`);
-      this.buffer.splice(0, events.length);
-      this.stats.reported += events.length;
+      this.spool!.append(this.buffer);
+      this.buffer = [];
     } catch (err) {
-      // Keep them; they go out when the connection is back ('ready' reschedules).
-      this.log.warn({ err: (err as Error).message, buffered: this.buffer.length }, 'reporting failures failed; kept for retry');
-      await new Promise((r) => setTimeout(r, 200));
+      // A full or read-only disk: keep them in the bounded memory buffer instead.
+      this.log.error({ err: (err as Error).message, buffered: this.buffer.length }, 'cannot write the failure spool; holding failures in memory');
     }
+  }
+
+  private async sendSome(): Promise<void> {
+    const fromSpool = this.spool !== undefined && this.spool.size > 0;
+    const events = fromSpool ? this.spool!.peek(this.batch) : this.buffer.slice(0, this.batch);
+    if (events.length === 0) return;
+    const pipeline = this.redis.pipeline();
+    const sent = now();
+    for (const e of events) pipeline.xadd(this.keys.failures, 'MAXLEN', '~', this.streamMaxlen, '*', ...encodeFailure({ ...e, sent }));
+    let results: Array<[Error | null, unknown]> | null;
+    try {
+      results = await pipeline.exec();
+    } catch (err) {
+      results = events.map(() => [err as Error, null]);
+    }
+    const failed = results?.findIndex(([err]) => err) ?? -1;
+    if (failed < 0) {
+      if (fromSpool) {
+        this.spool!.consume();
+        if (this.spool!.size === 0 && this.spooling) {
+          this.spooling = false;
+          this.log.info({ delivered: this.spool!.stats.delivered }, 'spooled failures delivered');
+        }
+      } else {
+        this.buffer.splice(0, events.length);
+      }
+      this.stats.reported += events.length;
+      return;
+    }
+    // Keep whatever did not go through; it goes out when the connection is back ('ready' reschedules).
+    if (!fromSpool) {
+      const kept = events.filter((_, i) => results?.[i]?.[0]);
+      this.buffer.splice(0, events.length, ...kept);
+      this.stats.reported += events.length - kept.length;
+    }
+    this.log.warn({ err: String(results?.[failed]?.[0]?.message ?? results?.[failed]?.[0]), pending: this.pending }, 'reporting failures failed; kept for retry');
+    await new Promise((r) => setTimeout(r, 200));
   }
 }

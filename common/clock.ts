@@ -1,9 +1,21 @@
 /**
  * Wall clock in epoch milliseconds. Tests pin it with FLEETBAN_TEST_NOW (ISO-8601 or epoch ms),
  * so log lines without a year and findtime windows give the same answer on every run.
+ * FLEETBAN_CLOCK_SKEW_MS (test only) shifts a running clock instead of stopping it: a process
+ * then behaves like a host whose clock is that far off, which is how clock-skew tests run
+ * several "hosts" on one machine.
  */
 export function now(): number {
-  return pinned ?? Date.now();
+  return pinned ?? Date.now() + skew;
+}
+
+const skew = parseSkew(process.env.FLEETBAN_CLOCK_SKEW_MS);
+
+function parseSkew(value: string | undefined): number {
+  if (value === undefined || value === '') return 0;
+  const ms = Number(value);
+  if (!Number.isSafeInteger(ms)) throw new Error(`FLEETBAN_CLOCK_SKEW_MS is not a whole number of milliseconds: ${value}`);
+  return ms;
 }
 
 const pinnedEnv = process.env.FLEETBAN_TEST_NOW;

@@ -6,12 +6,13 @@ import { CLUSTER_NAME_RE } from '../protocol/keys.js';
 import { HOST_NAME_RE } from '../protocol/messages.js';
 import { ConfSet, readWithIncludes } from './conf-reader.js';
 import { parseTimeSpec } from './time-spec.js';
+import { parseSentinelUrl } from '../sentinel-url.js';
 
 /** Redis connection settings. The password never appears in logs. */
 export interface RedisSettings {
   /**
-   * redis://, rediss:// or unix:// URL. When the file sets none, the private server that
-   * `fleetban up` runs: unix://<state_dir>/redis/redis.sock.
+   * redis://, rediss://, unix:// or sentinel:// URL (see common/sentinel-url.ts). When the file
+   * sets none, the private server that `fleetban up` runs: unix://<state_dir>/redis/redis.sock.
    */
   readonly url: string;
   /** True when the URL is the private server's (nothing configured). */
@@ -19,6 +20,9 @@ export interface RedisSettings {
   readonly username?: string;
   readonly password?: string;
   readonly tls?: { ca?: string; cert?: string; key?: string; servername?: string; rejectUnauthorized: boolean };
+  /** Credentials of the sentinels themselves (sentinel:// only), when they require any. */
+  readonly sentinelUsername?: string;
+  readonly sentinelPassword?: string;
 }
 
 export interface AgentSettings {
@@ -59,7 +63,8 @@ export interface FleetbanConfig {
 /** Every option fleetban.conf accepts; anything else is a typo and refused with its location. */
 const SCHEMA: Record<string, readonly string[]> = {
   cluster: ['name'],
-  redis: ['url', 'username', 'password_file', 'tls_ca_file', 'tls_cert_file', 'tls_key_file', 'tls_servername', 'tls_verify'],
+  redis: ['url', 'username', 'password_file', 'tls_ca_file', 'tls_cert_file', 'tls_key_file', 'tls_servername', 'tls_verify',
+    'sentinel_username', 'sentinel_password_file'],
   agent: ['host', 'banaction', 'state_dir', 'heartbeat', 'report_batch', 'reconcile'],
   coordinator: ['consumer', 'batch', 'stream_maxlen', 'expire_interval', 'claim_idle'],
 };
@@ -124,16 +129,26 @@ export function loadFleetbanConfig(dir: string): FleetbanConfig {
 
   const stateDir = get('agent', 'state_dir') ?? defaultStateDir();
   const url = process.env.FLEETBAN_REDIS_URL || get('redis', 'url');
-  if (url && !/^(rediss?|unix):\/\//.test(url)) fail('redis', 'url', `'${redactUrl(url)}' must start with redis://, rediss:// or unix://`);
-  let password: string | undefined;
-  const passwordFile = get('redis', 'password_file');
-  if (passwordFile) {
+  if (url && !/^(rediss?|unix|sentinel):\/\//.test(url)) fail('redis', 'url', `'${redactUrl(url)}' must start with redis://, rediss://, unix:// or sentinel://`);
+  if (url?.startsWith('sentinel://')) {
     try {
-      password = readFileSync(passwordFile, 'utf8').trim();
+      parseSentinelUrl(url);
     } catch (err) {
-      fail('redis', 'password_file', `cannot read ${passwordFile}: ${(err as Error).message}`);
+      fail('redis', 'url', `'${redactUrl(url)}': ${(err as Error).message}`);
     }
   }
+  const secret = (key: string): string | undefined => {
+    const file = get('redis', key);
+    if (!file) return undefined;
+    try {
+      return readFileSync(file, 'utf8').trim();
+    } catch (err) {
+      return fail('redis', key, `cannot read ${file}: ${(err as Error).message}`);
+    }
+  };
+  const password = secret('password_file');
+  const sentinelPassword = secret('sentinel_password_file');
+  const sentinelUsername = get('redis', 'sentinel_username');
   const readPem = (key: string): string | undefined => {
     const path = get('redis', key);
     if (!path) return undefined;
@@ -159,7 +174,11 @@ export function loadFleetbanConfig(dir: string): FleetbanConfig {
   return {
     dir,
     cluster,
-    redis: { url: url ?? `unix://${join(stateDir, 'redis', 'redis.sock')}`, private: !url, username: get('redis', 'username'), password, tls },
+    redis: {
+      url: url ?? `unix://${join(stateDir, 'redis', 'redis.sock')}`, private: !url, username: get('redis', 'username'), password, tls,
+      ...(sentinelUsername ? { sentinelUsername } : {}),
+      ...(sentinelPassword ? { sentinelPassword } : {}),
+    },
     agent: {
       host,
       banaction: get('agent', 'banaction') ?? 'auto',
