@@ -1,0 +1,91 @@
+import { join } from 'node:path';
+import type { Redis } from 'ioredis';
+import { writeConfig } from './spawn.js';
+import type { ClusterKeys } from '../../common/protocol/keys.js';
+import { encodeFailure, type FailureEvent } from '../../common/protocol/messages.js';
+
+/** What one host's configuration directory needs in the reliability tests. */
+export interface HostConfig {
+  cluster: string;
+  url: string;
+  host: string;
+  /** Parent of the host's state_dir. */
+  work: string;
+  /** The sshd jail's log; a host without one follows a file nobody writes. */
+  logpath?: string;
+  maxretry?: number;
+  findtime?: string;
+  bantime?: string;
+  claimIdle?: string;
+  banaction?: string;
+  /** Extra lines for [agent]. */
+  agent?: string;
+}
+
+/** @returns a configuration directory with fleetban.conf and a one-jail (sshd) jail.conf */
+export function hostConfig(c: HostConfig): string {
+  return writeConfig({
+    'fleetban.conf': [
+      '[cluster]', `name = ${c.cluster}`,
+      '[redis]', `url = ${c.url}`,
+      '[agent]', `host = ${c.host}`, `banaction = ${c.banaction ?? 'dry-run'}`, `state_dir = ${join(c.work, c.host)}`, 'heartbeat = 1s',
+      ...(c.agent ? [c.agent] : []),
+      '[coordinator]', `consumer = ${c.host}`, 'expire_interval = 1s', `claim_idle = ${c.claimIdle ?? '30s'}`,
+    ].join('\n') + '\n',
+    'jail.conf': [
+      '[sshd]', 'enabled = true', 'filter = sshd', 'port = ssh', `logpath = ${c.logpath ?? join(c.work, 'nobody.log')}`,
+      `maxretry = ${c.maxretry ?? 5}`, `findtime = ${c.findtime ?? '10m'}`, `bantime = ${c.bantime ?? '1h'}`,
+    ].join('\n') + '\n',
+  });
+}
+
+/** Predicate of the dry-run backend's ban line for `addr`. */
+export const isBan = (addr: string) => (l: Record<string, unknown>): boolean => l.msg === 'dry-run ban' && l.addr === addr;
+/** Predicate of the dry-run backend's unban line for `addr`. */
+export const isUnban = (addr: string) => (l: Record<string, unknown>): boolean => l.msg === 'dry-run unban' && l.addr === addr;
+
+/**
+ * Append failures to the stream exactly as agent/reporter.ts does (same encoding, MAXLEN ~,
+ * pipelined batches), standing in for agents when a test needs tens of thousands of events.
+ */
+export async function xaddFailures(redis: Redis, keys: ClusterKeys, events: readonly Omit<FailureEvent, 'sent'>[], batch = 500): Promise<void> {
+  for (let i = 0; i < events.length; i += batch) {
+    const p = redis.pipeline();
+    const sent = Date.now();
+    for (const e of events.slice(i, i + batch)) p.xadd(keys.failures, 'MAXLEN', '~', 1_000_000, '*', ...encodeFailure({ ...e, sent }));
+    const res = (await p.exec()) ?? [];
+    const err = res.find(([e]) => e);
+    if (err) throw err[0];
+  }
+}
+
+/** @returns a counter of the stats hash, 0 when absent */
+export async function stat(redis: Redis, keys: ClusterKeys, field: string): Promise<number> {
+  return Number((await redis.hget(keys.stats, field)) ?? 0);
+}
+
+/** Poll `check` until it returns true; throw naming `what` after timeoutMs. */
+export async function waitUntil(check: () => Promise<boolean> | boolean, timeoutMs: number, what: string, everyMs = 100): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check()) return;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+/** @returns the ban decisions in the decisions stream, as `jail|addr` strings in stream order */
+export async function banDecisions(redis: Redis, keys: ClusterKeys): Promise<string[]> {
+  const out: string[] = [];
+  let start = '-';
+  for (;;) {
+    const page = (await redis.xrange(keys.decisions, start, '+', 'COUNT', 1000)) as Array<[string, string[]]>;
+    for (const [, f] of page) {
+      const m = new Map<string, string>();
+      for (let i = 0; i + 1 < f.length; i += 2) m.set(f[i]!, f[i + 1]!);
+      if (m.get('op') === 'ban') out.push(`${m.get('jail')}|${m.get('addr')}`);
+    }
+    if (page.length < 1000) return out;
+    start = `(${page[page.length - 1]![0]}`;
+  }
+}
