@@ -96,7 +96,8 @@ const ID_TAG = /<(?:HOST|ADDR|IP4|IP6|SUBNET|DNS|F-ID|F-ADDR|F-IP4|F-IP6|F-MLFID
 
 function resolveFilter(arg: string, dirs: string[], unsafe: boolean): FilterUnderTest {
   const looksLikePath = !/\s/.test(arg) && (/\.(?:conf|local)(?:\[.*\])?$/.test(arg) || (arg.includes('/') && !arg.includes('<')));
-  const nameLike = /^[\w.-]+$/.test(safeSpecName(arg));
+  // `name[...` is a filter spec even when malformed, so the loader can say what is wrong with it.
+  const nameLike = /^[\w.-]+$/.test(safeSpecName(arg)) || /^[\w.-]+\[/.test(arg);
   if (ID_TAG.test(arg) || (!looksLikePath && !nameLike)) return literalRegex(arg, unsafe);
   let filter: CompiledFilter;
   try {
