@@ -43,6 +43,7 @@ export function loadJailFilters(dir: string, jails: readonly JailConfig[]): Map<
   const dirs = [join(dir, 'filter.d'), builtinFilterDir()];
   const filters = new Map<string, Filter>();
   for (const j of jails) {
+    if (j.countsBans) continue; // fed by the cluster's own bans, not by a log
     try {
       filters.set(j.name, loadFilter(j.filter, { dirs, jail: j.options }));
     } catch (err) {
@@ -105,7 +106,8 @@ export async function startAgent(dir: string, options: AgentOptions = {}): Promi
 
   const sources: LogSource[] = [];
   for (const jail of loaded.jails) {
-    const filter = filters.get(jail.name)!;
+    const filter = filters.get(jail.name);
+    if (!filter) continue;
     const matchers = new Map<string, LineMatcher>();
     const jailLog = componentLogger(`agent.jail.${jail.name}`);
     for (const source of createLogSources(jail, { stateDir: join(config.agent.stateDir, 'positions'), startAt: options.startAt ?? 'end' })) {

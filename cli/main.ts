@@ -7,6 +7,7 @@ import { CliError, type GlobalOptions } from './context.js';
 import { registerBanCommands } from './commands/bans.js';
 import { registerStatusCommands } from './commands/status.js';
 import { registerDaemonCommands } from './commands/daemons.js';
+import { registerPolicyCommands } from './commands/policy.js';
 import { registerRegexCommand } from './commands/regex.js';
 
 const program = new Command();
@@ -27,6 +28,7 @@ const globals = (): GlobalOptions => program.opts<GlobalOptions>();
 registerDaemonCommands(program, globals);
 registerBanCommands(program, globals);
 registerStatusCommands(program, globals);
+registerPolicyCommands(program, globals);
 registerRegexCommand(program, globals);
 
 program.parseAsync(process.argv).catch((err: unknown) => {

@@ -2,34 +2,10 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { COORDINATOR_GROUP, type ClusterKeys } from '../common/protocol/keys.js';
 import { decodeFailure } from '../common/protocol/messages.js';
-import { ClusterScripts, type CountedFailure } from '../common/scripts/index.js';
-import { AddressMatcher } from '../common/address.js';
-import { PERMANENT } from '../common/config/time-spec.js';
-import type { JailConfig } from '../common/config/jails.js';
+import { ClusterScripts, type CountedFailure, type ScriptPolicy } from '../common/scripts/index.js';
+import { containingNetwork, parseBanTarget } from '../common/address.js';
 import { now } from '../common/clock.js';
-
-/** What the aggregator needs of a jail: its counting policy and whitelist. */
-export interface JailPolicy {
-  readonly findtimeMs: number;
-  readonly maxretry: number;
-  readonly bantimeMs: number;
-  readonly ignore: AddressMatcher;
-}
-
-/** @returns the counting policy of each jail */
-export function policiesFromJails(jails: readonly JailConfig[]): Map<string, JailPolicy> {
-  return new Map(
-    jails.map((j) => [
-      j.name,
-      {
-        findtimeMs: Math.round(j.findtime * 1000),
-        maxretry: j.maxretry,
-        bantimeMs: j.bantime === PERMANENT ? -1 : Math.round(j.bantime * 1000),
-        ignore: new AddressMatcher(j.ignoreip),
-      },
-    ]),
-  );
-}
+import type { ClusterPolicy } from './policy.js';
 
 /**
  * A failure's time on Redis' clock. Hosts' clocks may be minutes apart, so the host's own time is
@@ -61,12 +37,13 @@ export class Aggregator {
   private readonly batch: number;
   /** Counters for logs and tests. */
   readonly stats = { read: 0, counted: 0, malformed: 0, unknownJail: 0, ignored: 0, bans: 0 };
+  private readonly warnedIgnored = new Map<string, number>();
 
   /**
    * @param redis a connection for this aggregator alone (it blocks in XREADGROUP)
    * @param keys cluster keys
    * @param consumer this coordinator's name in the group
-   * @param policies per-jail policy; replaced on reload
+   * @param policy the jails' policy; replaced on reload
    * @param log logger
    * @param batch entries per read
    * @param claimIdleMs pending entries idle this long (their coordinator died) are claimed
@@ -75,22 +52,23 @@ export class Aggregator {
     private readonly redis: Redis,
     private readonly keys: ClusterKeys,
     private readonly consumer: string,
-    private policies: Map<string, JailPolicy>,
+    private policy: ClusterPolicy,
     private readonly log: Logger,
     batch = 1000,
     private readonly claimIdleMs = 30_000,
     decisionsMaxlen = 100_000,
     private readonly clock: () => number = now,
+    historyRetentionMs?: number,
   ) {
     this.batch = Math.min(batch, MAX_BATCH);
-    this.scripts = new ClusterScripts(redis, keys, decisionsMaxlen);
+    this.scripts = new ClusterScripts(redis, keys, decisionsMaxlen, historyRetentionMs);
   }
 
   private readonly scripts: ClusterScripts;
 
-  /** Replace the jail policies (reload). */
-  setPolicies(policies: Map<string, JailPolicy>): void {
-    this.policies = policies;
+  /** Replace the policy (reload); the next batch is counted by the new one. */
+  setPolicy(policy: ClusterPolicy): void {
+    this.policy = policy;
     this.warnedJails.clear();
   }
 
@@ -157,10 +135,21 @@ export class Aggregator {
     }
   }
 
+  /** Log a whitelisted address at most once a minute, not once per failure of a flood. */
+  private noteIgnored(jail: string, addr: string, reason: string): void {
+    const key = `${jail}|${addr}`;
+    const t = Date.now();
+    if (t - (this.warnedIgnored.get(key) ?? 0) < 60_000) return;
+    if (this.warnedIgnored.size > 10_000) this.warnedIgnored.clear();
+    this.warnedIgnored.set(key, t);
+    this.log.info({ jail, addr, reason }, 'failure from a whitelisted address not counted');
+  }
+
   /** Decode, filter and count one batch of stream entries. */
   async process(entries: Array<[string, string[]]>): Promise<void> {
     const counted: CountedFailure[] = [];
     const ackOnly: string[] = [];
+    const jails = new Set<string>();
     for (const [id, fields] of entries) {
       this.stats.read++;
       const d = decodeFailure(fields);
@@ -171,7 +160,7 @@ export class Aggregator {
         continue;
       }
       const f = d.value;
-      const policy = this.policies.get(f.jail);
+      const policy = this.policy.jails.get(f.jail);
       if (!policy) {
         this.stats.unknownJail++;
         if (!this.warnedJails.has(f.jail)) {
@@ -181,14 +170,24 @@ export class Aggregator {
         ackOnly.push(id);
         continue;
       }
-      if (policy.ignore.size > 0 && policy.ignore.contains(f.addr)) {
+      const ignored = await policy.whitelist.check(f.addr);
+      if (ignored) {
         this.stats.ignored++;
+        this.noteIgnored(f.jail, f.addr, ignored);
         ackOnly.push(id);
         continue;
       }
-      counted.push({ id, jail: f.jail, addr: f.addr, time: failureTime(id, f.time, f.sent), host: f.host, ...policy });
+      // Per-prefix counting: every address of an IPv6 network counts toward, and bans, the network.
+      const addr = policy.ipv6prefix < 128 && f.addr.includes(':') ? containingNetwork(parseBanTarget(f.addr), policy.ipv6prefix).text : f.addr;
+      counted.push({ id, jail: f.jail, addr, time: failureTime(id, f.time, f.sent), host: f.host });
+      jails.add(f.jail);
     }
-    const result = await this.scripts.recordFailures(this.clock(), counted, ackOnly);
+    const policies: ScriptPolicy[] = [...this.policy.recidives];
+    for (const j of jails) {
+      const p = this.policy.jails.get(j)!.script;
+      if (!p.countsBans) policies.push(p);
+    }
+    const result = await this.scripts.recordFailures(this.clock(), policies, counted, ackOnly);
     this.stats.counted += counted.length;
     for (const ban of result.bans) {
       this.stats.bans++;

@@ -1,9 +1,11 @@
 import type { Command } from 'commander';
-import { parseBanTarget, AddressMatcher } from '../../common/address.js';
+import { parseBanTarget } from '../../common/address.js';
+import { Whitelist, FleetAddressSet } from '../../common/policy/whitelist.js';
+import { componentLogger } from '../../common/log.js';
 import { parseTimeSpec, formatDuration, PERMANENT } from '../../common/config/time-spec.js';
 import { loadJails, JAIL_DEFAULTS, type JailConfig } from '../../common/config/jails.js';
 import { configDir } from '../../common/config/fleetban-config.js';
-import { JAIL_NAME_RE, LIMITS, MANUAL_JAIL } from '../../common/protocol/messages.js';
+import { JAIL_NAME_RE, LIMITS, MANUAL_JAIL, decodeHeartbeat } from '../../common/protocol/messages.js';
 import { ClusterScripts } from '../../common/scripts/index.js';
 import { now } from '../../common/clock.js';
 import { CliError, withContext, formatTime, type GlobalOptions } from '../context.js';
@@ -41,7 +43,7 @@ export function registerBanCommands(program: Command, globals: () => GlobalOptio
     .option('--jail <jail>', 'jail to ban in (its ports are blocked)', MANUAL_JAIL)
     .option('--bantime <time>', "ban duration: 600, 10m, 1h, 1d, or -1 for permanent (default: the jail's bantime)")
     .option('--reason <text>', 'reason shown by `fleetban banned`', 'manual ban')
-    .option('--force', 'ban even when the address is whitelisted by the jail (ignoreip)')
+    .option('--force', 'ban even when the address is whitelisted (ignoreip, ignoreself, ignorecommand)')
     .action(async (addr: string, o: { jail: string; bantime?: string; reason: string; force?: boolean }) => {
       const g = globals();
       const [target] = targets([addr]);
@@ -54,13 +56,30 @@ export function registerBanCommands(program: Command, globals: () => GlobalOptio
         throw new CliError(`invalid --bantime: ${(err as Error).message}`);
       }
       if (seconds === 0) throw new CliError('invalid --bantime: must be positive, or -1 for permanent');
-      if (jc && !o.force && jc.ignoreip.length > 0 && new AddressMatcher(jc.ignoreip).contains(target!)) {
-        throw new CliError(`${target} is whitelisted by jail [${jail}] (ignoreip); use --force to ban it anyway`);
-      }
       await withContext(g, async (ctx) => {
+        if (!o.force) {
+          // The same whitelist the coordinator applies: ignoreip, ignoreself (the fleet's own
+          // addresses, from heartbeats) and ignorecommand.
+          const spec = jc
+            ? { jail, ignoreip: jc.ignoreip, ignoreself: jc.ignoreself, ignorecommand: jc.ignorecommand }
+            : { jail, ignoreip: [], ignoreself: true, ignorecommand: undefined };
+          const fleet = new FleetAddressSet();
+          const hosts = await ctx.redis.hgetall(ctx.keys.hosts);
+          fleet.update(Object.values(hosts).flatMap((json) => {
+            const hb = decodeHeartbeat(json);
+            return hb.ok && Array.isArray(hb.value.addrs) ? hb.value.addrs : [];
+          }));
+          const silent = componentLogger('cli');
+          silent.level = 'silent';
+          const reason = await (await Whitelist.load(spec, fleet, silent)).check(target!);
+          if (reason) {
+            const why = reason === 'ignoreself' ? 'it is an address of a fleet member (ignoreself)' : `jail [${jail}] whitelists it (${reason})`;
+            throw new CliError(`refusing to ban ${target}: ${why}; use --force to ban it anyway`);
+          }
+        }
         const t = now();
         const until = seconds === PERMANENT ? -1 : t + Math.round(seconds * 1000);
-        const scripts = new ClusterScripts(ctx.redis, ctx.keys, ctx.config.coordinator.streamMaxlen);
+        const scripts = new ClusterScripts(ctx.redis, ctx.keys, ctx.config.coordinator.streamMaxlen, ctx.config.coordinator.dbpurgeage * 1000);
         const isNew = await scripts.ban({ jail, addr: target!, now: t, until, reason: o.reason.slice(0, LIMITS.reasonChars), origin: ctx.origin });
         if (g.json) console.log(JSON.stringify({ addr: target, jail, until: until === -1 ? null : new Date(until).toISOString(), new: isNew }));
         else console.log(`${isNew ? 'banned' : 'ban renewed:'} ${target} in jail ${jail} ${until === -1 ? 'permanently' : `for ${formatDuration(seconds)} (until ${formatTime(until)})`}`);

@@ -73,7 +73,7 @@ export function registerDaemonCommands(program: Command, globals: () => GlobalOp
     .description('run a coordinator: count failures across the cluster, decide and expire bans')
     .action(async () => {
       const coordinator = await startCoordinator(configDir(globals().config));
-      onSignals(() => coordinator.stop(), () => coordinator.reload());
+      onSignals(() => coordinator.stop(), () => void coordinator.reload());
     });
 
   program
@@ -108,7 +108,7 @@ export function registerDaemonCommands(program: Command, globals: () => GlobalOp
       log.info('fleetban is up: `fleetban status`, `fleetban banned`, `fleetban hosts` show what it does');
       onSignals(async () => {
         for (const stop of stops) await stop();
-      }, () => coordinator.reload());
+      }, () => void coordinator.reload());
     });
 
   program

@@ -49,6 +49,8 @@ export interface CoordinatorSettings {
   readonly expireInterval: number;
   /** Seconds after which failures read but not acknowledged by a coordinator (it died) are claimed by another. */
   readonly claimIdle: number;
+  /** Seconds a ban stays in an address' history (fail2ban's dbpurgeage); escalation looks this far back. */
+  readonly dbpurgeage: number;
 }
 
 export interface FleetbanConfig {
@@ -66,7 +68,7 @@ const SCHEMA: Record<string, readonly string[]> = {
   redis: ['url', 'username', 'password_file', 'tls_ca_file', 'tls_cert_file', 'tls_key_file', 'tls_servername', 'tls_verify',
     'sentinel_username', 'sentinel_password_file'],
   agent: ['host', 'banaction', 'state_dir', 'heartbeat', 'report_batch', 'reconcile'],
-  coordinator: ['consumer', 'batch', 'stream_maxlen', 'expire_interval', 'claim_idle'],
+  coordinator: ['consumer', 'batch', 'stream_maxlen', 'expire_interval', 'claim_idle', 'dbpurgeage'],
 };
 
 /** Where configuration lives unless --config or FLEETBAN_CONFIG says otherwise. */
@@ -193,6 +195,7 @@ export function loadFleetbanConfig(dir: string): FleetbanConfig {
       streamMaxlen: integer('coordinator', 'stream_maxlen', 1_000_000, 1000),
       expireInterval: seconds('coordinator', 'expire_interval', '1s'),
       claimIdle: seconds('coordinator', 'claim_idle', '30s'),
+      dbpurgeage: seconds('coordinator', 'dbpurgeage', '1d'),
     },
     files: set.files,
   };

@@ -7,6 +7,10 @@ import { ConfSet, readWithIncludes, readConfFile, type ConfValue } from './conf-
 import { parseTimeSpec, PERMANENT } from './time-spec.js';
 import { parsePorts, parseProtocols, type PortSpec, type ProtocolSpec } from './ports.js';
 import { parseActions, isFirewallAction, type ActionRef } from './actions.js';
+import { banTimeTable, DEFAULT_FORMULA, type BanTimePolicy } from '../policy/ban-time.js';
+
+/** A DNS name in ignoreip (at least one dot or a single label of letters), resolved at policy load. */
+const HOSTNAME_RE = /^(?=.*[A-Za-z])[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 
 /** One enabled jail, validated. Times are in seconds; bantime is PERMANENT (-1) for ever. */
 export interface JailConfig {
@@ -26,6 +30,21 @@ export interface JailConfig {
   readonly protocols: ProtocolSpec;
   /** False when the jail's actions include no firewall action: bans are recorded, not enforced. */
   readonly enforce: boolean;
+  /** `bantime.*` escalation options. */
+  readonly banTime: BanTimePolicy;
+  /** Failures must come from at least this many distinct hosts before a ban (1: any host alone). */
+  readonly minhosts: number;
+  /** Never ban the fleet's own addresses (learned from agent heartbeats). */
+  readonly ignoreself: boolean;
+  /** Command run with `<ip>` replaced; exit 0 means "do not ban". */
+  readonly ignorecommand: string | undefined;
+  /**
+   * `backend = bans`: the jail counts the cluster's bans in other jails instead of log lines
+   * (a cluster-wide recidive). Agents follow no logs for it.
+   */
+  readonly countsBans: boolean;
+  /** IPv6 failures are counted and banned per network of this prefix length (128: per address). */
+  readonly ipv6prefix: number;
   readonly actions: ActionRef[];
   /** Every option of the jail (own and inherited), interpolated, for the filter engine. */
   readonly options: ReadonlyMap<string, string>;
@@ -58,7 +77,9 @@ const KNOWN_OPTIONS = new Set([
   'ignoreself', 'ignorecommand', 'datepattern', 'maxlines', 'logtype', 'prefregex', 'failregex', 'ignoreregex',
   'maxmatches', 'timezone', 'mta', 'sender', 'destemail', 'sendername', 'dest', 'action_', 'action_mw', 'action_mwl',
   'action_xarf', 'action_cf_mwl', 'action_blocklist_de', 'action_abuseipdb', 'action_badips', 'action_badips_report',
-  'fail2ban_agent', 'protocol', 'before', 'after',
+  'fail2ban_agent', 'protocol', 'before', 'after', 'minhosts', 'bantime.increment', 'bantime.factor', 'bantime.formula',
+  'bantime.multipliers', 'bantime.maxtime', 'bantime.rndtime', 'bantime.overalljails', 'journalfiles', 'journalpath',
+  'ipv6prefix',
 ]);
 
 /**
@@ -152,13 +173,64 @@ function buildJail(set: ConfSet, name: string, warnings: string[]): JailConfig {
 
   const ignoreip: string[] = [];
   for (const entry of (get('ignoreip') ?? '').split(/[\s,]+/).filter(Boolean)) {
+    if (entry.startsWith('file:') || HOSTNAME_RE.test(entry)) {
+      // Resolved (names) and read (files) by the whitelist when the coordinator loads the policy.
+      ignoreip.push(entry);
+      continue;
+    }
     try {
       new AddressMatcher([entry]);
       ignoreip.push(entry);
-    } catch {
-      warnings.push(`jail [${name}]: ignoreip entry '${entry}' is not an address or network; host names are not resolved yet, so it is ignored`);
+    } catch (err) {
+      fail('ignoreip', `'${entry}' is not an address, network, host name or file:PATH (${(err as Error).message})`);
     }
   }
+
+  const number = (key: string, fallback: number, min: number): number => {
+    const text = get(key);
+    if (text === undefined || text.trim() === '') return fallback;
+    const n = Number(text.trim());
+    if (!Number.isFinite(n) || n < min) fail(key, `'${text.trim()}' is not a number of at least ${min}`);
+    return n;
+  };
+  const flag = (key: string, fallback: boolean): boolean => {
+    const text = (get(key) ?? '').trim().toLowerCase();
+    if (text === '') return fallback;
+    if (['true', 'yes', '1', 'on'].includes(text)) return true;
+    if (['false', 'no', '0', 'off'].includes(text)) return false;
+    return fail(key, `'${text}' is not true or false`);
+  };
+  const optionalTime = (key: string): number => {
+    const text = get(key);
+    if (text === undefined || text.trim() === '') return 0;
+    const t = time(text, key, fail);
+    if (t < 0) fail(key, 'must not be negative');
+    return t;
+  };
+  const multipliers = (get('bantime.multipliers') ?? '').split(/[\s,]+/).filter(Boolean).map((m) => {
+    const n = Number(m);
+    if (!Number.isFinite(n) || n <= 0) fail('bantime.multipliers', `'${m}' is not a positive number`);
+    return n;
+  });
+  const banTime: BanTimePolicy = {
+    bantime,
+    increment: flag('bantime.increment', false),
+    factor: number('bantime.factor', 1, 0),
+    formula: (get('bantime.formula') ?? DEFAULT_FORMULA).replace(/\s*\n\s*/g, ' ').trim(),
+    multipliers,
+    maxtime: optionalTime('bantime.maxtime'),
+    rndtime: optionalTime('bantime.rndtime'),
+    overalljails: flag('bantime.overalljails', false),
+  };
+  try {
+    banTimeTable(banTime);
+  } catch (err) {
+    fail('bantime.formula', (err as Error).message);
+  }
+  const ipv6prefix = number('ipv6prefix', 128, 16);
+  if (!Number.isInteger(ipv6prefix) || ipv6prefix > 128) fail('ipv6prefix', 'must be a whole number from 16 to 128');
+  const minhosts = number('minhosts', 1, 1);
+  if (!Number.isInteger(minhosts)) fail('minhosts', 'must be a whole number');
 
   const logpath = (get('logpath') ?? '')
     .split('\n')
@@ -166,10 +238,11 @@ function buildJail(set: ConfSet, name: string, warnings: string[]): JailConfig {
     .filter(Boolean);
   const backend = (get('backend') ?? JAIL_DEFAULTS.backend).trim();
   const backendName = backend.replace(/\[.*$/, '');
-  if (!['auto', 'polling', 'pyinotify', 'gamin', 'systemd'].includes(backendName)) {
-    fail('backend', `'${backend}' is not one of auto, polling, pyinotify, gamin, systemd`);
+  if (!['auto', 'polling', 'pyinotify', 'gamin', 'systemd', 'bans'].includes(backendName)) {
+    fail('backend', `'${backend}' is not one of auto, polling, pyinotify, gamin, systemd, bans`);
   }
-  if (backendName !== 'systemd' && logpath.length === 0) fail('logpath', 'is required (or backend = systemd)');
+  const countsBans = backendName === 'bans';
+  if (!countsBans && backendName !== 'systemd' && logpath.length === 0) fail('logpath', 'is required (or backend = systemd or bans)');
 
   const options = new Map<string, string>();
   const keys = new Set([...set.ownKeys('DEFAULT'), ...set.ownKeys(name)]);
@@ -199,6 +272,12 @@ function buildJail(set: ConfSet, name: string, warnings: string[]): JailConfig {
     ports,
     protocols,
     enforce,
+    banTime,
+    minhosts,
+    ignoreself: flag('ignoreself', true),
+    ignorecommand: get('ignorecommand')?.trim() || undefined,
+    countsBans,
+    ipv6prefix,
     actions,
     options,
     file: loc.file,

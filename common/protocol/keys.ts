@@ -30,6 +30,16 @@ export interface ClusterKeys {
   readonly failureWindowPrefix: string;
   /** Prefix of the per-jail sets of addresses with failures in their window (fail2ban "currently failed"). */
   readonly failingPrefix: string;
+  /** Prefix of the per-(jail, address) hashes of reporting hosts, kept for jails with minhosts. */
+  readonly windowHostsPrefix: string;
+  /** Prefix of the per-address ban histories: sorted sets of `jail|since|until|origin|reason` by time. */
+  readonly historyPrefix: string;
+  /** Hash: coordinator name -> JSON registration (liveness, policy hash, last reload). */
+  readonly coordinators: string;
+  /** Pub/sub channel of operator commands to every coordinator (reload). */
+  readonly control: string;
+  /** The ban history of one address. */
+  history(addr: string): string;
   /** The key of one failure window. */
   failureWindow(jail: string, addr: string): string;
   /** The key of one jail's set of currently failing addresses. */
@@ -55,6 +65,11 @@ export function clusterKeys(cluster: string): ClusterKeys {
     stats: `${prefix}:stats`,
     failureWindowPrefix,
     failingPrefix,
+    windowHostsPrefix: `${prefix}:winhosts:`,
+    historyPrefix: `${prefix}:history:`,
+    coordinators: `${prefix}:coordinators`,
+    control: `${prefix}:control`,
+    history: (addr) => `${prefix}:history:${addr}`,
     failureWindow: (jail, addr) => `${failureWindowPrefix}${banId(jail, addr)}`,
     failing: (jail) => `${failingPrefix}${jail}`,
   };

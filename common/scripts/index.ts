@@ -5,21 +5,34 @@ import { PROTOCOL_VERSION } from '../protocol/version.js';
 import { decodeBan, type BanRecord } from '../protocol/messages.js';
 import { commandName, defineScripts } from './loader.js';
 
-/** A failure handed to the counting script, with its jail's policy in milliseconds. */
+/** A failure handed to the counting script; its time is on the coordinators' (Redis') clock. */
 export interface CountedFailure {
   readonly id: string;
   readonly jail: string;
   readonly addr: string;
   readonly time: number;
   readonly host: string;
+}
+
+/** A jail's counting policy as the script needs it, all times in ms. */
+export interface ScriptPolicy {
+  readonly jail: string;
   readonly findtimeMs: number;
   readonly maxretry: number;
-  /** -1 for permanent. */
-  readonly bantimeMs: number;
+  readonly minhosts: number;
+  readonly overalljails: boolean;
+  readonly rndtimeMs: number;
+  /** Cluster recidive: counts the bans of other jails. */
+  readonly countsBans: boolean;
+  /** Ban duration by number of earlier bans (ms, -1 permanent); see banTimeTable. */
+  readonly durationsMs: readonly number[];
 }
 
 /** Outcome codes of recordFailures, per failure (a positive number is the count in the window). */
-export const COUNT_RESULT = { alreadyBanned: -1, tooOld: -2, duplicate: -3 } as const;
+export const COUNT_RESULT = { alreadyBanned: -1, tooOld: -2, duplicate: -3, unknownJail: -4 } as const;
+
+/** fail2ban's default dbpurgeage: ban history is kept one day. */
+export const DEFAULT_HISTORY_RETENTION_MS = 86_400_000;
 
 export interface RecordResult {
   readonly results: number[];
@@ -44,11 +57,13 @@ export class ClusterScripts {
    * @param redis client (scripts are defined on it)
    * @param keys the cluster's key names
    * @param decisionsMaxlen approximate cap of the decisions stream
+   * @param historyRetentionMs how long ban history is kept (fail2ban's dbpurgeage)
    */
   constructor(
     private readonly redis: Redis,
     private readonly keys: ClusterKeys,
     private readonly decisionsMaxlen = 100_000,
+    private readonly historyRetentionMs = DEFAULT_HISTORY_RETENTION_MS,
   ) {
     defineScripts(redis);
   }
@@ -57,14 +72,23 @@ export class ClusterScripts {
     return (this.redis as unknown as Record<string, ScriptFn>)[commandName(name)]!.bind(this.redis);
   }
 
-  /** Count failures, ban at maxretry, and XACK the ids (plus `ackOnly`) in one atomic step. */
-  async recordFailures(now: number, failures: readonly CountedFailure[], ackOnly: readonly string[] = []): Promise<RecordResult> {
+  /**
+   * Count failures, ban by the jails' policies, and XACK the ids (plus `ackOnly`) in one atomic step.
+   * @param policies the policies of the failures' jails and of every ban-counting (recidive) jail
+   */
+  async recordFailures(now: number, policies: readonly ScriptPolicy[], failures: readonly CountedFailure[], ackOnly: readonly string[] = []): Promise<RecordResult> {
     const k = this.keys;
     const args: Array<string | number> = [
       k.failures, k.bans, k.banExpiry, k.decisions, k.stats, k.failingPrefix,
-      COORDINATOR_GROUP, now, k.failureWindowPrefix, this.decisionsMaxlen, PROTOCOL_VERSION, failures.length,
+      COORDINATOR_GROUP, now, k.failureWindowPrefix, this.decisionsMaxlen, PROTOCOL_VERSION, k.historyPrefix,
+      this.historyRetentionMs, k.windowHostsPrefix, Math.floor(Math.random() * 2 ** 31), policies.length,
     ];
-    for (const f of failures) args.push(f.id, f.jail, f.addr, f.time, f.host, f.findtimeMs, f.maxretry, f.bantimeMs);
+    for (const p of policies) {
+      args.push(p.jail, p.findtimeMs, p.maxretry, p.minhosts, p.overalljails ? 1 : 0, p.rndtimeMs, p.countsBans ? 1 : 0,
+        p.durationsMs.length, ...p.durationsMs);
+    }
+    args.push(failures.length);
+    for (const f of failures) args.push(f.id, f.jail, f.addr, f.time, f.host);
     args.push(...ackOnly);
     const out = (await this.call('recordFailures')(...args)) as Array<string | number>;
     const results = out.slice(0, failures.length).map(Number);
@@ -78,8 +102,9 @@ export class ClusterScripts {
   /** @returns true for a new ban, false when an existing ban was replaced */
   async ban(b: { jail: string; addr: string; now: number; until: number; reason: string; origin: string }): Promise<boolean> {
     const k = this.keys;
-    const r = await this.call('ban')(k.bans, k.banExpiry, k.decisions, k.stats, k.failureWindowPrefix,
-      b.jail, b.addr, b.now, b.until, b.reason, b.origin, this.decisionsMaxlen, PROTOCOL_VERSION);
+    const r = await this.call('ban')(k.bans, k.banExpiry, k.decisions, k.stats,
+      b.jail, b.addr, b.now, b.until, b.reason, b.origin, this.decisionsMaxlen, PROTOCOL_VERSION,
+      k.failureWindowPrefix, k.historyPrefix, this.historyRetentionMs);
     return Number(r) === 1;
   }
 

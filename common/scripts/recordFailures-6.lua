@@ -1,89 +1,132 @@
 --[[
-  Count a batch of failures cluster-wide in a sliding window per (jail, address), ban at maxretry,
-  and acknowledge the stream entries, all atomically: an entry is counted once even when it is
-  delivered again (its stream id is the window member, and ZADD of a present member adds nothing).
+  Count a batch of failures cluster-wide in a sliding window per (jail, address), ban when the
+  jail's policy says so, and acknowledge the stream entries, all atomically. An entry is counted
+  once even when it is delivered again: its stream id is the window member, and ZADD of a present
+  member adds nothing.
 
     Input:
       KEYS[1] failures stream   KEYS[2] bans hash       KEYS[3] ban expiry zset
       KEYS[4] decisions stream  KEYS[5] stats hash      KEYS[6] failing-addresses prefix (jail appended)
-      ARGV[1] consumer group    ARGV[2] now ms          ARGV[3] window key prefix
-      ARGV[4] decisions maxlen  ARGV[5] protocol version
-      ARGV[6] number of failures N
-      then N times 8 values: stream id, jail, addr, time ms, host, findtime ms, maxretry, bantime ms (-1 permanent)
+      ARGV[1] consumer group    ARGV[2] now ms (Redis clock)   ARGV[3] window key prefix
+      ARGV[4] decisions maxlen  ARGV[5] protocol version       ARGV[6] history key prefix
+      ARGV[7] history retention ms   ARGV[8] window-hosts key prefix   ARGV[9] random seed
+      ARGV[10] number of jail policies P, then per policy:
+        name, findtime ms, maxretry, minhosts, overalljails (0/1), rndtime ms, counts bans (0/1),
+        T, then T ban durations in ms indexed by earlier bans (last one repeats; -1 permanent)
+      then N, the number of failures, then per failure: stream id, jail, addr, time ms, host
       then the stream ids to acknowledge without counting (malformed, ignored entries)
     Output:
-      array of results, one per failure: count in window after it, or
-        -1 already banned, -2 outside the window (too old), -3 duplicate delivery
-      followed by the bans made as triples: jail, addr, until
+      one result per failure: its count in the window, or
+        -1 already banned, -2 outside the window (too old), -3 duplicate delivery, -4 unknown jail
+      followed by the bans made as triples: jail, addr, until (ms, -1 permanent)
     A window holds failures with time > now - findtime; a failure from the future counts at now.
+    A jail that counts bans (cluster recidive) gets one failure for every ban in any other jail.
 ]]
 local rcall = redis.call
---- @include "includes/add-decision"
-
+local bansKey, expiryKey, decisionsKey, statsKey = KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local group = ARGV[1]
 local now = tonumber(ARGV[2])
 local windowPrefix = ARGV[3]
 local maxlen = ARGV[4]
 local version = ARGV[5]
-local n = tonumber(ARGV[6])
-local results = {}
-local bans = {}
-local acks = {}
-local base = 7
+local historyPrefix = ARGV[6]
+local retention = tonumber(ARGV[7])
+local hostsPrefix = ARGV[8]
+math.randomseed(tonumber(ARGV[9]))
+--- @include "includes/add-decision"
+--- @include "includes/record-ban"
 
-for i = 0, n - 1 do
-  local o = base + i * 8
-  local id, jail, addr = ARGV[o], ARGV[o + 1], ARGV[o + 2]
-  local t = tonumber(ARGV[o + 3])
-  local host = ARGV[o + 4]
-  local findtime, maxretry, bantime = tonumber(ARGV[o + 5]), tonumber(ARGV[o + 6]), tonumber(ARGV[o + 7])
-  acks[#acks + 1] = id
-  if t > now then t = now end
-  local banId = jail .. '|' .. addr
-  local result
-  if t <= now - findtime then
-    result = -2
-  elseif rcall('HEXISTS', KEYS[2], banId) == 1 then
-    result = -1
-  else
-    local window = windowPrefix .. banId
-    local added = rcall('ZADD', window, t, id .. '|' .. host)
-    rcall('ZREMRANGEBYSCORE', window, '-inf', now - findtime)
-    local count = rcall('ZCARD', window)
-    if added == 0 then
-      result = -3
-    else
-      result = count
-      rcall('HINCRBY', KEYS[5], jail .. ':failed', 1)
-      local failing = KEYS[6] .. jail
-      rcall('ZADD', failing, t, addr)
-      rcall('ZREMRANGEBYSCORE', failing, '-inf', now - findtime)
-      rcall('PEXPIRE', failing, findtime)
-    end
-    if count >= maxretry then
-      local untilMs = -1
-      if bantime >= 0 then untilMs = now + bantime end
-      local reason = count .. ' failures in ' .. math.floor(findtime / 1000) .. 's'
-      rcall('HSET', KEYS[2], banId, cjson.encode({
-        jail = jail, addr = addr, since = now, ['until'] = untilMs, reason = reason, origin = host, failures = count
-      }))
-      if untilMs > 0 then rcall('ZADD', KEYS[3], untilMs, banId) end
-      rcall('DEL', window)
-      rcall('ZREM', KEYS[6] .. jail, addr)
-      rcall('HINCRBY', KEYS[5], jail .. ':banned', 1)
-      addDecision(KEYS[4], maxlen, version, {'op', 'ban', 'jail', jail, 'origin', host, 'addr', addr,
-        'since', tostring(now), 'until', tostring(untilMs), 'reason', reason})
-      bans[#bans + 1] = jail
-      bans[#bans + 1] = addr
-      bans[#bans + 1] = untilMs
-    else
-      rcall('PEXPIRE', window, findtime)
-    end
-  end
-  results[#results + 1] = result
+local policies, recidives = {}, {}
+local o = 11
+for _ = 1, tonumber(ARGV[10]) do
+  local p = { name = ARGV[o], findtime = tonumber(ARGV[o + 1]), maxretry = tonumber(ARGV[o + 2]),
+    minhosts = tonumber(ARGV[o + 3]), overall = ARGV[o + 4] == '1', rnd = tonumber(ARGV[o + 5]),
+    countsBans = ARGV[o + 6] == '1', durations = {} }
+  local t = tonumber(ARGV[o + 7])
+  for k = 1, t do p.durations[k] = tonumber(ARGV[o + 7 + k]) end
+  o = o + 8 + t
+  policies[p.name] = p
+  if p.countsBans then recidives[#recidives + 1] = p end
 end
 
-for i = base + n * 8, #ARGV do acks[#acks + 1] = ARGV[i] end
+local bans = {}
+local countFailure
+
+local function banAddress(p, addr, origin, failures)
+  local prior = earlierBans(addr, p.name, p.overall, now)
+  local duration = p.durations[math.min(prior + 1, #p.durations)]
+  local untilMs = -1
+  if duration >= 0 then
+    if p.rnd > 0 then duration = duration + math.random(0, p.rnd) end
+    untilMs = now + duration
+  end
+  local reason = failures .. ' failures in ' .. math.floor(p.findtime / 1000) .. 's'
+  if prior > 0 then reason = reason .. ', ban #' .. (prior + 1) end
+  recordBan(p.name, addr, now, untilMs, reason, origin, failures)
+  bans[#bans + 1] = p.name
+  bans[#bans + 1] = addr
+  bans[#bans + 1] = untilMs
+  if not p.countsBans then
+    for _, r in ipairs(recidives) do countFailure(r, addr, now, 'ban:' .. p.name .. ':' .. now, origin) end
+  end
+end
+
+countFailure = function(p, addr, t, id, host)
+  if t > now then t = now end
+  if t <= now - p.findtime then return -2 end
+  local banId = p.name .. '|' .. addr
+  if rcall('HEXISTS', bansKey, banId) == 1 then return -1 end
+  local window = windowPrefix .. banId
+  if rcall('ZADD', window, t, id .. '|' .. host) == 0 then return -3 end
+  rcall('ZREMRANGEBYSCORE', window, '-inf', now - p.findtime)
+  local count = rcall('ZCARD', window)
+  -- A window that cannot ban (minhosts not met) must not grow without bound under a flood.
+  local cap = math.max(1000, p.maxretry)
+  if count > cap then
+    rcall('ZREMRANGEBYRANK', window, 0, count - cap - 1)
+    count = cap
+  end
+  rcall('HINCRBY', statsKey, p.name .. ':failed', 1)
+  local failing = KEYS[6] .. p.name
+  rcall('ZADD', failing, t, addr)
+  rcall('ZREMRANGEBYSCORE', failing, '-inf', now - p.findtime)
+  rcall('PEXPIRE', failing, p.findtime)
+  local enoughHosts = true
+  local hostsKey
+  if p.minhosts > 1 then
+    hostsKey = hostsPrefix .. banId
+    rcall('HSET', hostsKey, host, t)
+    rcall('PEXPIRE', hostsKey, p.findtime)
+    local distinct = 0
+    local all = rcall('HGETALL', hostsKey)
+    for j = 1, #all, 2 do
+      if tonumber(all[j + 1]) > now - p.findtime then distinct = distinct + 1 else rcall('HDEL', hostsKey, all[j]) end
+    end
+    enoughHosts = distinct >= p.minhosts
+  end
+  if count >= p.maxretry and enoughHosts then
+    rcall('DEL', window)
+    if hostsKey then rcall('DEL', hostsKey) end
+    rcall('ZREM', failing, addr)
+    banAddress(p, addr, host, count)
+  else
+    rcall('PEXPIRE', window, p.findtime)
+  end
+  return count
+end
+
+local results = {}
+local acks = {}
+local n = tonumber(ARGV[o])
+o = o + 1
+for i = 0, n - 1 do
+  local e = o + i * 5
+  local id, jail, addr, t, host = ARGV[e], ARGV[e + 1], ARGV[e + 2], tonumber(ARGV[e + 3]), ARGV[e + 4]
+  acks[#acks + 1] = id
+  local p = policies[jail]
+  if p then results[#results + 1] = countFailure(p, addr, t, id, host) else results[#results + 1] = -4 end
+end
+for i = o + n * 5, #ARGV do acks[#acks + 1] = ARGV[i] end
 if #acks > 0 then rcall('XACK', KEYS[1], group, unpack(acks)) end
 
 for i = 1, #bans do results[#results + 1] = bans[i] end

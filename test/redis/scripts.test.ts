@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import type { Redis } from 'ioredis';
 import { startRedis, randomCluster, type TestRedis } from '../helpers/redis-server.js';
 import { clusterKeys, COORDINATOR_GROUP } from '../../common/protocol/keys.js';
-import { ClusterScripts, COUNT_RESULT, type CountedFailure } from '../../common/scripts/index.js';
+import { ClusterScripts, COUNT_RESULT, type CountedFailure, type ScriptPolicy } from '../../common/scripts/index.js';
 import { decodeDecision, encodeFailure } from '../../common/protocol/messages.js';
 
 let server: TestRedis;
@@ -15,17 +15,26 @@ before(async () => {
 after(async () => server.stop());
 
 const T0 = Date.parse('2026-11-26T10:00:00Z');
-const policy = { findtimeMs: 600_000, maxretry: 5, bantimeMs: 3_600_000 };
+function jailPolicy(jail: string, over: Partial<ScriptPolicy> = {}): ScriptPolicy {
+  return { jail, findtimeMs: 600_000, maxretry: 5, minhosts: 1, overalljails: false, rndtimeMs: 0, countsBans: false, durationsMs: [3_600_000], ...over };
+}
+const POLICIES = [jailPolicy('sshd'), jailPolicy('postfix')];
 
-function setup() {
+/** Scripts bound to a fresh cluster, with recordFailures defaulting to the sshd/postfix policies. */
+function setup(policies: ScriptPolicy[] = POLICIES) {
   const keys = clusterKeys(randomCluster());
-  return { keys, scripts: new ClusterScripts(redis, keys) };
+  const raw = new ClusterScripts(redis, keys);
+  const scripts = {
+    recordFailures: (now: number, failures: CountedFailure[], ackOnly: string[] = []) => raw.recordFailures(now, policies, failures, ackOnly),
+    ban: raw.ban.bind(raw), unban: raw.unban.bind(raw), flush: raw.flush.bind(raw), expire: raw.expire.bind(raw), snapshot: raw.snapshot.bind(raw),
+  };
+  return { keys, scripts };
 }
 
 let seq = 0;
 function failure(jail: string, addr: string, time: number, host = 'h1'): CountedFailure {
   seq++;
-  return { id: `${time}-${seq}`, jail, addr, time, host, ...policy };
+  return { id: `${time}-${seq}`, jail, addr, time, host };
 }
 
 async function decisions(keys: ReturnType<typeof clusterKeys>) {
@@ -148,4 +157,71 @@ test('unban lifts one address in every jail; flush lifts a jail; expire lifts wh
   assert.equal(await redis.hlen(keys.bans), 0);
   const ops = (await decisions(keys)).map((d) => d.op);
   assert.deepEqual(ops, ['ban', 'ban', 'ban', 'ban', 'unban', 'unban', 'unban', 'flush']);
+});
+
+test('escalation: each earlier ban in the history picks the next duration; overalljails counts every jail', async () => {
+  const durations = [60_000, 120_000, 240_000];
+  const { keys, scripts } = setup([jailPolicy('sshd', { maxretry: 1, durationsMs: durations }), jailPolicy('postfix', { maxretry: 1, durationsMs: durations, overalljails: true })]);
+  const addr = '198.51.100.50';
+  const untils: number[] = [];
+  for (let i = 0; i < 4; i++) {
+    const t = T0 + i * 1000;
+    const r = await scripts.recordFailures(t, [failure('sshd', addr, t)]);
+    untils.push(r.bans[0]!.until - t);
+    await scripts.unban('cli:t', [['sshd', addr]]);
+  }
+  assert.deepEqual(untils, [60_000, 120_000, 240_000, 240_000], 'the last duration repeats');
+  const history = await redis.zrange(keys.history(addr), 0, -1);
+  assert.equal(history.length, 4);
+  assert.match(history[0]!, /^sshd\|\d+\|\d+\|h1\|1 failures in 600s$/);
+  // postfix counts the four sshd bans too: its first ban is already the fifth overall.
+  const p = await scripts.recordFailures(T0 + 10_000, [failure('postfix', addr, T0 + 10_000)]);
+  assert.equal(p.bans[0]!.until - (T0 + 10_000), 240_000);
+  // Outside the retention (1 day by default) the history is forgotten.
+  const later = T0 + 86_400_000 + 20_000;
+  const fresh = await scripts.recordFailures(later, [failure('sshd', addr, later)]);
+  assert.equal(fresh.bans[0]!.until - later, 60_000);
+});
+
+test('minhosts: one host alone never bans; the second distinct host does', async () => {
+  const { scripts } = setup([jailPolicy('sshd', { maxretry: 3, minhosts: 2 })]);
+  const addr = '203.0.113.77';
+  let bans = 0;
+  for (let i = 0; i < 10; i++) bans += (await scripts.recordFailures(T0 + i, [failure('sshd', addr, T0 + i, 'compromised')])).bans.length;
+  assert.equal(bans, 0, 'ten failures from one host do not ban with minhosts = 2');
+  const r = await scripts.recordFailures(T0 + 20, [failure('sshd', addr, T0 + 20, 'h2')]);
+  assert.equal(r.bans.length, 1);
+});
+
+test('a window that cannot ban stays bounded under a flood', async () => {
+  const { keys, scripts } = setup([jailPolicy('sshd', { maxretry: 3, minhosts: 2 })]);
+  const addr = '203.0.113.78';
+  const batch: CountedFailure[] = [];
+  for (let i = 0; i < 1500; i++) batch.push(failure('sshd', addr, T0 + i, 'one-host'));
+  await scripts.recordFailures(T0 + 2000, batch);
+  assert.equal(await redis.zcard(keys.failureWindow('sshd', addr)), 1000);
+});
+
+test('cluster recidive: bans in other jails count as failures of the recidive jail', async () => {
+  const recidive = jailPolicy('recidive', { countsBans: true, maxretry: 3, findtimeMs: 86_400_000, durationsMs: [604_800_000] });
+  const { keys, scripts } = setup([jailPolicy('sshd', { maxretry: 1, durationsMs: [60_000] }), recidive]);
+  const addr = '192.0.2.99';
+  const made: string[] = [];
+  for (let i = 0; i < 3; i++) {
+    const t = T0 + i * 120_000;
+    const r = await scripts.recordFailures(t, [failure('sshd', addr, t)]);
+    made.push(...r.bans.map((b) => `${b.jail}:${b.until - t}`));
+    await scripts.expire(t + 60_000);
+  }
+  assert.deepEqual(made, ['sshd:60000', 'sshd:60000', 'sshd:60000', 'recidive:604800000']);
+  assert.equal(await redis.hexists(keys.bans, `recidive|${addr}`), 1);
+  const ds = await decisions(keys);
+  assert.equal(ds.filter((d) => d.op === 'ban' && d.jail === 'recidive').length, 1);
+});
+
+test('a failure for a jail without a policy is acknowledged and not counted', async () => {
+  const { keys, scripts } = setup();
+  const r = await scripts.recordFailures(T0, [failure('nosuchjail', '192.0.2.3', T0)]);
+  assert.deepEqual(r.results, [COUNT_RESULT.unknownJail]);
+  assert.equal(await redis.exists(keys.failureWindow('nosuchjail', '192.0.2.3')), 0);
 });

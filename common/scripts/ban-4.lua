@@ -1,0 +1,21 @@
+--[[
+  Record a manual ban (or replace an existing ban's expiry) and publish it to every agent.
+    Input:
+      KEYS[1] bans hash  KEYS[2] ban expiry zset  KEYS[3] decisions stream  KEYS[4] stats hash
+      ARGV[1] jail  ARGV[2] addr  ARGV[3] now ms  ARGV[4] until ms (-1 permanent)
+      ARGV[5] reason  ARGV[6] origin  ARGV[7] decisions maxlen  ARGV[8] protocol version
+      ARGV[9] window key prefix (the ban's window is cleared)  ARGV[10] history key prefix
+      ARGV[11] history retention ms
+    Output: 1 new ban, 0 an existing ban was replaced
+]]
+local rcall = redis.call
+local bansKey, expiryKey, decisionsKey, statsKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local maxlen, version = ARGV[7], ARGV[8]
+local historyPrefix, retention = ARGV[10], tonumber(ARGV[11])
+--- @include "includes/add-decision"
+--- @include "includes/record-ban"
+
+local jail, addr = ARGV[1], ARGV[2]
+rcall('DEL', ARGV[9] .. jail .. '|' .. addr)
+local existed = recordBan(jail, addr, tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5], ARGV[6], 0)
+return 1 - existed
