@@ -25,6 +25,8 @@ interface Template {
   readonly name: string;
   readonly lineBegin: boolean;
   find(line: string): DateHit | undefined;
+  /** Only the syslog fast template: where its date ends in the line (-1: not there), without computing the time. */
+  dateEnd?(line: string): number;
 }
 
 const MONTHS = ['jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep', 'oct', 'nov', 'dec'];
@@ -149,6 +151,23 @@ export class DateDetector {
     this.last = bestTemplate;
     this.lastStart = best.start;
     return this.count(best);
+  }
+
+  /**
+   * The agent's cheap path: when the template that hit last is the syslog one and this line starts
+   * with that date, find() would return that template's hit; this gives where the date ends and
+   * leaves computing the time to skimmedTime(), for the few lines that need it. Unlike find(),
+   * it does not count the hit in `hits`.
+   * @returns the end of the date in the line, or -1 (then call find())
+   */
+  skim(line: string): number {
+    const last = this.last;
+    return last?.dateEnd ? last.dateEnd(line) : -1;
+  }
+
+  /** @returns the time of a line that skim() accepted */
+  skimmedTime(line: string): number {
+    return this.last!.find(line)!.time;
   }
 
   private count(hit: DateHit): DateHit {
@@ -437,6 +456,42 @@ function digit(c: number): number {
   return c >= 48 && c <= 57 ? c - 48 : -1;
 }
 
+/** @returns the number written with two digits at `at`, or -1 when either is not a digit */
+function twoDigits(line: string, at: number): number {
+  const a = digit(line.charCodeAt(at));
+  const b = digit(line.charCodeAt(at + 1));
+  return a < 0 || b < 0 ? -1 : a * 10 + b;
+}
+
+function isWordChar(c: number): boolean {
+  return (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 95;
+}
+
+/**
+ * Checks that a line starts with `Mmm dd HH:MM:SS` (valid ranges) and that what follows does not
+ * make it another format.
+ * @returns the month (0-11), or -1
+ */
+function syslogMonth(line: string): number {
+  if (line.length < 15) return -1;
+  const month = MONTH_CODES.get((line.charCodeAt(0) << 16) | (line.charCodeAt(1) << 8) | line.charCodeAt(2));
+  if (month === undefined || line.charCodeAt(3) !== 32) return -1;
+  const d1 = line.charCodeAt(4);
+  const d2 = digit(line.charCodeAt(5));
+  const day = (d1 === 32 ? 0 : digit(d1)) * 10 + d2;
+  if (d2 < 0 || (d1 !== 32 && digit(d1) < 0) || day < 1 || day > 31 || line.charCodeAt(6) !== 32) return -1;
+  const h = twoDigits(line, 7);
+  const mi = twoDigits(line, 10);
+  const s = twoDigits(line, 13);
+  if (line.charCodeAt(9) !== 58 || line.charCodeAt(12) !== 58 || h < 0 || h > 23 || mi < 0 || mi > 59 || s < 0 || s > 61) return -1;
+  if (line.length > 15) {
+    const next = line.charCodeAt(15);
+    // '.', a year, or a word character right after: let the full templates decide.
+    if (next === 46 || (next === 32 && digit(line.charCodeAt(16)) >= 0) || isWordChar(next)) return -1;
+  }
+  return month;
+}
+
 /**
  * The syslog default (`Mmm dd HH:MM:SS` at the start of a line) parsed without a regex: most
  * agents read syslog files, and the generic template path allocates a match object per line.
@@ -450,23 +505,15 @@ function syslogFastTemplate(): Template {
   return {
     name,
     lineBegin: true,
+    dateEnd: (line: string): number => (syslogMonth(line) >= 0 ? 15 : -1),
     find(line: string): DateHit | undefined {
-      if (line.length < 15) return undefined;
-      const month = MONTH_CODES.get((line.charCodeAt(0) << 16) | (line.charCodeAt(1) << 8) | line.charCodeAt(2));
-      if (month === undefined || line.charCodeAt(3) !== 32) return undefined;
+      const month = syslogMonth(line);
+      if (month < 0) return undefined;
       const d1 = line.charCodeAt(4);
-      const d2 = digit(line.charCodeAt(5));
-      const day = (d1 === 32 ? 0 : digit(d1)) * 10 + d2;
-      if (d2 < 0 || (d1 !== 32 && digit(d1) < 0) || day < 1 || day > 31 || line.charCodeAt(6) !== 32) return undefined;
-      const h = digit(line.charCodeAt(7)) * 10 + digit(line.charCodeAt(8));
-      const mi = digit(line.charCodeAt(10)) * 10 + digit(line.charCodeAt(11));
-      const s = digit(line.charCodeAt(13)) * 10 + digit(line.charCodeAt(14));
-      if (line.charCodeAt(9) !== 58 || line.charCodeAt(12) !== 58 || h < 0 || h > 23 || mi < 0 || mi > 59 || s < 0 || s > 61) return undefined;
-      if (line.length > 15) {
-        const next = line.charCodeAt(15);
-        // '.', a year, or a word character right after: let the full templates decide.
-        if (next === 46 || (next === 32 && digit(line.charCodeAt(16)) >= 0) || /\w/.test(line[15]!)) return undefined;
-      }
+      const day = (d1 === 32 ? 0 : d1 - 48) * 10 + line.charCodeAt(5) - 48;
+      const h = (line.charCodeAt(7) - 48) * 10 + line.charCodeAt(8) - 48;
+      const mi = (line.charCodeAt(10) - 48) * 10 + line.charCodeAt(11) - 48;
+      const s = (line.charCodeAt(13) - 48) * 10 + line.charCodeAt(14) - 48;
       const current = now();
       const key = (month << 16) | (day << 8) | h;
       if (key !== cacheKey || current !== cacheNow) {

@@ -1,4 +1,4 @@
-import { translatePythonRegex, type TranslatedRegex } from './py-regex.js';
+import { translateContentHead, translatePythonRegex, type TranslatedRegex } from './py-regex.js';
 
 /**
  * One fail2ban filter regex: tags such as `<HOST>`, `<F-USER>…</F-USER>` expanded to Python
@@ -82,13 +82,19 @@ export class FailRegex {
   private readonly multiline: boolean;
   /** literal words every match must contain (for a cheap `includes` pre-check), or empty */
   readonly required: string[];
+  /** see TranslatedRegex.anchoredPrefixes */
+  readonly prefixes: readonly string[] | undefined;
+  /** for a prefregex of the usual `...<F-CONTENT>.+</F-CONTENT>$` shape: its head (see ContentHead) */
+  private readonly head: RegExp | undefined;
+  private readonly headNames: Array<[string, readonly number[]]> = [];
 
   /**
    * @param text regex text with fail2ban tags
-   * @param options usedns and multiline (maxlines > 1)
+   * @param options usedns and multiline (maxlines > 1); prefregex: also compile the head that
+   *   finds where the content starts (see contentStart())
    * @throws RegexTranslationError when the regex cannot be translated
    */
-  constructor(text: string, options: { usedns: UseDns; multiline: boolean }) {
+  constructor(text: string, options: { usedns: UseDns; multiline: boolean; prefregex?: boolean }) {
     this.text = text;
     this.multiline = options.multiline;
     let py = resolveTags(text, options.usedns);
@@ -96,6 +102,14 @@ export class FailRegex {
     py = py.replace(/(?<!\\)\((?:\?:)?(\(\?[a-z]+)\)/g, '$1:');
     this.translated = translatePythonRegex(py, { multiline: options.multiline });
     this.re = this.translated.regex;
+    this.prefixes = this.translated.anchoredPrefixes;
+    if (options.prefregex && !options.multiline) {
+      const head = translateContentHead(py);
+      if (head) {
+        this.head = head.regex;
+        this.headNames = [...head.groups].filter(([k]) => !/^\d+$/.test(k));
+      }
+    }
     this.names = [...this.translated.groups].filter(([k]) => !/^\d+$/.test(k));
     this.alts = this.names
       .map(([k]) => k)
@@ -117,30 +131,75 @@ export class FailRegex {
   }
 
   /**
+   * @returns false when the buffer does not start with any of the anchored prefixes (so the
+   *   regex cannot match at `from`); true when it might, or when the regex has no known prefixes
+   */
+  mayStartAt(buf: string, from: number): boolean {
+    const p = this.prefixes;
+    if (p === undefined) return true;
+    for (let i = 0; i < p.length; i++) if (buf.startsWith(p[i]!, from)) return true;
+    return false;
+  }
+
+  /** true when contentStart()/execHead() can be used (a prefregex of the usual shape) */
+  get hasHead(): boolean {
+    return this.head !== undefined;
+  }
+
+  /**
+   * Where this prefregex's content starts in a line, running only the head (see ContentHead).
+   * @param line the line without its date, containing no newline
+   * @returns the index where the content starts, or -1 when the prefregex does not match
+   */
+  contentStart(line: string): number {
+    const head = this.head!;
+    head.lastIndex = 0;
+    return head.test(line) ? head.lastIndex - 1 : -1;
+  }
+
+  /**
+   * The prefregex match of a line whose contentStart() was found: named groups of the head plus
+   * `content`, exactly what exec() would give for `${line}\n`.
+   */
+  execHead(line: string, contentStart: number): Map<string, string> {
+    const head = this.head!;
+    head.lastIndex = 0;
+    const m = head.exec(line)!;
+    const groups = this.collect(m, this.headNames);
+    groups.set('content', line.slice(contentStart));
+    return groups;
+  }
+
+  /**
    * Search the buffer.
+   * @param precheck false when the caller already knows the buffer may match (skips mayMatch)
    * @returns named groups that took part (first participating copy of each name), or undefined
    */
-  exec(buf: string): { groups: Map<string, string>; index: number; end: number } | undefined {
-    if (!this.mayMatch(buf)) return undefined;
+  exec(buf: string, precheck = true): { groups: Map<string, string>; index: number; end: number } | undefined {
+    if (precheck && !this.mayMatch(buf)) return undefined;
     const m = this.re.exec(buf);
     if (!m) return undefined;
+    return { groups: this.collect(m, this.names), index: m.index, end: m.index + m[0].length };
+  }
+
+  private collect(m: RegExpExecArray, names: ReadonlyArray<[string, readonly number[]]>): Map<string, string> {
     const groups = new Map<string, string>();
-    for (const [name, idxs] of this.names) {
-      for (const i of idxs) {
-        let v = m[i];
+    for (let n = 0; n < names.length; n++) {
+      const [name, idxs] = names[n]!;
+      for (let k = 0; k < idxs.length; k++) {
+        let v = m[idxs[k]!];
+        if (v === undefined) continue;
         // Python's `$` is translated as `\n?$`, which can pull the buffer's final newline into a group.
-        if (v !== undefined && v.endsWith('\n') && !this.multiline) v = v.slice(0, -1);
-        if (v !== undefined) {
-          groups.set(name, v);
-          break;
-        }
+        if (!this.multiline && v.endsWith('\n')) v = v.slice(0, -1);
+        groups.set(name, v);
+        break;
       }
     }
     for (const [alt, target] of this.alts) {
       const v = groups.get(alt);
       if (v && !groups.get(target)) groups.set(target, v);
     }
-    return { groups, index: m.index, end: m.index + m[0].length };
+    return groups;
   }
 }
 

@@ -59,34 +59,91 @@ interface BufferedLine {
 }
 
 const MLFID_CACHE_SIZE = 1000;
+/** Canonical forms of recently seen addresses: attackers repeat, and parsing is costly. */
+const ADDR_CACHE_SIZE = 4096;
+const NO_FAILURES: readonly FailureMatch[] = Object.freeze([]);
+/** Stands for the one line of a single-line filter, which needs no buffer. */
+const SINGLE: BufferedLine[] = [];
+
+/**
+ * Which failregexes can match a buffer, decided from its first character: each anchored
+ * failregex starts with one of a few literal prefixes, so most lines need no regex at all.
+ */
+interface Dispatch {
+  /** per ASCII code of the first character: indices of the failregexes that may match, in order */
+  readonly ascii: ReadonlyArray<readonly number[]>;
+  /** the same for other first characters */
+  readonly other: ReadonlyMap<number, readonly number[]>;
+  /** failregexes without known prefixes: candidates whatever the first character */
+  readonly wild: readonly number[];
+}
+
+function buildDispatch(failregex: readonly FailRegex[]): Dispatch {
+  const byCode = new Map<number, number[]>();
+  const wild: number[] = [];
+  failregex.forEach((fr, i) => {
+    if (!fr.prefixes) {
+      wild.push(i);
+      return;
+    }
+    for (const p of fr.prefixes) {
+      const c = p.charCodeAt(0);
+      const list = byCode.get(c) ?? [];
+      if (!list.includes(i)) list.push(i);
+      byCode.set(c, list);
+    }
+  });
+  const merged = (list: number[]): number[] => [...new Set([...list, ...wild])].sort((a, b) => a - b);
+  const ascii: Array<readonly number[]> = [];
+  for (let c = 0; c < 128; c++) ascii.push(merged(byCode.get(c) ?? []));
+  const other = new Map<number, readonly number[]>();
+  for (const [c, list] of byCode) if (c >= 128) other.set(c, merged(list));
+  return { ascii, other, wild };
+}
 
 /** A compiled filter; see loadFilter() in index.ts for reading one from filter.d. */
 export class CompiledFilter implements Filter {
+  private readonly dispatch: Dispatch;
+
   /**
    * @param def compiled parts of the filter
    */
-  constructor(readonly def: FilterDefinition) {}
+  constructor(readonly def: FilterDefinition) {
+    this.dispatch = buildDispatch(def.failregex);
+  }
 
   get name(): string {
     return this.def.name;
   }
 
-  /** @returns a matcher that reports failures with an IP address (the agent's view) */
-  createMatcher(): LineMatcher {
-    const detailed = this.createDetailedMatcher();
+  /**
+   * A matcher that reports failures with an IP address (the agent's view). It gives the same
+   * failures as a DetailedMatcher fed the same lines, but does less for lines that cannot match:
+   * no result objects, and the date of a syslog line is only turned into a time when the line
+   * is a failure.
+   * @returns the matcher; the arrays it returns must not be modified
+   */
+  createMatcher(): LineMatcher & { feedBatch(lines: readonly string[]): FailureMatch[] } {
+    const m = new DetailedMatcher(this.def, this.dispatch);
     return {
-      feed(line: string): FailureMatch[] {
-        const r = detailed.feed(line);
-        if (r.kind !== 'failure' || r.addr === undefined) return [];
-        const match: FailureMatch = r.user !== undefined ? { addr: r.addr, time: r.time, user: r.user, text: r.text } : { addr: r.addr, time: r.time, text: r.text };
-        return [match];
+      feed(line: string): readonly FailureMatch[] {
+        const f = m.feedFailure(line);
+        return f === undefined ? NO_FAILURES : [f];
+      },
+      feedBatch(lines: readonly string[]): FailureMatch[] {
+        const out: FailureMatch[] = [];
+        for (let i = 0; i < lines.length; i++) {
+          const f = m.feedFailure(lines[i]!);
+          if (f !== undefined) out.push(f);
+        }
+        return out;
       },
     };
   }
 
   /** @returns a matcher that explains every line */
   createDetailedMatcher(): DetailedMatcher {
-    return new DetailedMatcher(this.def);
+    return new DetailedMatcher(this.def, this.dispatch);
   }
 }
 
@@ -98,15 +155,48 @@ interface MlfEntry {
   lines: string[];
 }
 
+type Kind = LineResult['kind'];
+
+/** What evaluate() found; one per matcher, overwritten by every line. */
+interface Outcome {
+  kind: Kind;
+  regex: number;
+  ignore: number;
+  host: string | undefined;
+  addr: string | undefined;
+  user: string | undefined;
+  text: string;
+  groups: Groups | undefined;
+}
+
 /** Stateful per-stream matcher with full results. */
 export class DetailedMatcher {
   private readonly dates: DateDetector;
+  private readonly dispatch: Dispatch;
   private buffer: BufferedLine[] = [];
   private readonly mlfid = new Map<string, MlfEntry>();
   private lastTime: number | undefined;
+  /** The latest dated line when skim() found its date and its time is not computed yet. */
+  private skimmed: string | undefined;
+  private readonly addrCache = new Map<string, string | null>();
+  private readonly out: Outcome = { kind: 'missed', regex: -1, ignore: -1, host: undefined, addr: undefined, user: undefined, text: '', groups: undefined };
+  /** ignoreregex is tried before the prefregex (fail2ban does so when there are few of them) */
+  private readonly ignoreFirst: boolean;
+  /** single-line filter whose prefregex (if any) has a head: lines can be rejected cheaply */
+  private readonly quick: boolean;
 
-  constructor(private readonly def: FilterDefinition) {
+  /**
+   * @param def the filter's compiled parts
+   * @param dispatch failregex dispatch table (computed from def when not given)
+   */
+  constructor(
+    private readonly def: FilterDefinition,
+    dispatch?: Dispatch,
+  ) {
     this.dates = new DateDetector(def.datepattern);
+    this.dispatch = dispatch ?? buildDispatch(def.failregex);
+    this.ignoreFirst = def.ignoreregex.length > 0 && def.ignoreregex.length < def.failregex.length - 2;
+    this.quick = def.maxlines === 1 && (def.prefregex === undefined || def.prefregex.hasHead);
   }
 
   /** Date template hits so far. */
@@ -131,9 +221,83 @@ export class DetailedMatcher {
         time = hit.time;
         dateTemplate = hit.template;
         this.lastTime = time;
-      } else time = this.lastTime;
+        this.skimmed = undefined;
+      } else time = this.currentLastTime();
     }
+    const o = this.evaluate(line, stripped);
+    return { kind: o.kind, regex: o.regex, ignore: o.ignore, host: o.host, addr: o.addr, time, user: o.user, dateTemplate, text: o.text, groups: o.groups };
+  }
+
+  /**
+   * The agent's path: like feed(), but only reports failures with an address.
+   * @param rawLine one log line without its newline
+   * @returns the failure this line completes, if any
+   */
+  feedFailure(rawLine: string): FailureMatch | undefined {
+    const def = this.def;
+    const line = rawLine.length > def.maxLineLength ? rawLine.slice(0, def.maxLineLength) : rawLine;
+    let stripped = line;
+    const end = this.dates.skim(line);
+    if (end >= 0) {
+      stripped = line.slice(end);
+      this.skimmed = line;
+    } else {
+      const hit = this.dates.find(line);
+      if (hit) {
+        stripped = hit.start === 0 ? line.slice(hit.end) : line.slice(0, hit.start) + line.slice(hit.end);
+        this.lastTime = hit.time;
+        this.skimmed = undefined;
+      }
+    }
+    const o = this.evaluate(line, stripped);
+    if (o.kind !== 'failure' || o.addr === undefined) return undefined;
+    const time = this.currentLastTime();
+    return o.user !== undefined ? { addr: o.addr, time, user: o.user, text: o.text } : { addr: o.addr, time, text: o.text };
+  }
+
+  /** Time of the latest dated line (the current one when it has a date). */
+  private currentLastTime(): number | undefined {
+    if (this.skimmed !== undefined) {
+      this.lastTime = this.dates.skimmedTime(this.skimmed);
+      this.skimmed = undefined;
+    }
+    return this.lastTime;
+  }
+
+  /** Runs the filter over a line whose date is cut out (`stripped`); the result is in this.out. */
+  private evaluate(line: string, stripped: string): Outcome {
+    const def = this.def;
+    const o = this.out;
+    o.kind = 'missed';
+    o.regex = -1;
+    o.ignore = -1;
+    o.host = undefined;
+    o.addr = undefined;
+    o.user = undefined;
+    o.text = line;
+    o.groups = undefined;
     const multi = def.maxlines > 1;
+
+    if (!multi && this.quick && !this.ignoreFirst && stripped.indexOf('\n') < 0) {
+      // Cheap rejection: where does the content start, and can any failregex begin there?
+      let contentStart = 0;
+      const pref = def.prefregex;
+      if (pref) {
+        contentStart = pref.contentStart(stripped);
+        if (contentStart < 0) return o;
+      }
+      if (!this.mayAnyStart(stripped, contentStart)) return o;
+      let pre: Groups | undefined;
+      let buf: string;
+      if (pref) {
+        pre = pref.execHead(stripped, contentStart);
+        const content = pre.get('content')!;
+        pre.delete('content');
+        buf = `${content}\n`;
+      } else buf = `${stripped}\n`;
+      return this.failregexes(line, SINGLE, SINGLE, buf, pre, true);
+    }
+
     let lines: BufferedLine[];
     if (multi) {
       this.buffer.push({ stripped, original: line });
@@ -142,20 +306,20 @@ export class DetailedMatcher {
     } else lines = [{ stripped, original: line }];
     const orgLines = lines;
     let buf = multi ? joinBuf(lines) : `${stripped}\n`;
-    const result = (kind: LineResult['kind'], extra: Partial<LineResult> = {}): LineResult => ({
-      kind, regex: -1, ignore: -1, host: undefined, addr: undefined, time, user: undefined, dateTemplate,
-      text: line, groups: undefined, ...extra,
-    });
 
-    if (def.ignoreregex.length > 0 && def.ignoreregex.length < def.failregex.length - 2) {
+    if (this.ignoreFirst) {
       const ig = this.findIgnore(buf);
-      if (ig >= 0) return result('ignored', { ignore: ig });
+      if (ig >= 0) {
+        o.kind = 'ignored';
+        o.ignore = ig;
+        return o;
+      }
     }
 
     let pre: Groups | undefined;
     if (def.prefregex) {
       const m = def.prefregex.exec(buf);
-      if (!m) return result('missed');
+      if (!m) return o;
       pre = m.groups;
       const content = pre.get('content');
       if (content !== undefined) {
@@ -166,10 +330,38 @@ export class DetailedMatcher {
         }
       }
     }
+    return this.failregexes(line, lines, orgLines, buf, pre, false);
+  }
 
-    for (let i = 0; i < def.failregex.length; i++) {
+  /** Can any failregex match content that starts at `from`? (single-line filters) */
+  private mayAnyStart(s: string, from: number): boolean {
+    const d = this.dispatch;
+    const code = s.charCodeAt(from);
+    const cands = code < 128 ? d.ascii[code]! : (d.other.get(code) ?? d.wild);
+    const fr = this.def.failregex;
+    for (let k = 0; k < cands.length; k++) if (fr[cands[k]!]!.mayStartAt(s, from)) return true;
+    return false;
+  }
+
+  /**
+   * Try the failregexes in order on `buf` and merge the first match into its multi-line failure.
+   * @param dispatched the caller checked prefixes: only failregexes that can start `buf` are tried
+   */
+  private failregexes(line: string, lines: BufferedLine[], orgLines: BufferedLine[], buf: string, pre: Groups | undefined, dispatched: boolean): Outcome {
+    const def = this.def;
+    const o = this.out;
+    const multi = def.maxlines > 1;
+    let cands: readonly number[] | undefined;
+    if (dispatched) {
+      const code = buf.charCodeAt(0);
+      cands = code < 128 ? this.dispatch.ascii[code]! : (this.dispatch.other.get(code) ?? this.dispatch.wild);
+    }
+    const count = cands ? cands.length : def.failregex.length;
+    for (let k = 0; k < count; k++) {
+      const i = cands ? cands[k]! : k;
       const fr = def.failregex[i]!;
-      const m = fr.exec(buf);
+      if (cands && !fr.mayStartAt(buf, 0)) continue;
+      const m = fr.exec(buf, !dispatched);
       if (!m) continue;
       let matchedLines: BufferedLine[] = lines;
       let unmatched: BufferedLine[] = [];
@@ -180,52 +372,80 @@ export class DetailedMatcher {
         matchedLines = lines.slice(first, last);
         unmatched = [...lines.slice(0, first), ...lines.slice(last)];
       }
+      o.regex = i;
       const ig = this.findIgnore(multi ? joinBuf(matchedLines) : buf);
-      if (ig >= 0) {
-        if (multi) this.buffer = unmatched;
-        return result('ignored', { regex: i, ignore: ig });
-      }
       if (multi) this.buffer = unmatched;
+      if (ig >= 0) {
+        o.kind = 'ignored';
+        o.ignore = ig;
+        return o;
+      }
       let groups: Groups = m.groups;
       if (pre) {
         groups = new Map(pre);
-        for (const [k, v] of m.groups) groups.set(k, v);
+        for (const [key, v] of m.groups) groups.set(key, v);
       }
-      const text = (orgLines === lines ? matchedLines : orgLines).map((l) => l.original).join('\n');
+      const text = !multi ? line : (orgLines === lines ? matchedLines : orgLines).map((l) => l.original).join('\n');
+      o.text = text;
+      o.groups = groups;
       const mlfid = groups.get('mlfid');
       let entry: MlfEntry | undefined;
       if (mlfid !== undefined) {
         entry = this.mergeMultiLine(mlfid, groups, text);
         groups = entry.groups;
-        if (groups.has('nofail')) return result('nofail', { regex: i, groups, text, user: groups.get('user') });
+        o.groups = groups;
+        if (groups.has('nofail')) {
+          o.kind = 'nofail';
+          o.user = groups.get('user');
+          return o;
+        }
       }
       const fid = groups.get('fid');
       const ip = groups.get('ip4') ?? groups.get('ip6');
       const dns = ip === undefined ? groups.get('dns') : undefined;
-      const user = groups.get('user');
+      o.user = groups.get('user');
       if (ip === undefined && dns === undefined && fid === undefined) {
         // A multi-line failure without its address yet: remember it is pending.
         if (entry) entry.pending = true;
-        return result('nofail', { regex: i, groups, text, user });
+        o.kind = 'nofail';
+        return o;
       }
-      const fullText = entry ? [...entry.lines].join('\n') : text;
+      o.text = entry ? entry.lines.join('\n') : text;
       if (ip !== undefined) {
-        const parsed = tryParseAddress(ip);
-        let addr = parsed?.text;
         const cidr = groups.get('cidr');
-        if (parsed && cidr !== undefined) addr = containingNetwork(parsed, Number(cidr)).text;
-        const host = fid !== undefined && fid !== ip ? fid : addr ?? ip;
-        return result(parsed ? 'failure' : 'missed', { regex: i, host, addr, groups, text: fullText, user });
+        const addr = cidr === undefined ? this.canonical(ip) : networkOf(ip, Number(cidr));
+        o.addr = addr;
+        o.host = fid !== undefined && fid !== ip ? fid : addr ?? ip;
+        o.kind = addr !== undefined ? 'failure' : 'missed';
+        return o;
       }
       if (dns !== undefined) {
-        if (def.usedns === 'raw') return result('failure', { regex: i, host: fid ?? dns, addr: dns, groups, text: fullText, user });
+        o.host = fid ?? dns;
+        if (def.usedns === 'raw') {
+          o.addr = dns;
+          o.kind = 'failure';
+          return o;
+        }
         // Host names are never resolved: DNS answers are the attacker's to choose.
-        return result('hostname', { regex: i, host: fid ?? dns, groups, text: fullText, user });
+        o.kind = 'hostname';
+        return o;
       }
-      const asAddr = tryParseAddress(fid!);
-      return result(asAddr ? 'failure' : 'hostname', { regex: i, host: fid, addr: asAddr?.text, groups, text: fullText, user });
+      o.host = fid;
+      o.addr = this.canonical(fid!);
+      o.kind = o.addr !== undefined ? 'failure' : 'hostname';
+      return o;
     }
-    return result('missed');
+    return o;
+  }
+
+  /** @returns the canonical text of an address, or undefined when the text is not one */
+  private canonical(ip: string): string | undefined {
+    const cached = this.addrCache.get(ip);
+    if (cached !== undefined) return cached ?? undefined;
+    const text = tryParseAddress(ip)?.text;
+    if (this.addrCache.size >= ADDR_CACHE_SIZE) this.addrCache.clear();
+    this.addrCache.set(ip, text ?? null);
+    return text;
   }
 
   private findIgnore(buf: string): number {
@@ -272,6 +492,11 @@ export class DetailedMatcher {
     void nofail;
     return entry;
   }
+}
+
+function networkOf(ip: string, cidr: number): string | undefined {
+  const parsed = tryParseAddress(ip);
+  return parsed ? containingNetwork(parsed, cidr).text : undefined;
 }
 
 function joinBuf(lines: readonly BufferedLine[]): string {

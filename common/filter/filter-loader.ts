@@ -147,7 +147,7 @@ class FilterResolver {
   private compileRegex(key: string, text: string, usedns: UseDns, multiline: boolean): FailRegex {
     let fr: FailRegex;
     try {
-      fr = new FailRegex(text, { usedns, multiline });
+      fr = new FailRegex(text, { usedns, multiline, prefregex: key === 'prefregex' });
     } catch (err) {
       if (err instanceof RegexTranslationError) {
         throw this.errorFor(key, err.construct, `cannot translate '${err.construct}' in filter '${this.name}': ${err.message}`);

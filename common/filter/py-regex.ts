@@ -68,6 +68,26 @@ export interface TranslatedRegex {
   readonly nestedQuantifiers: boolean;
   /** true when the JS source uses lookaround or backreferences (V8's linear engine cannot run it) */
   readonly needsBacktracking: boolean;
+  /**
+   * When the pattern is anchored at the start of the input (`^` or `\A`, not multiline): strings
+   * one of which every match starts with (none empty, none a prefix of another); else undefined.
+   * A cheap `startsWith` on them tells which of many anchored regexes can match at all.
+   */
+  readonly anchoredPrefixes: readonly string[] | undefined;
+}
+
+/**
+ * The part of a prefregex before its `<F-CONTENT>.+</F-CONTENT>$` tail, compiled on its own.
+ *
+ * On a line without a newline, `^P(?P<content>.+)$` matches exactly when `^P[^\n]` does, the
+ * first such way through P is the same, and the content is the rest of the line. Running only
+ * P is cheaper: it looks at the prefix of the line, not at all of it.
+ */
+export interface ContentHead {
+  /** sticky regex for `P[^\n]`: the content starts one character before the end of the match */
+  readonly regex: RegExp;
+  /** named groups of P -> JS group indices, as in TranslatedRegex.groups */
+  readonly groups: ReadonlyMap<string, readonly number[]>;
 }
 
 /**
@@ -96,7 +116,51 @@ export function translatePythonRegex(pattern: string, options: { multiline?: boo
     groups: printer.groups,
     nestedQuantifiers: hasNestedQuantifiers(tree, false),
     needsBacktracking: printer.usesLookOrBackref,
+    anchoredPrefixes: options.multiline ? undefined : anchoredPrefixes(tree, parser.globalFlags),
   };
+}
+
+/**
+ * Split a prefregex of the usual shape `^P<F-CONTENT>.+</F-CONTENT>$` (Python syntax, tags
+ * already resolved) into its head P; see ContentHead.
+ * @param pattern Python `re` source of the prefregex
+ * @returns the compiled head, or undefined when the pattern has another shape (or P uses
+ *   lookaround, `$` or flags that make the equivalence doubtful)
+ */
+export function translateContentHead(pattern: string): ContentHead | undefined {
+  const parser = new Parser(pattern, { i: false, s: false, m: false, x: false });
+  let tree: Node;
+  try {
+    tree = expandConditionals(parser.parse());
+  } catch {
+    return undefined;
+  }
+  if (tree.t !== 'seq' || parser.globalFlags.m || parser.globalFlags.s) return undefined;
+  const items = tree.items;
+  const ci = items.findIndex((n) => n.t === 'group' && n.cap && n.name === 'content');
+  const content = items[ci];
+  if (!content || content.t !== 'group' || content.flags) return undefined;
+  const body = content.body;
+  if (body.t !== 'quant' || body.min !== 1 || body.max !== INF || body.lazy || body.possessive || body.body.t !== 'dot') return undefined;
+  const tail = items.slice(ci + 1);
+  if (tail.length !== 1 || tail[0]!.t !== 'eol') return undefined;
+  const head = items.slice(0, ci);
+  const unsafe = (n: Node, first: boolean): boolean => {
+    if (n.t === 'look' || n.t === 'eol' || n.t === 'end' || n.t === 'cond') return true;
+    if ((n.t === 'bol' || n.t === 'start') && !first) return true;
+    if (n.t === 'setflags' && (n.flags.m || n.flags.s)) return true;
+    if (n.t === 'group' && n.flags && (n.flags.m || n.flags.s)) return true;
+    return children(n).some((c) => unsafe(c, false));
+  };
+  if (head.some((n, i) => unsafe(n, i === 0))) return undefined;
+  const notNewline: Node = { t: 'class', neg: true, items: [{ k: 'range', from: 10, to: 10 }] };
+  const printer = new Printer(parser.globalFlags);
+  const source = printer.print({ t: 'seq', items: [...head, notNewline] }, parser.globalFlags);
+  try {
+    return { regex: new RegExp(source, 'y'), groups: printer.groups };
+  } catch {
+    return undefined;
+  }
 }
 
 class Parser {
@@ -659,6 +723,169 @@ function delimitedLoop(body: Node): boolean {
   if (complex) return false;
   const res = innerAtoms.map((a) => new RegExp(`^(?:${a})$`));
   return mandatoryLiterals(body).some((c) => res.every((re) => !re.test(c)));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Literal prefixes of anchored patterns
+
+const MAX_SET = 32;
+const MAX_LITERAL = 96;
+const SIMPLE_ESCAPES: Record<string, string> = { '\\n': '\n', '\\t': '\t', '\\r': '\r', '\\f': '\f', '\\v': '\v', '\\x07': '\x07' };
+
+function withFlags(f: Flags, extra: Partial<Flags> | undefined): Flags {
+  return extra ? { ...f, ...extra } : f;
+}
+
+function cross(a: readonly string[], b: readonly string[]): string[] | undefined {
+  if (a.length * b.length > MAX_SET) return undefined;
+  const out = new Set<string>();
+  for (const x of a) for (const y of b) out.add(x + y);
+  for (const s of out) if (s.length > MAX_LITERAL) return undefined;
+  return [...out];
+}
+
+/** Every string the node can match, when that is a small finite set (zero-width nodes give ['']). */
+function exactSet(n: Node, f: Flags): string[] | undefined {
+  switch (n.t) {
+    case 'char':
+      // Mirrors charText(): only ASCII letters fold under (?i).
+      return f.i && /^[A-Za-z]$/.test(n.ch) ? [n.ch.toUpperCase(), n.ch.toLowerCase()] : [n.ch];
+    case 'esc':
+      if (n.text === '\\b' || n.text === '\\B') return [''];
+      return SIMPLE_ESCAPES[n.text] !== undefined ? [SIMPLE_ESCAPES[n.text]!] : undefined;
+    case 'class': {
+      if (n.neg) return undefined;
+      const out: string[] = [];
+      for (const it of n.items) {
+        if (it.k !== 'range' || it.to > 0xffff || it.to - it.from >= MAX_SET) return undefined;
+        for (let c = it.from; c <= it.to; c++) out.push(String.fromCharCode(c));
+        if (out.length > 8) return undefined;
+      }
+      return [...new Set(out)];
+    }
+    case 'bol':
+    case 'start':
+    case 'end':
+    case 'look':
+    case 'setflags':
+      return [''];
+    case 'eol':
+      // Printed as `(?:\n?$)` outside multiline mode: it may consume the final newline.
+      return f.m ? [''] : ['', '\n'];
+    case 'group':
+      return exactSet(n.body, withFlags(f, n.flags));
+    case 'atomic':
+      return exactSet(n.body, f);
+    case 'quant': {
+      if (n.max > 3) return undefined;
+      const b = exactSet(n.body, f);
+      if (!b) return undefined;
+      let out = new Set<string>(n.min === 0 ? [''] : []);
+      let power: string[] | undefined = [''];
+      for (let k = 1; k <= n.max; k++) {
+        power = cross(power, b);
+        if (!power) return undefined;
+        if (k >= n.min) for (const s of power) out.add(s);
+      }
+      if (out.size > MAX_SET) return undefined;
+      return [...out];
+    }
+    case 'alt': {
+      const out = new Set<string>();
+      for (const b of n.branches) {
+        const e = exactSet(b, { ...f });
+        if (!e) return undefined;
+        for (const s of e) out.add(s);
+      }
+      return out.size > MAX_SET ? undefined : [...out];
+    }
+    case 'seq': {
+      const local = { ...f };
+      let acc: string[] | undefined = [''];
+      for (const item of n.items) {
+        if (item.t === 'setflags') {
+          Object.assign(local, item.flags);
+          continue;
+        }
+        const e = exactSet(item, local);
+        if (!e) return undefined;
+        acc = cross(acc, e);
+        if (!acc) return undefined;
+      }
+      return acc;
+    }
+    default:
+      return undefined;
+  }
+}
+
+/** Strings one of which every match of the node starts with; [''] when nothing is known. */
+function prefixSet(n: Node, f: Flags): string[] {
+  if (n.t === 'seq') return seqPrefixes(n.items, 0, f);
+  if (n.t === 'group') return prefixSet(n.body, withFlags(f, n.flags));
+  if (n.t === 'atomic') return prefixSet(n.body, f);
+  if (n.t === 'quant') return n.min >= 1 ? prefixSet(n.body, f) : [''];
+  if (n.t === 'alt') {
+    const out: string[] = [];
+    for (const b of n.branches) out.push(...prefixSet(b, { ...f }));
+    return out.length > MAX_SET ? [''] : out;
+  }
+  return exactSet(n, f) ?? [''];
+}
+
+function seqPrefixes(items: readonly Node[], from: number, f: Flags): string[] {
+  const local = { ...f };
+  let acc = [''];
+  for (let i = from; i < items.length; i++) {
+    const item = items[i]!;
+    if (item.t === 'setflags') {
+      Object.assign(local, item.flags);
+      continue;
+    }
+    const e = exactSet(item, local);
+    const next = cross(acc, e ?? prefixSet(item, local));
+    // Stopping early is safe: what was collected so far still starts every match.
+    if (!next) return acc;
+    acc = next;
+    if (!e) break;
+  }
+  return acc;
+}
+
+/** See TranslatedRegex.anchoredPrefixes. */
+function anchoredPrefixes(root: Node, globalFlags: Flags): string[] | undefined {
+  const find = (n: Node, f: Flags): string[] | undefined => {
+    if (n.t === 'group') return find(n.body, withFlags(f, n.flags));
+    if (n.t === 'atomic') return find(n.body, f);
+    if (n.t === 'alt') {
+      const out: string[] = [];
+      for (const b of n.branches) {
+        const p = find(b, { ...f });
+        if (!p) return undefined;
+        out.push(...p);
+      }
+      return out;
+    }
+    if (n.t !== 'seq') return undefined;
+    const local = { ...f };
+    for (let i = 0; i < n.items.length; i++) {
+      const item = n.items[i]!;
+      if (item.t === 'setflags') {
+        Object.assign(local, item.flags);
+        continue;
+      }
+      if (item.t === 'start' || (item.t === 'bol' && !local.m)) return seqPrefixes(n.items, i + 1, local);
+      // A group that starts with the anchor anchors the whole match, and starts it.
+      if (item.t === 'group' || item.t === 'atomic') return find(item, local);
+      return undefined;
+    }
+    return undefined;
+  };
+  const found = find(root, { ...globalFlags });
+  if (!found || found.length === 0 || found.includes('')) return undefined;
+  // "Starts with one of": a shorter string makes every longer one it begins redundant.
+  const uniq = [...new Set(found)].sort((a, b) => a.length - b.length);
+  return uniq.filter((s, i) => !uniq.slice(0, i).some((p) => s.startsWith(p)));
 }
 
 // ---------------------------------------------------------------------------------------------

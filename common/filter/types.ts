@@ -17,7 +17,7 @@ export interface FailureMatch {
 /** Stateful matcher for one log stream (multi-line filters keep a buffer per stream). */
 export interface LineMatcher {
   /** @returns failures completed by this line (usually zero or one) */
-  feed(line: string): FailureMatch[];
+  feed(line: string): readonly FailureMatch[];
 }
 
 /** A loaded, compiled filter. */

@@ -1,0 +1,80 @@
+/**
+ * One fleetban filter run over a log file, in its own process so its peak RSS is the filter's
+ * alone: the file is read in 256 KiB chunks and split into lines (as the agent's file source
+ * does), and every line goes through `matcher.feed(line)` (as agent/main.ts does).
+ *
+ *   node dist/bench/filter/fleetban-run.js LOG FILTER [--dir DIR] [--record OUT] [--read-only] [--batch]
+ *
+ * FILTER is a name found in --dir (default: fleetban's filter.d) or a path to a .conf file.
+ * Prints one JSON object: lines, failures, ms (read + split + match), maxRssMB.
+ * --record writes "ADDR<TAB>LINE" for every failure (the line that completed it) to OUT.
+ * --read-only reads and splits without matching (the floor of this harness).
+ * --batch feeds each chunk's lines with feedBatch() instead of feed() per line.
+ */
+import { closeSync, openSync, readSync, writeFileSync } from 'node:fs';
+import { StringDecoder } from 'node:string_decoder';
+import { builtinFilterDir, loadFilter, type FailureMatch, type LineMatcher } from '../../common/filter/index.js';
+
+const CHUNK = 256 * 1024;
+
+function arg(name: string): string | undefined {
+  const i = process.argv.indexOf(name);
+  return i > 0 ? process.argv[i + 1] : undefined;
+}
+
+const [logPath, filterSpec] = process.argv.slice(2).filter((a, i, all) => !a.startsWith('--') && !all[i - 1]?.match(/^--(dir|record)$/));
+if (!logPath || !filterSpec) {
+  console.error('usage: fleetban-run.js LOG FILTER [--dir DIR] [--record OUT] [--read-only] [--batch]');
+  process.exit(2);
+}
+const readOnly = process.argv.includes('--read-only');
+const batch = process.argv.includes('--batch');
+const recordPath = arg('--record');
+
+const filter = loadFilter(filterSpec, { dirs: [arg('--dir') ?? builtinFilterDir()] });
+const matcher: LineMatcher = filter.createMatcher();
+const recorded: string[] = [];
+let failures = 0;
+let lines = 0;
+
+function onFailure(m: FailureMatch): void {
+  failures++;
+  if (recordPath) recorded.push(`${m.addr}\t${m.text.slice(m.text.lastIndexOf('\n') + 1)}`);
+}
+
+const t0 = performance.now();
+const fd = openSync(logPath, 'r');
+const buf = Buffer.allocUnsafe(CHUNK);
+const decoder = new StringDecoder('utf8');
+let rest = '';
+const batchLines: string[] = [];
+for (;;) {
+  const n = readSync(fd, buf, 0, CHUNK, null);
+  const text = n > 0 ? rest + decoder.write(buf.subarray(0, n)) : rest + decoder.end();
+  let start = 0;
+  for (let nl = text.indexOf('\n'); nl >= 0; nl = text.indexOf('\n', start)) {
+    const line = text.slice(start, nl);
+    start = nl + 1;
+    lines++;
+    if (readOnly) continue;
+    if (batch) batchLines.push(line);
+    else for (const m of matcher.feed(line)) onFailure(m);
+  }
+  rest = text.slice(start);
+  if (batch && batchLines.length > 0) {
+    const fb = (matcher as { feedBatch?: (l: readonly string[]) => FailureMatch[] }).feedBatch;
+    if (!fb) throw new Error('this matcher has no feedBatch()');
+    for (const m of fb.call(matcher, batchLines)) onFailure(m);
+    batchLines.length = 0;
+  }
+  if (n === 0) break;
+}
+if (rest !== '') {
+  lines++;
+  if (!readOnly) for (const m of matcher.feed(rest)) onFailure(m);
+}
+closeSync(fd);
+const ms = performance.now() - t0;
+if (recordPath) writeFileSync(recordPath, recorded.length ? `${recorded.join('\n')}\n` : '');
+// maxRSS is in kilobytes.
+console.log(JSON.stringify({ lines, failures, ms, maxRssMB: process.resourceUsage().maxRSS / 1024 }));

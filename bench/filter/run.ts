@@ -1,0 +1,170 @@
+/**
+ * Filter throughput: fleetban's sshd filter against fail2ban-regex (Debian's fail2ban, sshd
+ * filter) and `grep -c` on the same generated auth.log, plus whether both find the same failures.
+ *
+ *   node dist/bench/filter/run.js [--lines N] [--seed S] [--runs R] [--no-fail2ban] [--keep]
+ *
+ * --lines   size of the generated log (default 1,000,000)
+ * --runs    fleetban timing runs (default 5); best and median are printed
+ * --keep    keep the generated log and the outputs (their directory is printed)
+ * Each fleetban run is its own process (bench/filter/fleetban-run.ts): it reads the file in
+ * chunks and calls matcher.feed(line) for every line, as the agent does; its peak RSS is printed.
+ */
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
+import { readFileSync } from 'node:fs';
+import { obtainFail2ban } from '../../test/compat/fail2ban-package.js';
+import { writeAuthLog } from './auth-log.js';
+import { compareFailures, parseFail2banOut, type Agreement } from './agreement.js';
+
+function option(name: string, fallback: number): number {
+  const i = process.argv.indexOf(name);
+  if (i < 0) return fallback;
+  const v = Number(process.argv[i + 1]);
+  if (!Number.isFinite(v) || v <= 0) throw new Error(`${name} needs a positive number`);
+  return v;
+}
+
+const LINES = option('--lines', 1_000_000);
+const SEED = option('--seed', 20261126);
+const RUNS = option('--runs', 5);
+const WITH_F2B = !process.argv.includes('--no-fail2ban');
+const KEEP = process.argv.includes('--keep');
+const CHILD = fileURLToPath(new URL('./fleetban-run.js', import.meta.url));
+// fail2ban-regex takes ~30 s per million lines here; anything far beyond means it is stuck.
+const F2B_TIMEOUT_MS = 20 * 60_000;
+
+interface RunResult {
+  lines: number;
+  failures: number;
+  ms: number;
+  maxRssMB: number;
+}
+
+const rate = (lines: number, ms: number): number => Math.round((lines / ms) * 1000);
+const fmt = (n: number): string => n.toLocaleString('en');
+
+async function fleetban(log: string, filter: string, extra: string[] = []): Promise<RunResult> {
+  const r = await execa(process.execPath, [CHILD, log, filter, ...extra], { timeout: 10 * 60_000 });
+  return JSON.parse(r.stdout.trim().split('\n').pop()!) as RunResult;
+}
+
+async function timedRuns(label: string, log: string, filter: string, extra: string[]): Promise<RunResult[]> {
+  const runs: RunResult[] = [];
+  for (let i = 0; i < RUNS; i++) {
+    const r = await fleetban(log, filter, extra);
+    runs.push(r);
+    console.log(`  ${label} run ${i + 1}: ${fmt(rate(r.lines, r.ms))} lines/s (${r.ms.toFixed(0)} ms, ${fmt(r.failures)} failures, peak RSS ${r.maxRssMB.toFixed(1)} MB)`);
+  }
+  return runs;
+}
+
+function summary(runs: RunResult[]): { best: number; median: number; rss: number } {
+  const rates = runs.map((r) => rate(r.lines, r.ms)).sort((a, b) => a - b);
+  return { best: rates[rates.length - 1]!, median: rates[Math.floor(rates.length / 2)]!, rss: Math.max(...runs.map((r) => r.maxRssMB)) };
+}
+
+function printAgreement(title: string, a: Agreement): void {
+  console.log(`${title}: ${fmt(a.left)} vs ${fmt(a.right)} failures, ${a.differences} differences`);
+  for (const e of a.examples) console.log(`    ${e}`);
+}
+
+async function main(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'fleetban-filter-bench-'));
+  try {
+    const log = join(dir, 'auth.log');
+    console.log(`machine: ${cpus().length} x ${cpus()[0]?.model ?? '?'}, node ${process.version}, load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+    let t = performance.now();
+    const mix = writeAuthLog(log, LINES, SEED);
+    const size = statSync(log).size;
+    console.log(`generated ${fmt(LINES)} lines (${(size / 1e6).toFixed(1)} MB, seed ${SEED}) in ${(performance.now() - t).toFixed(0)} ms: ${log}`);
+    const kinds = [...mix].sort((a, b) => b[1] - a[1]);
+    for (const [k, n] of kinds) console.log(`  ${k.padEnd(30)} ${String(n).padStart(8)}  ${((100 * n) / LINES).toFixed(1).padStart(5)}%`);
+
+    const floor = await fleetban(log, 'sshd', ['--read-only']);
+    console.log(`read + split only (harness floor): ${fmt(rate(floor.lines, floor.ms))} lines/s, peak RSS ${floor.maxRssMB.toFixed(1)} MB`);
+
+    console.log(`fleetban, filter.d/sshd.conf (fleetban's), ${RUNS} runs:`);
+    const ours = summary(await timedRuns('fleetban', log, 'sshd', []));
+    const oursOut = join(dir, 'fleetban.out');
+    await fleetban(log, 'sshd', ['--record', oursOut]);
+    const oursFailures = readLines(oursOut);
+
+    let f2bRate: number | undefined;
+    let f2bNote = '';
+    let debianRate: number | undefined;
+    const agreements: Array<[string, Agreement]> = [];
+    const files = WITH_F2B ? await obtainFail2ban() : { missing: '--no-fail2ban' };
+    if ('missing' in files) {
+      f2bNote = `fail2ban-regex skipped: ${files.missing}`;
+      console.log(f2bNote);
+    } else {
+      const debianSshd = join(files.filterDir, 'sshd.conf');
+      console.log(`fleetban engine, Debian's sshd.conf, ${RUNS} runs:`);
+      const debian = summary(await timedRuns('fleetban+debian', log, debianSshd, []));
+      debianRate = debian.best;
+      const debianOut = join(dir, 'fleetban-debian.out');
+      await fleetban(log, debianSshd, ['--record', debianOut]);
+
+      const f2bOut = join(dir, 'fail2ban.out');
+      // --usedns=no: every peer in the log is an address; it guarantees no DNS query leaves the machine.
+      const args = [files.fail2banRegex, '--usedns=no', '-o', '@@<ip>@@<matches>', log, debianSshd];
+      console.log(`fail2ban-regex (python3 ${args.slice(1, 4).join(' ')} ... sshd.conf), one run:`);
+      t = performance.now();
+      const r = await execa('python3', args, {
+        env: { PYTHONPATH: files.python },
+        stdout: { file: f2bOut },
+        reject: false,
+        timeout: F2B_TIMEOUT_MS,
+      });
+      const ms = performance.now() - t;
+      if (r.exitCode !== 0) {
+        f2bNote = `fail2ban-regex failed (exit ${r.exitCode}): ${String(r.stderr).trim().split('\n').slice(-3).join(' | ')}`;
+        console.log(f2bNote);
+      } else {
+        f2bRate = rate(LINES, ms);
+        const f2b = parseFail2banOut(f2bOut);
+        console.log(`  fail2ban-regex: ${fmt(f2bRate)} lines/s (${(ms / 1000).toFixed(1)} s wall, ${fmt(f2b.length)} failures)`);
+        agreements.push(['fleetban (own sshd.conf) vs fail2ban-regex (Debian sshd.conf)', compareFailures(oursFailures, f2b, ['fleetban', 'fail2ban'])]);
+        agreements.push(['fleetban engine (Debian sshd.conf) vs fail2ban-regex (Debian sshd.conf)', compareFailures(readLines(debianOut), f2b, ['fleetban', 'fail2ban'])]);
+      }
+    }
+
+    const grepRuns: number[] = [];
+    let grepCount = '';
+    for (let i = 0; i < 3; i++) {
+      t = performance.now();
+      const g = await execa('grep', ['-c', '-E', 'sshd\\[[0-9]+\\]: (error: )?(Failed|Invalid user|maximum authentication)', log], { env: { LC_ALL: 'C' }, reject: false });
+      grepRuns.push(rate(LINES, performance.now() - t));
+      grepCount = g.stdout.trim();
+    }
+    const grepRate = Math.max(...grepRuns);
+    console.log(`grep -c -E 'sshd\\[[0-9]+\\]: (error: )?(Failed|Invalid user|maximum authentication)': ${fmt(grepRate)} lines/s (best of 3; counted ${grepCount})`);
+
+    console.log('');
+    console.log('| tool | lines/s | vs fail2ban-regex |');
+    console.log('|---|---:|---:|');
+    const ratio = (x: number): string => (f2bRate ? `${(x / f2bRate).toFixed(1)}x` : '-');
+    console.log(`| fleetban, own sshd.conf (best of ${RUNS}; median ${fmt(ours.median)}) | ${fmt(ours.best)} | ${ratio(ours.best)} |`);
+    if (debianRate !== undefined) console.log(`| fleetban engine, Debian's sshd.conf (best of ${RUNS}) | ${fmt(debianRate)} | ${ratio(debianRate)} |`);
+    console.log(`| fail2ban-regex 1.0.2, Debian's sshd.conf | ${f2bRate ? fmt(f2bRate) : 'skipped'} | ${f2bRate ? '1.0x' : '-'} |`);
+    console.log(`| grep -c (floor) | ${fmt(grepRate)} | ${ratio(grepRate)} |`);
+    console.log(`| read + split only (harness floor) | ${fmt(rate(floor.lines, floor.ms))} | ${ratio(rate(floor.lines, floor.ms))} |`);
+    console.log(`fleetban peak RSS: ${ours.rss.toFixed(1)} MB (read + split alone: ${floor.maxRssMB.toFixed(1)} MB)`);
+    if (f2bNote) console.log(f2bNote);
+    for (const [title, a] of agreements) printAgreement(title, a);
+    if (KEEP) console.log(`kept: ${dir}`);
+  } finally {
+    if (!KEEP) rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function readLines(path: string): string[] {
+  const text = readFileSync(path, 'utf8');
+  return text === '' ? [] : text.replace(/\n$/, '').split('\n');
+}
+
+await main();
