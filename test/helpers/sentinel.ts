@@ -23,12 +23,14 @@ export interface SentinelSetup {
   failover(timeoutMs?: number): Promise<number>;
   /** Wait until every sentinel announces a primary other than `old`. */
   waitForNewPrimary(old: number, timeoutMs?: number): Promise<number>;
+  /** Wait until the current primary has an online replica in sync (a failover needs one, and WAIT too). */
+  waitForReplica(timeoutMs?: number): Promise<void>;
   stop(): Promise<void>;
 }
 
 /**
  * Start the set-up and wait until all three sentinels know the replica (a failover needs one).
- * Timings are short (down-after 1 s, failover-timeout 5 s) so a test fails over in seconds.
+ * Timings are short (down-after 1 s, failover-timeout 3 s) so a test fails over in seconds.
  * @param name the monitored primary's name
  */
 export async function startSentinels(name = 'mymaster'): Promise<SentinelSetup> {
@@ -54,7 +56,8 @@ export async function startSentinels(name = 'mymaster'): Promise<SentinelSetup> 
   try {
     for (const [port, extra] of [[primary, []], [replica, ['--replicaof', '127.0.0.1', String(primary)]]] as const) {
       spawnServer(port, ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--dbfilename', `dump-${port}.rdb`,
-        '--save', '', '--appendonly', 'no', '--logfile', join(dir, `redis-${port}.log`), ...extra]);
+        // Without the default 5 s diskless-sync delay a replica (re)syncs at once: tests fail over in seconds.
+        '--save', '', '--appendonly', 'no', '--repl-diskless-sync-delay', '0', '--logfile', join(dir, `redis-${port}.log`), ...extra]);
     }
     for (const port of sentinelPorts) {
       const conf = join(dir, `sentinel-${port}.conf`);
@@ -63,7 +66,7 @@ export async function startSentinels(name = 'mymaster'): Promise<SentinelSetup> 
         `port ${port}`, 'bind 127.0.0.1', `dir ${dir}`, `logfile ${join(dir, `sentinel-${port}.log`)}`,
         `sentinel monitor ${name} 127.0.0.1 ${primary} 2`,
         `sentinel down-after-milliseconds ${name} 1000`,
-        `sentinel failover-timeout ${name} 5000`,
+        `sentinel failover-timeout ${name} 3000`,
         `sentinel parallel-syncs ${name} 1`,
       ].join('\n') + '\n');
       spawnServer(port, [conf, '--sentinel']);
@@ -109,7 +112,33 @@ export async function startSentinels(name = 'mymaster'): Promise<SentinelSetup> 
     }
   };
 
+  const waitForReplica = async (timeoutMs = 30_000): Promise<void> => {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const c = quickClient(await primaryPort());
+      try {
+        const info = await c.info('replication');
+        if (/^slave\d+:.*state=online/m.test(info)) return;
+      } catch {
+        // the primary may be between roles; ask again
+      } finally {
+        c.disconnect();
+      }
+      if (Date.now() > deadline) throw new Error(`no online replica after ${timeoutMs} ms (logs in ${dir})`);
+      await sleep(100);
+    }
+  };
+  // Sentinels knowing the replica is not enough: it must have finished its first sync, or a
+  // failover would promote an empty server.
+  try {
+    await waitForReplica();
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+
   return {
+    waitForReplica,
     url: `sentinel://${sentinelPorts.map((p) => `127.0.0.1:${p}`).join(',')}/${name}`,
     name,
     dataPorts: [primary, replica],
