@@ -9,6 +9,7 @@ import { JAIL_NAME_RE, LIMITS, MANUAL_JAIL, decodeHeartbeat } from '../../common
 import { ClusterScripts } from '../../common/scripts/index.js';
 import { now } from '../../common/clock.js';
 import { CliError, withContext, formatTime, type GlobalOptions } from '../context.js';
+import { waitForAgents, type WaitResult } from '../wait.js';
 
 /** Parse addresses from the command line; the first bad one is refused with its reason. */
 function targets(inputs: string[]): string[] {
@@ -35,6 +36,20 @@ function configuredJail(opts: GlobalOptions, jail: string): JailConfig | undefin
   }
 }
 
+function waitMs(text: string): number {
+  const s = Number(text);
+  if (!Number.isFinite(s) || s <= 0) throw new CliError(`invalid --wait-timeout '${text}': a number of seconds`);
+  return s * 1000;
+}
+
+function reportWait(w: WaitResult): void {
+  if (w.pending.length === 0) console.log(`applied by all ${w.applied.length} live host${w.applied.length === 1 ? '' : 's'}`);
+}
+
+function pendingError(w: WaitResult): CliError {
+  return new CliError(`timed out: not yet applied by ${w.pending.length} of ${w.pending.length + w.applied.length} live hosts: ${w.pending.join(', ')}`, 2);
+}
+
 export function registerBanCommands(program: Command, globals: () => GlobalOptions): void {
   program
     .command('ban')
@@ -44,7 +59,9 @@ export function registerBanCommands(program: Command, globals: () => GlobalOptio
     .option('--bantime <time>', "ban duration: 600, 10m, 1h, 1d, or -1 for permanent (default: the jail's bantime)")
     .option('--reason <text>', 'reason shown by `fleetban banned`', 'manual ban')
     .option('--force', 'ban even when the address is whitelisted (ignoreip, ignoreself, ignorecommand)')
-    .action(async (addr: string, o: { jail: string; bantime?: string; reason: string; force?: boolean }) => {
+    .option('--wait', 'return only when every live agent has applied the ban')
+    .option('--wait-timeout <seconds>', 'with --wait: give up after this long, naming the hosts still pending', '10')
+    .action(async (addr: string, o: { jail: string; bantime?: string; reason: string; force?: boolean; wait?: boolean; waitTimeout: string }) => {
       const g = globals();
       const [target] = targets([addr]);
       const jail = checkJail(o.jail);
@@ -80,9 +97,15 @@ export function registerBanCommands(program: Command, globals: () => GlobalOptio
         const t = now();
         const until = seconds === PERMANENT ? -1 : t + Math.round(seconds * 1000);
         const scripts = new ClusterScripts(ctx.redis, ctx.keys, ctx.config.coordinator.streamMaxlen, ctx.config.coordinator.dbpurgeage * 1000);
-        const isNew = await scripts.ban({ jail, addr: target!, now: t, until, reason: o.reason.slice(0, LIMITS.reasonChars), origin: ctx.origin });
-        if (g.json) console.log(JSON.stringify({ addr: target, jail, until: until === -1 ? null : new Date(until).toISOString(), new: isNew }));
-        else console.log(`${isNew ? 'banned' : 'ban renewed:'} ${target} in jail ${jail} ${until === -1 ? 'permanently' : `for ${formatDuration(seconds)} (until ${formatTime(until)})`}`);
+        const { isNew, decisionId } = await scripts.ban({ jail, addr: target!, now: t, until, reason: o.reason.slice(0, LIMITS.reasonChars), origin: ctx.origin });
+        const waited = o.wait ? await waitForAgents(ctx, decisionId, waitMs(o.waitTimeout)) : undefined;
+        if (g.json) {
+          console.log(JSON.stringify({ addr: target, jail, until: until === -1 ? null : new Date(until).toISOString(), new: isNew, decision: decisionId, ...waited }));
+        } else {
+          console.log(`${isNew ? 'banned' : 'ban renewed:'} ${target} in jail ${jail} ${until === -1 ? 'permanently' : `for ${formatDuration(seconds)} (until ${formatTime(until)})`}`);
+          if (waited) reportWait(waited);
+        }
+        if (waited && waited.pending.length > 0) throw pendingError(waited);
       });
     });
 
@@ -92,7 +115,9 @@ export function registerBanCommands(program: Command, globals: () => GlobalOptio
     .argument('[addr...]', 'addresses or networks to unban')
     .option('--all', 'lift every ban (of --jail, or of all jails)')
     .option('--jail <jail>', 'only in this jail (default: every jail)')
-    .action(async (addrs: string[], o: { all?: boolean; jail?: string }) => {
+    .option('--wait', 'return only when every live agent has applied the unban')
+    .option('--wait-timeout <seconds>', 'with --wait: give up after this long, naming the hosts still pending', '10')
+    .action(async (addrs: string[], o: { all?: boolean; jail?: string; wait?: boolean; waitTimeout: string }) => {
       const g = globals();
       if (o.all && addrs.length > 0) throw new CliError('give addresses or --all, not both');
       if (!o.all && addrs.length === 0) throw new CliError('give at least one address, or --all');
@@ -101,19 +126,27 @@ export function registerBanCommands(program: Command, globals: () => GlobalOptio
       await withContext(g, async (ctx) => {
         const scripts = new ClusterScripts(ctx.redis, ctx.keys, ctx.config.coordinator.streamMaxlen);
         if (o.all) {
-          const n = await scripts.flush(jail, ctx.origin);
-          if (g.json) console.log(JSON.stringify({ lifted: n, jail: jail === '*' ? null : jail }));
-          else console.log(`lifted ${n} ban${n === 1 ? '' : 's'}${jail === '*' ? '' : ` in jail ${jail}`}`);
+          const { count, decisionId } = await scripts.flush(jail, ctx.origin);
+          const waited = o.wait ? await waitForAgents(ctx, decisionId, waitMs(o.waitTimeout)) : undefined;
+          if (g.json) console.log(JSON.stringify({ lifted: count, jail: jail === '*' ? null : jail, decision: decisionId, ...waited }));
+          else {
+            console.log(`lifted ${count} ban${count === 1 ? '' : 's'}${jail === '*' ? '' : ` in jail ${jail}`}`);
+            if (waited) reportWait(waited);
+          }
+          if (waited && waited.pending.length > 0) throw pendingError(waited);
           return;
         }
-        const lifted = await scripts.unban(ctx.origin, list.map((a) => [jail, a] as const));
+        const { lifted, decisionId } = await scripts.unban(ctx.origin, list.map((a) => [jail, a] as const));
         const missing = list.filter((a) => !lifted.some((l) => l.addr === a));
-        if (g.json) console.log(JSON.stringify({ lifted, notBanned: missing }));
+        const waited = o.wait && decisionId ? await waitForAgents(ctx, decisionId, waitMs(o.waitTimeout)) : undefined;
+        if (g.json) console.log(JSON.stringify({ lifted, notBanned: missing, decision: decisionId || null, ...waited }));
         else {
           for (const l of lifted) console.log(`unbanned ${l.addr} in jail ${l.jail}`);
           for (const a of missing) console.error(`${a} was not banned${jail === '*' ? '' : ` in jail ${jail}`}`);
+          if (waited) reportWait(waited);
         }
         if (lifted.length === 0) throw new CliError('nothing was unbanned', 1);
+        if (waited && waited.pending.length > 0) throw pendingError(waited);
       });
     });
 }

@@ -6,7 +6,7 @@
       ARGV[5] reason  ARGV[6] origin  ARGV[7] decisions maxlen  ARGV[8] protocol version
       ARGV[9] window key prefix (the ban's window is cleared)  ARGV[10] history key prefix
       ARGV[11] history retention ms
-    Output: 1 new ban, 0 an existing ban was replaced
+    Output: { 1 new ban or 0 an existing ban was replaced, id of the decision }
 ]]
 local rcall = redis.call
 local bansKey, expiryKey, decisionsKey, statsKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -17,5 +17,5 @@ local historyPrefix, retention = ARGV[10], tonumber(ARGV[11])
 
 local jail, addr = ARGV[1], ARGV[2]
 rcall('DEL', ARGV[9] .. jail .. '|' .. addr)
-local existed = recordBan(jail, addr, tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5], ARGV[6], 0)
-return 1 - existed
+local existed, id = recordBan(jail, addr, tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5], ARGV[6], 0)
+return { 1 - existed, id }

@@ -3,7 +3,7 @@
     Input:
       KEYS[1] bans hash  KEYS[2] ban expiry zset  KEYS[3] decisions stream  KEYS[4] window key prefix
       ARGV[1] jail or '*'  ARGV[2] origin  ARGV[3] decisions maxlen  ARGV[4] protocol version
-    Output: number of bans lifted
+    Output: { number of bans lifted, id of the flush decision }
 ]]
 local rcall = redis.call
 --- @include "includes/add-decision"
@@ -21,5 +21,5 @@ repeat
   end
 until cursor == '0'
 for _, id in ipairs(ids) do removeBan(KEYS[1], KEYS[2], KEYS[4], id) end
-addDecision(KEYS[3], ARGV[3], ARGV[4], {'op', 'flush', 'jail', jail, 'origin', ARGV[2]})
-return #ids
+local id = addDecision(KEYS[3], ARGV[3], ARGV[4], {'op', 'flush', 'jail', jail, 'origin', ARGV[2]})
+return { #ids, id }

@@ -99,33 +99,34 @@ export class ClusterScripts {
     return { results, bans };
   }
 
-  /** @returns true for a new ban, false when an existing ban was replaced */
-  async ban(b: { jail: string; addr: string; now: number; until: number; reason: string; origin: string }): Promise<boolean> {
+  /** @returns isNew: false when an existing ban was replaced; decisionId: the ban's entry in the decisions stream */
+  async ban(b: { jail: string; addr: string; now: number; until: number; reason: string; origin: string }): Promise<{ isNew: boolean; decisionId: string }> {
     const k = this.keys;
-    const r = await this.call('ban')(k.bans, k.banExpiry, k.decisions, k.stats,
+    const [isNew, decisionId] = (await this.call('ban')(k.bans, k.banExpiry, k.decisions, k.stats,
       b.jail, b.addr, b.now, b.until, b.reason, b.origin, this.decisionsMaxlen, PROTOCOL_VERSION,
-      k.failureWindowPrefix, k.historyPrefix, this.historyRetentionMs);
-    return Number(r) === 1;
+      k.failureWindowPrefix, k.historyPrefix, this.historyRetentionMs)) as [number, string];
+    return { isNew: Number(isNew) === 1, decisionId };
   }
 
   /**
    * @param targets [jail, addr] pairs; jail '*' lifts the address in every jail
-   * @returns the bans lifted
+   * @returns the bans lifted, and the id of the last unban decision ('' when nothing was banned)
    */
-  async unban(origin: string, targets: ReadonlyArray<readonly [string, string]>): Promise<Array<{ jail: string; addr: string }>> {
+  async unban(origin: string, targets: ReadonlyArray<readonly [string, string]>): Promise<{ lifted: Array<{ jail: string; addr: string }>; decisionId: string }> {
     const k = this.keys;
     const out = (await this.call('unban')(k.bans, k.banExpiry, k.decisions, k.failureWindowPrefix,
       origin, this.decisionsMaxlen, PROTOCOL_VERSION, ...targets.flat())) as string[];
     const lifted: Array<{ jail: string; addr: string }> = [];
-    for (let i = 0; i + 1 < out.length; i += 2) lifted.push({ jail: out[i]!, addr: out[i + 1]! });
-    return lifted;
+    for (let i = 1; i + 1 < out.length; i += 2) lifted.push({ jail: out[i]!, addr: out[i + 1]! });
+    return { lifted, decisionId: out[0] ?? '' };
   }
 
-  /** @returns the number of bans lifted (jail '*' for all) */
-  async flush(jail: string, origin: string): Promise<number> {
+  /** @returns the number of bans lifted (jail '*' for all) and the id of the flush decision */
+  async flush(jail: string, origin: string): Promise<{ count: number; decisionId: string }> {
     const k = this.keys;
-    return Number(await this.call('flush')(k.bans, k.banExpiry, k.decisions, k.failureWindowPrefix,
-      jail, origin, this.decisionsMaxlen, PROTOCOL_VERSION));
+    const [count, decisionId] = (await this.call('flush')(k.bans, k.banExpiry, k.decisions, k.failureWindowPrefix,
+      jail, origin, this.decisionsMaxlen, PROTOCOL_VERSION)) as [number, string];
+    return { count: Number(count), decisionId };
   }
 
   /** @returns `jail|addr` ids of the bans expired by this call (at most `limit`) */

@@ -4,16 +4,16 @@
       KEYS[1] bans hash  KEYS[2] ban expiry zset  KEYS[3] decisions stream  KEYS[4] window key prefix
       ARGV[1] origin  ARGV[2] decisions maxlen  ARGV[3] protocol version
       then pairs: jail, addr   (jail '*' lifts the address in every jail)
-    Output: flat list of jail, addr for each ban lifted
+    Output: { id of the last decision or '', then jail, addr for each ban lifted }
 ]]
 local rcall = redis.call
 --- @include "includes/add-decision"
 --- @include "includes/remove-ban"
 
-local lifted = {}
+local lifted = { '' }
 local function lift(jail, addr)
   if removeBan(KEYS[1], KEYS[2], KEYS[4], jail .. '|' .. addr) == 1 then
-    addDecision(KEYS[3], ARGV[2], ARGV[3], {'op', 'unban', 'jail', jail, 'origin', ARGV[1], 'addr', addr})
+    lifted[1] = addDecision(KEYS[3], ARGV[2], ARGV[3], {'op', 'unban', 'jail', jail, 'origin', ARGV[1], 'addr', addr})
     lifted[#lifted + 1] = jail
     lifted[#lifted + 1] = addr
   end

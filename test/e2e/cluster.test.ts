@@ -98,14 +98,20 @@ test('manual ban: bad addresses refused with a reason; a restarted agent re-appl
   const bad = await runCli(['--config', dirs.coord!, 'ban', '198.51.100.300']);
   assert.equal(bad.code, 1);
   assert.match(bad.stderr, /^fleetban: invalid address '198\.51\.100\.300': .*not a valid IPv4 address/);
-  const cidr = await runCli(['--config', dirs.coord!, 'ban', '203.0.113.0/24', '--bantime', '2h', '--reason', 'scanner']);
+  const cidr = await runCli(['--config', dirs.coord!, 'ban', '203.0.113.0/24', '--bantime', '2h', '--reason', 'scanner', '--wait']);
   assert.equal(cidr.code, 0, cidr.stderr);
-  await Promise.all(hosts.map((h) => agents[h]!.waitFor(isBan('203.0.113.0/24'), 10_000, `${h} manual ban`)));
+  assert.match(cidr.stdout, /applied by all 3 live hosts/);
+  // --wait returned only after every agent applied it: the lines are already there.
+  for (const h of hosts) assert.equal(agents[h]!.count(isBan('203.0.113.0/24')), 1, `${h} applied before --wait returned`);
 
   await agents.h3!.stop();
+  // h3 still counts as live (heartbeat < 15 s old) but applies nothing: --wait names it and fails.
+  const stuck = await runCli(['--config', dirs.coord!, 'ban', '198.51.100.201', '--wait', '--wait-timeout', '1.5']);
+  assert.equal(stuck.code, 2);
+  assert.match(stuck.stderr, /timed out: not yet applied by 1 of 3 live hosts: h3/);
   agents.h3 = startAgent('h3');
   const sync = await agents.h3.waitFor((l) => l.msg === 'dry-run sync', 15_000, 'h3 sync after restart');
-  assert.equal(sync.count, 2, 'the IPv6 ban and the manual CIDR ban are re-applied');
+  assert.equal(sync.count, 3, 'the IPv6 ban, the manual CIDR ban and the ban made while it was down are applied');
   const held = await runCli(['--config', dirs.coord!, '--json', 'hosts']);
   const rows = JSON.parse(held.stdout) as Array<{ host: string; alive: boolean; backend: string }>;
   assert.deepEqual(rows.map((r) => [r.host, r.alive, r.backend]), hosts.map((h) => [h, true, 'dry-run']));

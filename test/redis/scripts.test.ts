@@ -149,11 +149,12 @@ test('unban lifts one address in every jail; flush lifts a jail; expire lifts wh
   await ban('nginx', '192.0.2.11', T0 + 5000);
   await ban('sshd', '192.0.2.12', -1);
   const lifted = await scripts.unban('cli:t', [['*', '192.0.2.10']]);
-  assert.deepEqual(lifted.map((l) => l.jail).sort(), ['nginx', 'sshd']);
-  assert.deepEqual(await scripts.unban('cli:t', [['sshd', '192.0.2.99']]), []);
+  assert.deepEqual(lifted.lifted.map((l) => l.jail).sort(), ['nginx', 'sshd']);
+  assert.match(lifted.decisionId, /^\d+-\d+$/);
+  assert.deepEqual(await scripts.unban('cli:t', [['sshd', '192.0.2.99']]), { lifted: [], decisionId: '' });
   assert.deepEqual(await scripts.expire(T0 + 4999), []);
   assert.deepEqual(await scripts.expire(T0 + 5000), ['nginx|192.0.2.11']);
-  assert.equal(await scripts.flush('sshd', 'cli:t'), 1);
+  assert.equal((await scripts.flush('sshd', 'cli:t')).count, 1);
   assert.equal(await redis.hlen(keys.bans), 0);
   const ops = (await decisions(keys)).map((d) => d.op);
   assert.deepEqual(ops, ['ban', 'ban', 'ban', 'ban', 'unban', 'unban', 'unban', 'flush']);

@@ -15,9 +15,9 @@ local function recordBan(jail, addr, since, untilMs, reason, origin, failures)
   rcall('ZADD', history, since, jail .. '|' .. since .. '|' .. untilMs .. '|' .. origin .. '|' .. reason)
   rcall('ZREMRANGEBYSCORE', history, '-inf', since - retention)
   rcall('PEXPIRE', history, retention)
-  addDecision(decisionsKey, maxlen, version, {'op', 'ban', 'jail', jail, 'origin', origin, 'addr', addr,
+  local id = addDecision(decisionsKey, maxlen, version, {'op', 'ban', 'jail', jail, 'origin', origin, 'addr', addr,
     'since', tostring(since), 'until', tostring(untilMs), 'reason', reason})
-  return existed
+  return existed, id
 end
 
 -- Number of earlier bans of addr still in its history: in one jail, or in all jails.

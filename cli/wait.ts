@@ -1,0 +1,41 @@
+import { decodeHeartbeat } from '../common/protocol/messages.js';
+import type { CliContext } from './context.js';
+
+/** A host is alive when its heartbeat is at most this old (three missed 5 s heartbeats). */
+export const ALIVE_MS = 15_000;
+
+/** @returns negative, zero or positive as stream id a is before, equal to or after b */
+export function compareStreamIds(a: string, b: string): number {
+  const [am = 0, as = 0] = a.split('-').map(Number);
+  const [bm = 0, bs = 0] = b.split('-').map(Number);
+  return am - bm || as - bs;
+}
+
+export interface WaitResult {
+  readonly applied: string[];
+  readonly pending: string[];
+}
+
+/**
+ * Wait until every live agent has acknowledged a decision (its ack id is at or after it).
+ * Hosts that stop heartbeating while we wait are not waited for: a dead host cannot apply anything,
+ * and `fleetban hosts` shows it as not alive.
+ * @param decisionId the decision's stream id
+ * @param timeoutMs give up after this long
+ */
+export async function waitForAgents(ctx: CliContext, decisionId: string, timeoutMs: number): Promise<WaitResult> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const [hosts, acks] = await Promise.all([ctx.redis.hgetall(ctx.keys.hosts), ctx.redis.hgetall(ctx.keys.acks)]);
+    const applied: string[] = [];
+    const pending: string[] = [];
+    for (const json of Object.values(hosts)) {
+      const hb = decodeHeartbeat(json);
+      if (!hb.ok || Date.now() - hb.value.seenAt > ALIVE_MS) continue;
+      const ack = acks[hb.value.host] ?? hb.value.lastDecision;
+      (compareStreamIds(ack, decisionId) >= 0 ? applied : pending).push(hb.value.host);
+    }
+    if (pending.length === 0 || Date.now() >= deadline) return { applied: applied.sort(), pending: pending.sort() };
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
