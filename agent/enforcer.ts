@@ -114,6 +114,9 @@ export class Enforcer {
   }
 
   private async doReconcile(): Promise<number> {
+    // init() is idempotent and recreates tables, chains, rules and sets someone removed (nft flush
+    // ruleset, iptables -F, a firewall restart) while keeping the elements that are still there.
+    await this.backend.init([...this.rules.values()]);
     const t = now();
     for (const [id, ban] of this.desired) if (ban.until !== -1 && ban.until <= t) this.desired.delete(id);
     const actual = new Set((await this.backend.list()).map((b) => banId(b.jail, b.addr)));
@@ -122,7 +125,6 @@ export class Enforcer {
     const extra = [...actual].filter((id) => !this.desired.has(id)).length;
     if (missing + extra > 0) {
       this.log.warn({ missing, extra }, 'firewall differs from the cluster bans; repairing');
-      await this.backend.init([...this.rules.values()]);
       await this.backend.sync([...this.desired.values()]);
     }
     return missing + extra;
