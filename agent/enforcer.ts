@@ -16,6 +16,8 @@ export class Enforcer {
   private readonly rules = new Map<string, JailRule>();
   /** Bans applied since start, for heartbeats. */
   applied = 0;
+  /** Bans the backend refused (per-host cap reached, unusable address), for heartbeats. */
+  refused = 0;
   /** Backend calls run one at a time: add/delete buffers are shared by apply and reconcile. */
   private queue: Promise<unknown> = Promise.resolve();
 
@@ -83,7 +85,8 @@ export class Enforcer {
         } catch (err) {
           // One refused ban (over the host's cap, an address the backend cannot hold) must not
           // block the rest of the batch.
-          this.log.warn({ jail: d.jail, addr: d.addr, err: (err as Error).message }, 'ban refused by the firewall backend');
+          this.refused++;
+          this.log.warn({ jail: d.jail, addr: d.addr, refusedTotal: this.refused, err: (err as Error).message }, 'ban refused by the firewall backend');
           continue;
         }
         this.desired.set(banId(d.jail, d.addr), ban);

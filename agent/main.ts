@@ -92,6 +92,8 @@ export async function startAgent(dir: string, options: AgentOptions = {}): Promi
     backend: enforcer.backendName,
     jails: loaded.jails.map((j) => j.name),
     bansApplied: enforcer.applied,
+    bansRefused: enforcer.refused,
+    bansHeld: enforcer.size,
     lastDecision: follower.lastId,
   }), componentLogger('agent.heartbeat'));
 
@@ -153,7 +155,9 @@ export async function startAgent(dir: string, options: AgentOptions = {}): Promi
       await Promise.race([reporter.flush(), new Promise((r) => setTimeout(r, 2000).unref())]);
       reporter.persist();
       await follower.stop();
-      await commands.quit().catch(() => commands.disconnect());
+      // QUIT would wait in the offline queue for a Redis that may be unreachable: only when connected.
+      if (commands.status === 'ready') await commands.quit().catch(() => commands.disconnect());
+      else commands.disconnect();
       // Without cleanup the bans stay in the kernel (with their timeouts) while the agent is down.
       await enforcer.shutdown(stopOptions.cleanup ?? false);
       log.info('agent stopped');

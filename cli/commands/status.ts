@@ -135,7 +135,7 @@ export function registerStatusCommands(program: Command, globals: () => GlobalOp
         rows.sort((a, b) => a.host.localeCompare(b.host));
         if (g.json) {
           console.log(JSON.stringify(rows.map((r) => ({ host: r.host, alive: r.alive, lastSeen: formatTime(r.seenAt), backend: r.backend, version: r.version,
-            addrs: r.addrs, bansApplied: r.bansApplied, lastDecision: r.lastDecision, decisionsBehind: r.behind, lagMs: r.lagMs }))));
+            addrs: r.addrs, bansApplied: r.bansApplied, bansHeld: r.bansHeld ?? null, bansRefused: r.bansRefused ?? 0, lastDecision: r.lastDecision, decisionsBehind: r.behind, lagMs: r.lagMs }))));
           return;
         }
         if (rows.length === 0) {
@@ -143,8 +143,9 @@ export function registerStatusCommands(program: Command, globals: () => GlobalOp
           return;
         }
         printTable(
-          ['HOST', 'ALIVE', 'LAST SEEN', 'BACKEND', 'BANS APPLIED', 'LAST DECISION', 'BEHIND'],
-          rows.map((r) => [r.host, r.alive ? 'yes' : 'NO', formatTime(r.seenAt), r.backend, String(r.bansApplied), r.lastDecision,
+          ['HOST', 'ALIVE', 'LAST SEEN', 'BACKEND', 'HELD', 'APPLIED', 'REFUSED', 'LAST DECISION', 'BEHIND'],
+          rows.map((r) => [r.host, r.alive ? 'yes' : 'NO', formatTime(r.seenAt), r.backend, String(r.bansHeld ?? '-'), String(r.bansApplied),
+            String(r.bansRefused ?? 0), r.lastDecision,
             r.behind === 0 ? 'up to date' : `${r.behind >= 1000 ? '1000+' : r.behind} (${(r.lagMs / 1000).toFixed(1)}s)`]),
         );
       });

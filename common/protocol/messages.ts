@@ -76,6 +76,10 @@ export interface Heartbeat {
   startedAt: number;
   seenAt: number;
   bansApplied: number;
+  /** Bans this host's firewall refused since start (e.g. its element cap was reached). */
+  bansRefused?: number;
+  /** Bans the host holds now. */
+  bansHeld?: number;
   /** Id of the newest decision stream entry applied, `0-0` when none. */
   lastDecision: string;
 }
