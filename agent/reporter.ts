@@ -21,6 +21,11 @@ import type { FailureSpool, PendingFailure } from './spool.js';
  */
 export class Reporter {
   private buffer: PendingFailure[] = [];
+  /**
+   * The batch of the pipeline in flight, out of `buffer` so that spilling to disk never copies it:
+   * on a dead link ioredis keeps such a pipeline and sends it again once reconnected.
+   */
+  private inFlight: PendingFailure[] = [];
   private scheduled = false;
   private flushing: Promise<void> | undefined;
   private spooling = false;
@@ -62,7 +67,7 @@ export class Reporter {
 
   /** Failures waiting to be sent, in memory and on disk. */
   get pending(): number {
-    return this.buffer.length + (this.spool?.size ?? 0);
+    return this.buffer.length + this.inFlight.length + (this.spool?.size ?? 0);
   }
 
   /** Send everything buffered (used on shutdown and in tests). */
@@ -73,12 +78,17 @@ export class Reporter {
     }
   }
 
-  /** Write what is still in memory to the spool (shutdown while Redis is away). */
+  /**
+   * Write what is still in memory to the spool (shutdown while Redis is away). A batch still in
+   * flight is included: it may have reached Redis, and a repeat is better than a loss.
+   */
   persist(): void {
-    if (!this.spool || this.buffer.length === 0) return;
-    this.spool.append(this.buffer);
-    this.log.info({ spooled: this.buffer.length }, 'unsent failures written to the spool');
+    const unsent = [...this.inFlight, ...this.buffer];
+    if (!this.spool || unsent.length === 0) return;
+    this.spool.append(unsent);
+    this.log.info({ spooled: unsent.length }, 'unsent failures written to the spool');
     this.buffer = [];
+    this.inFlight = [];
   }
 
   private schedule(): void {
@@ -114,8 +124,9 @@ export class Reporter {
 
   private async sendSome(): Promise<void> {
     const fromSpool = this.spool !== undefined && this.spool.size > 0;
-    const events = fromSpool ? this.spool!.peek(this.batch) : this.buffer.slice(0, this.batch);
+    const events = fromSpool ? this.spool!.peek(this.batch) : this.buffer.splice(0, this.batch);
     if (events.length === 0) return;
+    if (!fromSpool) this.inFlight = events;
     const pipeline = this.redis.pipeline();
     const sent = now();
     for (const e of events) pipeline.xadd(this.keys.failures, 'MAXLEN', '~', this.streamMaxlen, '*', ...encodeFailure({ ...e, sent }));
@@ -134,15 +145,17 @@ export class Reporter {
           this.log.info({ delivered: this.spool!.stats.delivered }, 'spooled failures delivered');
         }
       } else {
-        this.buffer.splice(0, events.length);
+        this.inFlight = [];
       }
       this.stats.reported += events.length;
       return;
     }
-    // Keep whatever did not go through; it goes out when the connection is back ('ready' reschedules).
-    if (!fromSpool) {
+    // Keep whatever did not go through, in front of newer failures; it goes out when the
+    // connection is back ('ready' reschedules), through the spool if it is down meanwhile.
+    if (!fromSpool && this.inFlight === events) {
       const kept = events.filter((_, i) => results?.[i]?.[0]);
-      this.buffer.splice(0, events.length, ...kept);
+      this.buffer.unshift(...kept);
+      this.inFlight = [];
       this.stats.reported += events.length - kept.length;
     }
     this.log.warn({ err: String(results?.[failed]?.[0]?.message ?? results?.[failed]?.[0]), pending: this.pending }, 'reporting failures failed; kept for retry');
