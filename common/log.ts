@@ -1,4 +1,4 @@
-import { pino, type Logger, type LevelWithSilent } from 'pino';
+import { pino, destination, type Logger, type LevelWithSilent } from 'pino';
 
 export type { Logger };
 
@@ -12,11 +12,17 @@ let root: Logger | undefined;
  */
 export function rootLogger(level?: LevelWithSilent): Logger {
   if (!root) {
-    root = pino({
-      level: level ?? process.env.FLEETBAN_LOG_LEVEL ?? 'info',
-      base: { pid: process.pid },
-      timestamp: pino.stdTimeFunctions.isoTime,
-    });
+    root = pino(
+      {
+        level: level ?? process.env.FLEETBAN_LOG_LEVEL ?? 'info',
+        base: { pid: process.pid },
+        timestamp: pino.stdTimeFunctions.isoTime,
+      },
+      // Synchronous writes: a daemon logs a few lines per decision, and each asynchronous write costs
+      // a thread-pool round trip and an extra event-loop wake-up, which measured ~0.3 ms of CPU per
+      // line here, more than the write itself (bench/propagation).
+      destination({ dest: 1, sync: true }),
+    );
   } else if (level) {
     root.level = level;
   }
