@@ -1,0 +1,64 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { appendFileSync, existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startDaemon, runCli, writeConfig, sshdFailure } from '../helpers/spawn.js';
+
+/** The CLI as an operator meets it: check-config, refusing bad configuration, and `fleetban up`. */
+
+test('check-config reports OK with warnings, or the file, line and key of a mistake', async () => {
+  const good = writeConfig({
+    'jail.conf': `[ssh-iptables]\nenabled = true\nfilter = sshd\naction = iptables[name=SSH, port=ssh, protocol=tcp]\n         sendmail-whois[name=SSH, dest=you@example.org]\nlogpath = /var/log/auth.log\n`,
+  });
+  const ok = await runCli(['--config', good, 'check-config']);
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.match(ok.stdout, /warning: jail \[ssh-iptables\]: action 'sendmail-whois' is not implemented by fleetban and is ignored/);
+  assert.match(ok.stdout, /OK: .*: cluster default, 1 enabled jail \(ssh-iptables\)/);
+
+  const bad = writeConfig({ 'jail.conf': '[sshd]\nenabled = true\nlogpath = /var/log/auth.log\nfindtime = 10 mins ago\n' });
+  const r = await runCli(['--config', bad, 'check-config']);
+  assert.equal(r.code, 1);
+  assert.equal(r.stderr.trim().split('\n').length, 1, 'one line');
+  assert.match(r.stderr, new RegExp(`^fleetban: ${bad}/jail\\.conf:4, key 'findtime': jail \\[sshd\\]: `));
+
+  const badFilter = writeConfig({ 'jail.conf': '[sshd]\nenabled = true\nfilter = nosuchfilter\nlogpath = /var/log/auth.log\n' });
+  const f = await runCli(['--config', badFilter, 'check-config']);
+  assert.equal(f.code, 1);
+  assert.match(f.stderr, /nosuchfilter/);
+});
+
+test('a daemon with malformed configuration does not start and says where', async () => {
+  const dir = writeConfig({ 'fleetban.conf': '[agent]\nbanaction = dry-run\nheartbeat == 5s\n', 'jail.conf': '' });
+  const r = await runCli(['--config', dir, 'agent']);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /fleetban\.conf:3, key 'heartbeat'/);
+});
+
+test('fleetban up runs a private Redis, a coordinator and an agent; the CLI finds them', async () => {
+  const work = mkdtempSync(join(tmpdir(), 'fleetban-up-'));
+  const log = join(work, 'auth.log');
+  writeFileSync(log, '');
+  const dir = writeConfig({
+    'fleetban.conf': `[agent]\nhost = solo\nbanaction = dry-run\nstate_dir = ${join(work, 'state')}\n`,
+    'jail.conf': `[sshd]\nenabled = true\nfilter = sshd\nlogpath = ${log}\nmaxretry = 2\n`,
+  });
+  const up = startDaemon(['--config', dir, 'up']);
+  try {
+    await up.waitFor((l) => l.msg === 'fleetban is up: `fleetban status`, `fleetban banned`, `fleetban hosts` show what it does', 20_000, 'up');
+    assert.ok(existsSync(join(work, 'state', 'redis', 'redis.sock')), 'private Redis listens on a unix socket in the state dir');
+    assert.ok(existsSync(join(work, 'state', 'redis', 'appendonlydir')), 'with AOF on');
+    appendFileSync(log, sshdFailure('198.51.100.23') + sshdFailure('198.51.100.23'));
+    await up.waitFor((l) => l.msg === 'dry-run ban' && l.addr === '198.51.100.23', 10_000, 'ban');
+    const status = await runCli(['--config', dir, 'status', 'sshd']);
+    assert.equal(status.code, 0, status.stderr);
+    assert.match(status.stdout, /Currently banned:\t1/);
+    assert.match(status.stdout, /Banned IP list:\t198\.51\.100\.23/);
+  } finally {
+    assert.equal(await up.stop(), 0, 'up stops cleanly on SIGTERM');
+  }
+  assert.equal(existsSync(join(work, 'state', 'redis', 'redis.sock')), false, 'the private Redis stopped with it');
+  const after = await runCli(['--config', dir, 'status']);
+  assert.equal(after.code, 1);
+  assert.match(after.stderr, /cannot reach Redis .*fleetban up` is not running/);
+});
