@@ -74,7 +74,7 @@ export async function startAgent(dir: string, options: AgentOptions = {}): Promi
   const keys = clusterKeys(config.cluster);
   const host = config.agent.host;
 
-  const backend = await createFirewallBackend(config.agent.banaction, {});
+  const backend = await createFirewallBackend(config.agent.banaction, { maxBans: config.agent.maxBans });
   const enforcer = new Enforcer(backend, jailRules(loaded.jails), componentLogger('agent.firewall'));
   await enforcer.init();
 

@@ -57,7 +57,7 @@ export function registerDaemonCommands(program: Command, globals: () => GlobalOp
       const dir = configDir(globals().config);
       if (o.cleanup) {
         const config = loadFleetbanConfig(dir);
-        const backend = await createFirewallBackend(config.agent.banaction, {});
+        const backend = await createFirewallBackend(config.agent.banaction, { maxBans: config.agent.maxBans });
         await backend.init(jailRules(loadJails(dir).jails));
         await backend.shutdown({ cleanup: true });
         console.log(`removed fleetban's ${backend.name} state from this host`);

@@ -36,6 +36,8 @@ export interface AgentSettings {
   readonly reportBatch: number;
   /** Seconds between comparisons of kernel state with the bans the agent should hold. */
   readonly reconcile: number;
+  /** Most bans this host's firewall holds (all jails); small hosts crash on huge sets. */
+  readonly maxBans: number;
 }
 
 export interface CoordinatorSettings {
@@ -67,7 +69,7 @@ const SCHEMA: Record<string, readonly string[]> = {
   cluster: ['name'],
   redis: ['url', 'username', 'password_file', 'tls_ca_file', 'tls_cert_file', 'tls_key_file', 'tls_servername', 'tls_verify',
     'sentinel_username', 'sentinel_password_file'],
-  agent: ['host', 'banaction', 'state_dir', 'heartbeat', 'report_batch', 'reconcile'],
+  agent: ['host', 'banaction', 'state_dir', 'heartbeat', 'report_batch', 'reconcile', 'max_bans'],
   coordinator: ['consumer', 'batch', 'stream_maxlen', 'expire_interval', 'claim_idle', 'dbpurgeage'],
 };
 
@@ -188,6 +190,7 @@ export function loadFleetbanConfig(dir: string): FleetbanConfig {
       heartbeat: seconds('agent', 'heartbeat', '5s'),
       reportBatch: integer('agent', 'report_batch', 500, 1),
       reconcile: seconds('agent', 'reconcile', '30s'),
+      maxBans: integer('agent', 'max_bans', 131_072, 1),
     },
     coordinator: {
       consumer: get('coordinator', 'consumer') ?? `${host}-${process.pid}`,
