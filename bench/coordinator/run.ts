@@ -1,0 +1,132 @@
+/**
+ * Sustained failure events per second through the whole counting path: pipelined XADD batches
+ * (encoded exactly as agent/reporter.ts does, by this process standing in for the agents) ->
+ * failures stream -> coordinator processes (consumer group) -> recordFailures Lua -> stats
+ * counter. The clock runs from the first XADD until the jail's `failed` counter reaches N.
+ * Compared with redis-benchmark running EVALSHA of a minimal sliding-window script, the ceiling
+ * of this Redis on this machine, and followed by Redis' own per-command cost (INFO commandstats).
+ *
+ *   node dist/bench/coordinator/run.js                 N=200000, 1 and 2 coordinators
+ *   N=500000 ADDRS=100000 node dist/bench/coordinator/run.js 1 2 3
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import type { Redis } from 'ioredis';
+import { startRedis, randomCluster, type TestRedis } from '../../test/helpers/redis-server.js';
+import { startDaemon, type Daemon } from '../../test/helpers/spawn.js';
+import { hostConfig } from '../../test/helpers/cluster-procs.js';
+import { clusterKeys } from '../../common/protocol/keys.js';
+import { encodeFailure } from '../../common/protocol/messages.js';
+
+const N = Number(process.env.N ?? 200_000);
+const ADDRS = Number(process.env.ADDRS ?? 50_000);
+const BATCH = 500;
+/** Pipelines in flight at once: several agents reporting at the same time. */
+const WRITERS = 4;
+const counts = process.argv.slice(2).map(Number).filter((n) => n > 0);
+
+function addr(i: number): string {
+  return `2001:db8:${(1 + (i >>> 16)).toString(16)}:${(i & 0xffff).toString(16)}:1::1`;
+}
+
+async function commandStats(c: Redis): Promise<Map<string, { calls: number; usec: number }>> {
+  const out = new Map<string, { calls: number; usec: number }>();
+  for (const m of (await c.info('commandstats')).matchAll(/cmdstat_([a-z|]+):calls=(\d+),usec=(\d+)/g)) {
+    out.set(m[1]!, { calls: Number(m[2]), usec: Number(m[3]) });
+  }
+  return out;
+}
+
+async function pipelineRun(redis: TestRedis, coordinators: number): Promise<{ rate: number; writeRate: number; stats: Map<string, { calls: number; usec: number }> }> {
+  const cluster = randomCluster();
+  const keys = clusterKeys(cluster);
+  const work = mkdtempSync(join(tmpdir(), 'fleetban-bench-coord-'));
+  const daemons: Daemon[] = [];
+  const client = redis.client();
+  try {
+    for (let i = 0; i < coordinators; i++) {
+      // maxretry above what any address reaches: every event takes the full counting path.
+      const dir = hostConfig({ cluster, url: redis.url, host: `c${i}`, work, maxretry: 1000, findtime: '10m' });
+      daemons.push(startDaemon(['--config', dir, 'coordinator'], { FLEETBAN_LOG_LEVEL: 'warn' }));
+    }
+    // Wait for the consumer group instead of a log line (warn level hides 'coordinator started').
+    for (let i = 0; i < 300; i++) {
+      const groups = await client.xinfo('GROUPS', keys.failures).catch(() => []) as unknown[][];
+      const g = groups[0] as unknown[] | undefined;
+      if (g && Number(g[g.indexOf('consumers') + 1]) >= coordinators) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await client.config('RESETSTAT');
+    const started = process.hrtime.bigint();
+    let next = 0;
+    const writer = async () => {
+      for (;;) {
+        const from = next;
+        if (from >= N) return;
+        next = Math.min(N, from + BATCH);
+        const p = client.pipeline();
+        const now = Date.now();
+        for (let i = from; i < next; i++) {
+          p.xadd(keys.failures, 'MAXLEN', '~', 1_000_000, '*',
+            ...encodeFailure({ jail: 'sshd', addr: addr(i % ADDRS), time: now, sent: now, host: `h${i % 50}`, line: 'Failed password for root from x port 22 ssh2' }));
+        }
+        await p.exec();
+      }
+    };
+    await Promise.all(Array.from({ length: WRITERS }, writer));
+    const written = Number(process.hrtime.bigint() - started) / 1e9;
+    for (;;) {
+      const failed = Number(await client.hget(keys.stats, 'sshd:failed') ?? 0);
+      if (failed >= N) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    const stats = await commandStats(client);
+    return { rate: N / seconds, writeRate: N / written, stats };
+  } finally {
+    await Promise.all(daemons.map((d) => d.stop()));
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+/** A minimal sliding window per key, the work one failure needs at least. */
+const WINDOW_LUA = `
+local now = tonumber(ARGV[1])
+redis.call('ZADD', KEYS[1], now, ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - 600000)
+local n = redis.call('ZCARD', KEYS[1])
+redis.call('PEXPIRE', KEYS[1], 600000)
+return n`;
+
+function redisBenchmark(port: number, sha: string, pipeline: number): number {
+  const r = spawnSync('redis-benchmark', ['-p', String(port), '-n', String(200_000), '-r', String(ADDRS), '-P', String(pipeline), '-q',
+    'EVALSHA', sha, '1', 'fb:bench:win:__rand_int__', String(Date.now()), 'm__rand_int__'], { encoding: 'utf8' });
+  const m = /([\d.]+) requests per second/.exec(r.stdout);
+  if (!m) throw new Error(`redis-benchmark: ${r.stderr || r.stdout}`);
+  return Number(m[1]);
+}
+
+const redis = await startRedis();
+try {
+  const c = redis.client();
+  const sha = (await c.script('LOAD', WINDOW_LUA)) as string;
+  const ceiling1 = redisBenchmark(redis.port, sha, 1);
+  const ceiling16 = redisBenchmark(redis.port, sha, 16);
+  await c.flushall();
+  console.log(`N=${N} events over ${ADDRS} addresses, batches of ${BATCH}, ${WRITERS} writers in flight`);
+  console.log(`redis-benchmark EVALSHA sliding window: ${Math.round(ceiling1)}/s unpipelined, ${Math.round(ceiling16)}/s with -P 16`);
+  for (const n of counts.length ? counts : [1, 2]) {
+    const r = await pipelineRun(redis, n);
+    console.log(`${n} coordinator(s): ${Math.round(r.rate)} failures/s end to end (XADD side alone ${Math.round(r.writeRate)}/s); `
+      + `${(r.rate / ceiling1).toFixed(2)}x the unpipelined EVALSHA ceiling, ${(r.rate / ceiling16).toFixed(2)}x the -P 16 one`);
+    const rows = [...r.stats.entries()].sort((a, b) => b[1].usec - a[1].usec).slice(0, 12);
+    for (const [name, s] of rows) {
+      console.log(`  ${name.padEnd(18)} calls ${String(s.calls).padStart(9)}  ${(s.usec / N).toFixed(2).padStart(7)} µs per failure  ${(s.usec / s.calls).toFixed(2)} µs per call`);
+    }
+    await c.flushall();
+  }
+} finally {
+  await redis.stop();
+}
