@@ -27,6 +27,8 @@ interface Template {
   find(line: string): DateHit | undefined;
   /** Only the syslog fast template: where its date ends in the line (-1: not there), without computing the time. */
   dateEnd?(line: string): number;
+  /** Only the syslog fast template: the time of a line dateEnd() accepted. */
+  timeOf?(line: string): number;
 }
 
 const MONTHS = ['jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep', 'oct', 'nov', 'dec'];
@@ -167,7 +169,8 @@ export class DateDetector {
 
   /** @returns the time of a line that skim() accepted */
   skimmedTime(line: string): number {
-    return this.last!.find(line)!.time;
+    const last = this.last!;
+    return last.timeOf ? last.timeOf(line) : last.find(line)!.time;
   }
 
   private count(hit: DateHit): DateHit {
@@ -500,31 +503,59 @@ function syslogMonth(line: string): number {
 function syslogFastTemplate(): Template {
   let cacheKey = -1;
   let cacheBase = 0;
-  let cacheNow = -1;
+  // The cached base holds while "now" stays in the year it was computed for.
+  let yearStart = 0;
+  let yearEnd = -1;
+  let nowYear = 0;
   const name = '{^LN-BEG}(?:%a )?%b %d %k:%M:%S(?:\\.%f)?(?: %ExY)?';
+  // "Mmm dd HH:MM:" of the last line that passed: lines come in bursts, and one string comparison
+  // costs less than checking thirteen characters one by one.
+  let okPrefix = '\u0000';
   return {
     name,
     lineBegin: true,
-    dateEnd: (line: string): number => (syslogMonth(line) >= 0 ? 15 : -1),
+    dateEnd(line: string): number {
+      if (line.startsWith(okPrefix)) {
+        const s = twoDigits(line, 13);
+        if (s < 0 || s > 61) return -1;
+        if (line.length > 15) {
+          const next = line.charCodeAt(15);
+          if (next === 46 || (next === 32 && digit(line.charCodeAt(16)) >= 0) || isWordChar(next)) return -1;
+        }
+        return 15;
+      }
+      if (syslogMonth(line) < 0) return -1;
+      okPrefix = (' ' + line.slice(0, 13)).slice(1);
+      return 15;
+    },
     find(line: string): DateHit | undefined {
       const month = syslogMonth(line);
       if (month < 0) return undefined;
+      return { time: this.timeOf!(line), start: 0, end: 15, template: name };
+    },
+    timeOf(line: string): number {
+      const month = MONTH_CODES.get((line.charCodeAt(0) << 16) | (line.charCodeAt(1) << 8) | line.charCodeAt(2))!;
       const d1 = line.charCodeAt(4);
       const day = (d1 === 32 ? 0 : d1 - 48) * 10 + line.charCodeAt(5) - 48;
       const h = (line.charCodeAt(7) - 48) * 10 + line.charCodeAt(8) - 48;
       const mi = (line.charCodeAt(10) - 48) * 10 + line.charCodeAt(11) - 48;
       const s = (line.charCodeAt(13) - 48) * 10 + line.charCodeAt(14) - 48;
       const current = now();
-      const key = (month << 16) | (day << 8) | h;
-      if (key !== cacheKey || current !== cacheNow) {
-        const nowYear = new Date(current).getFullYear();
-        let base = new Date(nowYear, month, day, h).getTime();
-        if (base + mi * 60_000 + s * 1000 > current + 86_400_000) base = new Date(nowYear - 1, month, day, h).getTime();
-        cacheKey = key;
-        cacheBase = base;
-        cacheNow = current;
+      if (current < yearStart || current >= yearEnd) {
+        nowYear = new Date(current).getFullYear();
+        yearStart = new Date(nowYear, 0, 1).getTime();
+        yearEnd = new Date(nowYear + 1, 0, 1).getTime();
+        cacheKey = -1;
       }
-      return { time: cacheBase + mi * 60_000 + Math.min(s, 59) * 1000, start: 0, end: 15, template: name };
+      const key = (month << 16) | (day << 8) | h;
+      if (key !== cacheKey) {
+        cacheBase = new Date(nowYear, month, day, h).getTime();
+        cacheKey = key;
+      }
+      let base = cacheBase;
+      // A date more than a day ahead of now is from last year (the log has no year).
+      if (base + mi * 60_000 + s * 1000 > current + 86_400_000) base = new Date(nowYear - 1, month, day, h).getTime();
+      return base + mi * 60_000 + Math.min(s, 59) * 1000;
     },
   };
 }

@@ -77,8 +77,8 @@ export class FailRegex {
   readonly text: string;
   readonly translated: TranslatedRegex;
   private readonly re: RegExp;
-  private readonly names: Array<[string, readonly number[]]>;
-  private readonly alts: Array<[string, string]>;
+  private readonly names: Array<readonly [string, readonly number[]]>;
+  private readonly alts: Array<readonly [string, string]>;
   private readonly multiline: boolean;
   /** literal words every match must contain (for a cheap `includes` pre-check), or empty */
   readonly required: string[];
@@ -86,7 +86,7 @@ export class FailRegex {
   readonly prefixes: readonly string[] | undefined;
   /** for a prefregex of the usual `...<F-CONTENT>.+</F-CONTENT>$` shape: its head (see ContentHead) */
   private readonly head: RegExp | undefined;
-  private readonly headNames: Array<[string, readonly number[]]> = [];
+  private readonly headNames: Array<readonly [string, readonly number[]]> = [];
 
   /**
    * @param text regex text with fail2ban tags
@@ -117,6 +117,45 @@ export class FailRegex {
       .sort()
       .map((k) => [k, tagGroupName(k.replace(/^alt_/, '').replace(/_\d+$/, ''))] as [string, string]);
     this.required = requiredLiterals(py);
+  }
+
+  /** named groups: name -> JS group indices of its copies (the first that took part gives the value) */
+  get groupNames(): ReadonlyArray<readonly [string, readonly number[]]> {
+    return this.names;
+  }
+
+  /** `<F-ALT_X>` groups: [alt group, the group it stands in for], applied in this order */
+  get altNames(): ReadonlyArray<readonly [string, string]> {
+    return this.alts;
+  }
+
+  /** named groups of the head (see contentStart()) */
+  get headGroupNames(): ReadonlyArray<readonly [string, readonly number[]]> {
+    return this.headNames;
+  }
+
+  /** true when compiled for multi-line buffers (maxlines > 1) */
+  get isMultiline(): boolean {
+    return this.multiline;
+  }
+
+  /**
+   * Search the buffer, giving V8's raw match (for callers that read groups by index).
+   * @param precheck false when the caller already knows the buffer may match (skips mayMatch)
+   */
+  match(buf: string, precheck = true): RegExpExecArray | null {
+    if (precheck && !this.mayMatch(buf)) return null;
+    return this.re.exec(buf);
+  }
+
+  /**
+   * The head's raw match (see contentStart()): the content starts at `m[0].length - 1`.
+   * @param line the line without its date, containing no newline
+   */
+  matchHead(line: string): RegExpExecArray | null {
+    const head = this.head!;
+    head.lastIndex = 0;
+    return head.exec(line);
   }
 
   /** @returns whether the regex defines group `name` */
@@ -182,7 +221,7 @@ export class FailRegex {
     return { groups: this.collect(m, this.names), index: m.index, end: m.index + m[0].length };
   }
 
-  private collect(m: RegExpExecArray, names: ReadonlyArray<[string, readonly number[]]>): Map<string, string> {
+  private collect(m: RegExpExecArray, names: ReadonlyArray<readonly [string, readonly number[]]>): Map<string, string> {
     const groups = new Map<string, string>();
     for (let n = 0; n < names.length; n++) {
       const [name, idxs] = names[n]!;
@@ -224,7 +263,12 @@ function requiredLiterals(py: string): string[] {
       i++;
       if (depth === 0 && /[^\w\s]/.test(n) && !/[*+?{]/.test(py[i + 1] ?? '')) cur += n;
       else if (depth === 0 && n === ' ') cur += ' ';
-      else flush();
+      else {
+        flush();
+        // Escapes that go on after their letter (\x41, \u0042, \101): their digits are no literal.
+        const rest = /^(?:x[0-9a-fA-F]{0,2}|u[0-9a-fA-F]{0,4}|U[0-9a-fA-F]{0,8}|N\{[^}]*\}|[0-9]{1,3})/.exec(py.slice(i));
+        if (rest) i += rest[0].length - 1;
+      }
       continue;
     }
     if (c === '[') {

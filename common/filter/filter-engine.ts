@@ -59,11 +59,130 @@ interface BufferedLine {
 }
 
 const MLFID_CACHE_SIZE = 1000;
+/** Lines of one connection kept for the text of its next failure. */
+const MLF_MAX_LINES = 20;
 /** Canonical forms of recently seen addresses: attackers repeat, and parsing is costly. */
 const ADDR_CACHE_SIZE = 4096;
 const NO_FAILURES: readonly FailureMatch[] = Object.freeze([]);
 /** Stands for the one line of a single-line filter, which needs no buffer. */
 const SINGLE: BufferedLine[] = [];
+
+/** Group values of one match, indexed by the filter's GroupSchema (undefined: did not take part). */
+type Slots = Array<string | undefined>;
+
+/**
+ * The group names a filter uses, numbered once: a match's groups are then an array instead of a
+ * Map, which matters on a path that runs for every other line of an auth.log.
+ */
+class GroupSchema {
+  readonly names: string[] = [];
+  private readonly index = new Map<string, number>();
+  readonly content: number;
+  readonly mlfid: number;
+  readonly nofail: number;
+  readonly mlfforget: number;
+  readonly mlfgained: number;
+  readonly user: number;
+  readonly fid: number;
+  readonly ip4: number;
+  readonly ip6: number;
+  readonly dns: number;
+  readonly cidr: number;
+
+  constructor() {
+    this.content = this.slot('content');
+    this.mlfid = this.slot('mlfid');
+    this.nofail = this.slot('nofail');
+    this.mlfforget = this.slot('mlfforget');
+    this.mlfgained = this.slot('mlfgained');
+    this.user = this.slot('user');
+    this.fid = this.slot('fid');
+    this.ip4 = this.slot('ip4');
+    this.ip6 = this.slot('ip6');
+    this.dns = this.slot('dns');
+    this.cidr = this.slot('cidr');
+  }
+
+  slot(name: string): number {
+    let i = this.index.get(name);
+    if (i === undefined) {
+      i = this.names.length;
+      this.names.push(name);
+      this.index.set(name, i);
+    }
+    return i;
+  }
+
+  empty(): Slots {
+    return new Array<string | undefined>(this.names.length);
+  }
+
+  /** The groups as fail2ban names them, for LineResult. */
+  toMap(slots: Slots): Map<string, string> {
+    const m = new Map<string, string>();
+    for (let i = 0; i < slots.length; i++) if (slots[i] !== undefined) m.set(this.names[i]!, slots[i]!);
+    return m;
+  }
+}
+
+/** Where a regex's named groups go in the slots. */
+interface Binding {
+  readonly slots: readonly number[];
+  readonly idxs: ReadonlyArray<readonly number[]>;
+  /** `<F-ALT_X>`: [alt group's indices, target slot, target's indices] */
+  readonly alts: ReadonlyArray<readonly [readonly number[], number, readonly number[]]>;
+  /** Python's `$` is translated as `\n?$`, which can pull the buffer's final newline into a group. */
+  readonly stripNewline: boolean;
+}
+
+function bind(schema: GroupSchema, names: ReadonlyArray<readonly [string, readonly number[]]>, alts: ReadonlyArray<readonly [string, string]>, multiline: boolean, skip?: string): Binding {
+  const own = names.filter(([n]) => n !== skip);
+  const byName = new Map(names);
+  return {
+    slots: own.map(([n]) => schema.slot(n)),
+    idxs: own.map(([, i]) => i),
+    alts: alts.map(([alt, target]) => [byName.get(alt) ?? [], schema.slot(target), byName.get(target) ?? []] as const),
+    stripNewline: !multiline,
+  };
+}
+
+function firstValue(m: RegExpExecArray, idxs: readonly number[], strip: boolean): string | undefined {
+  for (let k = 0; k < idxs.length; k++) {
+    const v = m[idxs[k]!];
+    if (v !== undefined) return strip && v.charCodeAt(v.length - 1) === 10 ? v.slice(0, -1) : v;
+  }
+  return undefined;
+}
+
+/** Write a match's groups into `into` (values that took part replace what is there). */
+function fill(b: Binding, m: RegExpExecArray, into: Slots): void {
+  if (b.alts.length === 0) {
+    for (let n = 0; n < b.slots.length; n++) {
+      const v = firstValue(m, b.idxs[n]!, b.stripNewline);
+      if (v !== undefined) into[b.slots[n]!] = v;
+    }
+    return;
+  }
+  // An alt group fills its target only when this regex left the target empty.
+  const local = new Map<number, string>();
+  for (let n = 0; n < b.slots.length; n++) {
+    const v = firstValue(m, b.idxs[n]!, b.stripNewline);
+    if (v !== undefined) local.set(b.slots[n]!, v);
+  }
+  for (const [altIdxs, target] of b.alts) {
+    const v = firstValue(m, altIdxs, b.stripNewline);
+    if (v && !local.get(target)) local.set(target, v);
+  }
+  for (const [slot, v] of local) into[slot] = v;
+}
+
+/**
+ * A copy of a string that does not keep its parent alive. Lines are slices of the chunk a source
+ * read (256 KiB); a slice kept in the multi-line cache would pin the whole chunk.
+ */
+function detach(s: string): string {
+  return (' ' + s).slice(1);
+}
 
 /**
  * Which failregexes can match a buffer, decided from its first character: each anchored
@@ -76,6 +195,29 @@ interface Dispatch {
   readonly other: ReadonlyMap<number, readonly number[]>;
   /** failregexes without known prefixes: candidates whatever the first character */
   readonly wild: readonly number[];
+}
+
+/** What a filter compiles to for matching, shared by its matchers. */
+interface Plan {
+  readonly schema: GroupSchema;
+  readonly pre: Binding | undefined;
+  readonly head: Binding | undefined;
+  /** per slot: filled by the head (a slice of the line as the caller gave it) */
+  readonly headSlot: readonly boolean[];
+  readonly fail: readonly Binding[];
+  readonly dispatch: Dispatch;
+}
+
+function buildPlan(def: FilterDefinition): Plan {
+  const schema = new GroupSchema();
+  const multi = def.maxlines > 1;
+  const pre = def.prefregex ? bind(schema, def.prefregex.groupNames, def.prefregex.altNames, false) : undefined;
+  const head = def.prefregex?.hasHead ? bind(schema, def.prefregex.headGroupNames, def.prefregex.altNames, false, 'content') : undefined;
+  const fail = def.failregex.map((fr) => bind(schema, fr.groupNames, fr.altNames, multi));
+  const headSlot = schema.names.map(() => false);
+  for (const slot of head?.slots ?? []) headSlot[slot] = true;
+  for (const [, target] of head?.alts ?? []) headSlot[target] = true;
+  return { schema, pre, head, headSlot, fail, dispatch: buildDispatch(def.failregex) };
 }
 
 function buildDispatch(failregex: readonly FailRegex[]): Dispatch {
@@ -103,13 +245,13 @@ function buildDispatch(failregex: readonly FailRegex[]): Dispatch {
 
 /** A compiled filter; see loadFilter() in index.ts for reading one from filter.d. */
 export class CompiledFilter implements Filter {
-  private readonly dispatch: Dispatch;
+  private readonly plan: Plan;
 
   /**
    * @param def compiled parts of the filter
    */
   constructor(readonly def: FilterDefinition) {
-    this.dispatch = buildDispatch(def.failregex);
+    this.plan = buildPlan(def);
   }
 
   get name(): string {
@@ -123,8 +265,8 @@ export class CompiledFilter implements Filter {
    * is a failure.
    * @returns the matcher; the arrays it returns must not be modified
    */
-  createMatcher(): LineMatcher & { feedBatch(lines: readonly string[]): FailureMatch[] } {
-    const m = new DetailedMatcher(this.def, this.dispatch);
+  createMatcher(): LineMatcher {
+    const m = new DetailedMatcher(this.def, this.plan);
     return {
       feed(line: string): readonly FailureMatch[] {
         const f = m.feedFailure(line);
@@ -143,14 +285,14 @@ export class CompiledFilter implements Filter {
 
   /** @returns a matcher that explains every line */
   createDetailedMatcher(): DetailedMatcher {
-    return new DetailedMatcher(this.def, this.dispatch);
+    return new DetailedMatcher(this.def, this.plan);
   }
 }
 
-type Groups = Map<string, string>;
 interface MlfEntry {
-  groups: Groups;
-  users: Set<string>;
+  groups: Slots;
+  /** users tried on this connection (usually one) */
+  users: string[];
   pending: boolean;
   lines: string[];
 }
@@ -166,15 +308,16 @@ interface Outcome {
   addr: string | undefined;
   user: string | undefined;
   text: string;
-  groups: Groups | undefined;
+  groups: Slots | undefined;
 }
 
 /** Stateful per-stream matcher with full results. */
 export class DetailedMatcher {
   private readonly dates: DateDetector;
-  private readonly dispatch: Dispatch;
+  private readonly plan: Plan;
   private buffer: BufferedLine[] = [];
   private readonly mlfid = new Map<string, MlfEntry>();
+  private evictCursor: MapIterator<string> | undefined;
   private lastTime: number | undefined;
   /** The latest dated line when skim() found its date and its time is not computed yet. */
   private skimmed: string | undefined;
@@ -187,14 +330,14 @@ export class DetailedMatcher {
 
   /**
    * @param def the filter's compiled parts
-   * @param dispatch failregex dispatch table (computed from def when not given)
+   * @param plan how the filter matches (computed from def when not given)
    */
   constructor(
     private readonly def: FilterDefinition,
-    dispatch?: Dispatch,
+    plan?: Plan,
   ) {
     this.dates = new DateDetector(def.datepattern);
-    this.dispatch = dispatch ?? buildDispatch(def.failregex);
+    this.plan = plan ?? buildPlan(def);
     this.ignoreFirst = def.ignoreregex.length > 0 && def.ignoreregex.length < def.failregex.length - 2;
     this.quick = def.maxlines === 1 && (def.prefregex === undefined || def.prefregex.hasHead);
   }
@@ -212,11 +355,13 @@ export class DetailedMatcher {
     const def = this.def;
     const line = rawLine.length > def.maxLineLength ? rawLine.slice(0, def.maxLineLength) : rawLine;
     let stripped = line;
+    let dateEnd = 0;
     let time: number | undefined = knownTime;
     let dateTemplate: string | undefined;
     if (knownTime === undefined) {
       const hit = this.dates.find(line);
       if (hit) {
+        dateEnd = hit.start === 0 ? hit.end : -1;
         stripped = hit.start === 0 ? line.slice(hit.end) : line.slice(0, hit.start) + line.slice(hit.end);
         time = hit.time;
         dateTemplate = hit.template;
@@ -224,8 +369,9 @@ export class DetailedMatcher {
         this.skimmed = undefined;
       } else time = this.currentLastTime();
     }
-    const o = this.evaluate(line, stripped);
-    return { kind: o.kind, regex: o.regex, ignore: o.ignore, host: o.host, addr: o.addr, time, user: o.user, dateTemplate, text: o.text, groups: o.groups };
+    const o = this.evaluate(line, stripped, dateEnd);
+    const groups = o.groups ? this.plan.schema.toMap(o.groups) : undefined;
+    return { kind: o.kind, regex: o.regex, ignore: o.ignore, host: o.host, addr: o.addr, time, user: o.user, dateTemplate, text: o.text, groups };
   }
 
   /**
@@ -237,19 +383,21 @@ export class DetailedMatcher {
     const def = this.def;
     const line = rawLine.length > def.maxLineLength ? rawLine.slice(0, def.maxLineLength) : rawLine;
     let stripped = line;
-    const end = this.dates.skim(line);
-    if (end >= 0) {
-      stripped = line.slice(end);
+    let dateEnd = this.dates.skim(line);
+    if (dateEnd >= 0) {
+      stripped = line.slice(dateEnd);
       this.skimmed = line;
     } else {
+      dateEnd = 0;
       const hit = this.dates.find(line);
       if (hit) {
+        dateEnd = hit.start === 0 ? hit.end : -1;
         stripped = hit.start === 0 ? line.slice(hit.end) : line.slice(0, hit.start) + line.slice(hit.end);
         this.lastTime = hit.time;
         this.skimmed = undefined;
       }
     }
-    const o = this.evaluate(line, stripped);
+    const o = this.evaluate(line, stripped, dateEnd);
     if (o.kind !== 'failure' || o.addr === undefined) return undefined;
     const time = this.currentLastTime();
     return o.user !== undefined ? { addr: o.addr, time, user: o.user, text: o.text } : { addr: o.addr, time, text: o.text };
@@ -264,8 +412,14 @@ export class DetailedMatcher {
     return this.lastTime;
   }
 
-  /** Runs the filter over a line whose date is cut out (`stripped`); the result is in this.out. */
-  private evaluate(line: string, stripped: string): Outcome {
+  /**
+   * Runs the filter over a line; the result is in this.out.
+   * @param line the line
+   * @param stripped the line without its date
+   * @param dateEnd where the date ended when it was at the start of the line (stripped is then
+   *   `line.slice(dateEnd)`; 0 without a date), else -1
+   */
+  private evaluate(line: string, stripped: string, dateEnd: number): Outcome {
     const def = this.def;
     const o = this.out;
     o.kind = 'missed';
@@ -276,28 +430,11 @@ export class DetailedMatcher {
     o.user = undefined;
     o.text = line;
     o.groups = undefined;
-    const multi = def.maxlines > 1;
-
-    if (!multi && this.quick && !this.ignoreFirst && stripped.indexOf('\n') < 0) {
-      // Cheap rejection: where does the content start, and can any failregex begin there?
-      let contentStart = 0;
-      const pref = def.prefregex;
-      if (pref) {
-        contentStart = pref.contentStart(stripped);
-        if (contentStart < 0) return o;
-      }
-      if (!this.mayAnyStart(stripped, contentStart)) return o;
-      let pre: Groups | undefined;
-      let buf: string;
-      if (pref) {
-        pre = pref.execHead(stripped, contentStart);
-        const content = pre.get('content')!;
-        pre.delete('content');
-        buf = `${content}\n`;
-      } else buf = `${stripped}\n`;
-      return this.failregexes(line, SINGLE, SINGLE, buf, pre, true);
+    if (this.quick && !this.ignoreFirst) {
+      const r = this.quickly(line, stripped, dateEnd);
+      if (r !== undefined) return r;
     }
-
+    const multi = def.maxlines > 1;
     let lines: BufferedLine[];
     if (multi) {
       this.buffer.push({ stripped, original: line });
@@ -316,58 +453,31 @@ export class DetailedMatcher {
       }
     }
 
-    let pre: Groups | undefined;
+    let pre: Slots | undefined;
     if (def.prefregex) {
-      const m = def.prefregex.exec(buf);
+      const m = def.prefregex.match(buf);
       if (!m) return o;
-      pre = m.groups;
-      const content = pre.get('content');
+      pre = this.plan.schema.empty();
+      fill(this.plan.pre!, m, pre);
+      const cs = this.plan.schema.content;
+      const content = pre[cs];
       if (content !== undefined) {
-        pre.delete('content');
+        pre[cs] = undefined;
         if (content) {
           lines = [{ stripped: content, original: line }];
           buf = `${content}\n`;
         }
       }
     }
-    return this.failregexes(line, lines, orgLines, buf, pre, false);
-  }
 
-  /** Can any failregex match content that starts at `from`? (single-line filters) */
-  private mayAnyStart(s: string, from: number): boolean {
-    const d = this.dispatch;
-    const code = s.charCodeAt(from);
-    const cands = code < 128 ? d.ascii[code]! : (d.other.get(code) ?? d.wild);
-    const fr = this.def.failregex;
-    for (let k = 0; k < cands.length; k++) if (fr[cands[k]!]!.mayStartAt(s, from)) return true;
-    return false;
-  }
-
-  /**
-   * Try the failregexes in order on `buf` and merge the first match into its multi-line failure.
-   * @param dispatched the caller checked prefixes: only failregexes that can start `buf` are tried
-   */
-  private failregexes(line: string, lines: BufferedLine[], orgLines: BufferedLine[], buf: string, pre: Groups | undefined, dispatched: boolean): Outcome {
-    const def = this.def;
-    const o = this.out;
-    const multi = def.maxlines > 1;
-    let cands: readonly number[] | undefined;
-    if (dispatched) {
-      const code = buf.charCodeAt(0);
-      cands = code < 128 ? this.dispatch.ascii[code]! : (this.dispatch.other.get(code) ?? this.dispatch.wild);
-    }
-    const count = cands ? cands.length : def.failregex.length;
-    for (let k = 0; k < count; k++) {
-      const i = cands ? cands[k]! : k;
-      const fr = def.failregex[i]!;
-      if (cands && !fr.mayStartAt(buf, 0)) continue;
-      const m = fr.exec(buf, !dispatched);
+    for (let i = 0; i < def.failregex.length; i++) {
+      const m = def.failregex[i]!.match(buf);
       if (!m) continue;
       let matchedLines: BufferedLine[] = lines;
       let unmatched: BufferedLine[] = [];
       if (multi && lines.length > 1) {
         const first = countNewlines(buf, 0, buf.lastIndexOf('\n', m.index - 1) + 1);
-        const endNl = buf.indexOf('\n', Math.max(m.end - 1, 0));
+        const endNl = buf.indexOf('\n', Math.max(m.index + m[0].length - 1, 0));
         const last = countNewlines(buf, 0, endNl < 0 ? buf.length : endNl + 1);
         matchedLines = lines.slice(first, last);
         unmatched = [...lines.slice(0, first), ...lines.slice(last)];
@@ -380,78 +490,165 @@ export class DetailedMatcher {
         o.ignore = ig;
         return o;
       }
-      let groups: Groups = m.groups;
-      if (pre) {
-        groups = new Map(pre);
-        for (const [key, v] of m.groups) groups.set(key, v);
+      const groups: Slots = pre ? pre.slice() : this.plan.schema.empty();
+      fill(this.plan.fail[i]!, m, groups);
+      // The text may be kept (multi-line cache, reports): a copy, not a slice of the source's chunk.
+      const text = !multi ? detach(line) : (orgLines === lines ? matchedLines : orgLines).map((l) => l.original).join('\n');
+      return this.settle(groups, text);
+    }
+    return o;
+  }
+
+  /**
+   * The single-line path without a full prefregex: the prefregex head finds where the content
+   * starts, the failregexes' literal prefixes tell which of them can match there, and only those
+   * run, on a buffer sliced from one private copy of the line.
+   * @returns the outcome, or undefined when the line needs the general path (it holds a newline)
+   */
+  private quickly(line: string, stripped: string, dateEnd: number): Outcome | undefined {
+    const def = this.def;
+    const o = this.out;
+    const pref = def.prefregex;
+    let cs = 0;
+    let hm: RegExpExecArray | null = null;
+    if (pref) {
+      // exec, not test: most lines that get here go on, and need the groups.
+      hm = pref.matchHead(stripped);
+      if (hm === null) return o;
+      cs = hm[0].length - 1;
+      // The head stands for the prefregex only when the content holds no newline: otherwise the
+      // prefregex may backtrack to a later start of the content.
+      if (stripped.indexOf('\n', cs) >= 0) return undefined;
+    }
+    const d = this.plan.dispatch;
+    const code = stripped.charCodeAt(cs);
+    const cands = code < 128 ? d.ascii[code]! : (d.other.get(code) ?? d.wild);
+    const fr = def.failregex;
+    let k = 0;
+    while (k < cands.length && !fr[cands[k]!]!.mayStartAt(stripped, cs)) k++;
+    if (k === cands.length) return o;
+    // One copy of the line with the newline fail2ban appends; the buffers are slices of it, so
+    // what the multi-line cache keeps does not pin the chunk the line was cut from.
+    let buf: string;
+    let own: string | undefined;
+    if (dateEnd >= 0) {
+      own = `${line}\n`;
+      buf = own.slice(dateEnd + cs);
+    } else buf = `${stripped.slice(cs)}\n`;
+    for (let first = true; k < cands.length; k++, first = false) {
+      const i = cands[k]!;
+      const r = fr[i]!;
+      if (!first && !r.mayStartAt(buf, 0)) continue;
+      const m = r.match(buf, false);
+      if (!m) continue;
+      o.regex = i;
+      const ig = this.findIgnore(buf);
+      if (ig >= 0) {
+        o.kind = 'ignored';
+        o.ignore = ig;
+        return o;
       }
-      const text = !multi ? line : (orgLines === lines ? matchedLines : orgLines).map((l) => l.original).join('\n');
-      o.text = text;
+      const groups = this.plan.schema.empty();
+      // These values are slices of the source's chunk: mergeMultiLine() copies what it keeps.
+      if (hm !== null) fill(this.plan.head!, hm, groups);
+      fill(this.plan.fail[i]!, m, groups);
+      return this.settle(groups, own !== undefined ? own.slice(0, line.length) : detach(line));
+    }
+    return o;
+  }
+
+  /**
+   * A failregex matched: merge it into its multi-line failure and classify it.
+   * @param groups prefregex and failregex groups merged
+   * @param text the line(s) it matched, safe to keep
+   */
+  private settle(groups: Slots, text: string): Outcome {
+    const S = this.plan.schema;
+    const o = this.out;
+    o.text = text;
+    o.groups = groups;
+    const mlfid = groups[S.mlfid];
+    let entry: MlfEntry | undefined;
+    if (mlfid !== undefined) {
+      entry = this.mergeMultiLine(mlfid, groups, text);
+      groups = entry.groups;
       o.groups = groups;
-      const mlfid = groups.get('mlfid');
-      let entry: MlfEntry | undefined;
-      if (mlfid !== undefined) {
-        entry = this.mergeMultiLine(mlfid, groups, text);
-        groups = entry.groups;
-        o.groups = groups;
-        if (groups.has('nofail')) {
-          o.kind = 'nofail';
-          o.user = groups.get('user');
-          return o;
-        }
-      }
-      const fid = groups.get('fid');
-      const ip = groups.get('ip4') ?? groups.get('ip6');
-      const dns = ip === undefined ? groups.get('dns') : undefined;
-      o.user = groups.get('user');
-      if (ip === undefined && dns === undefined && fid === undefined) {
-        // A multi-line failure without its address yet: remember it is pending.
-        if (entry) entry.pending = true;
+      if (groups[S.nofail] !== undefined) {
         o.kind = 'nofail';
+        o.user = groups[S.user];
         return o;
       }
-      o.text = entry ? entry.lines.join('\n') : text;
-      if (ip !== undefined) {
-        const cidr = groups.get('cidr');
-        const addr = cidr === undefined ? this.canonical(ip) : networkOf(ip, Number(cidr));
-        o.addr = addr;
-        o.host = fid !== undefined && fid !== ip ? fid : addr ?? ip;
-        o.kind = addr !== undefined ? 'failure' : 'missed';
-        return o;
-      }
-      if (dns !== undefined) {
-        o.host = fid ?? dns;
-        if (def.usedns === 'raw') {
-          o.addr = dns;
-          o.kind = 'failure';
-          return o;
-        }
-        // Host names are never resolved: DNS answers are the attacker's to choose.
-        o.kind = 'hostname';
-        return o;
-      }
-      o.host = fid;
-      o.addr = this.canonical(fid!);
-      o.kind = o.addr !== undefined ? 'failure' : 'hostname';
+    }
+    const fid = groups[S.fid];
+    const ip = groups[S.ip4] ?? groups[S.ip6];
+    const dns = ip === undefined ? groups[S.dns] : undefined;
+    o.user = groups[S.user];
+    if (ip === undefined && dns === undefined && fid === undefined) {
+      // A multi-line failure without its address yet: remember it is pending.
+      if (entry) entry.pending = true;
+      o.kind = 'nofail';
       return o;
     }
+    if (entry) {
+      // Report the lines that led to this failure, then start over, as fail2ban clears the
+      // matches of a connection once they were reported.
+      o.text = entry.lines.length === 1 ? entry.lines[0]! : entry.lines.join('\n');
+      entry.lines = [];
+    } else o.text = text;
+    if (ip !== undefined) {
+      const cidr = groups[S.cidr];
+      const addr = cidr === undefined ? this.canonical(ip) : networkOf(ip, Number(cidr));
+      o.addr = addr;
+      o.host = fid !== undefined && fid !== ip ? fid : addr ?? ip;
+      o.kind = addr !== undefined ? 'failure' : 'missed';
+      return o;
+    }
+    if (dns !== undefined) {
+      o.host = fid ?? dns;
+      if (this.def.usedns === 'raw') {
+        o.addr = dns;
+        o.kind = 'failure';
+        return o;
+      }
+      // Host names are never resolved: DNS answers are the attacker's to choose.
+      o.kind = 'hostname';
+      return o;
+    }
+    o.host = fid;
+    o.addr = this.canonical(fid!);
+    o.kind = o.addr !== undefined ? 'failure' : 'hostname';
     return o;
   }
 
   /** @returns the canonical text of an address, or undefined when the text is not one */
   private canonical(ip: string): string | undefined {
+    if (isCanonicalIPv4(ip)) return ip;
     const cached = this.addrCache.get(ip);
     if (cached !== undefined) return cached ?? undefined;
     const text = tryParseAddress(ip)?.text;
     if (this.addrCache.size >= ADDR_CACHE_SIZE) this.addrCache.clear();
-    this.addrCache.set(ip, text ?? null);
+    this.addrCache.set(detach(ip), text ?? null);
     return text;
   }
 
   private findIgnore(buf: string): number {
     const ig = this.def.ignoreregex;
-    for (let j = 0; j < ig.length; j++) if (ig[j]!.exec(buf)) return j;
+    for (let j = 0; j < ig.length; j++) if (ig[j]!.match(buf)) return j;
     return -1;
+  }
+
+  /**
+   * Drop the oldest connection. A Map iterates in insertion order, but a fresh iterator would walk
+   * over every slot deleted since the table was last rebuilt (up to its capacity, each time);
+   * one iterator kept across calls walks over each slot once.
+   */
+  private evictOldest(): void {
+    let r = this.evictCursor?.next();
+    if (!r || r.done) {
+      this.evictCursor = this.mlfid.keys();
+      r = this.evictCursor.next();
+    }
+    if (!r.done) this.mlfid.delete(r.value);
   }
 
   /**
@@ -459,39 +656,81 @@ export class DetailedMatcher {
    * fail2ban: `<F-NOFAIL>` lines wait for a real failure, `<F-MLFFORGET>` ends the connection,
    * `<F-MLFGAINED>` (a successful login) clears what was pending.
    */
-  private mergeMultiLine(mlfid: string, fail: Groups, text: string): MlfEntry {
-    const gained = fail.has('mlfgained');
-    let nofail = gained || fail.has('nofail');
-    if (gained && !fail.has('nofail')) fail.set('nofail', fail.get('mlfgained')!);
-    const forget = fail.has('mlfforget');
-    fail.delete('mlfforget');
-    const user = fail.get('user');
+  private mergeMultiLine(mlfid: string, fail: Slots, text: string): MlfEntry {
+    const S = this.plan.schema;
+    const gained = fail[S.mlfgained] !== undefined;
+    if (gained && fail[S.nofail] === undefined) fail[S.nofail] = fail[S.mlfgained];
+    const forget = fail[S.mlfforget] !== undefined;
+    fail[S.mlfforget] = undefined;
+    const user = fail[S.user];
     let entry = this.mlfid.get(mlfid);
     if (entry) {
-      if (user !== undefined) entry.users.add(user);
-      entry.groups.delete('nofail');
-      entry.groups.delete('mlfgained');
+      if (user !== undefined && !entry.users.includes(user)) entry.users.push(this.plan.headSlot[S.user] ? detach(user) : user);
+      const g = entry.groups;
+      g[S.nofail] = undefined;
+      g[S.mlfgained] = undefined;
       if (gained) entry.pending = false;
-      for (const [k, v] of fail) entry.groups.set(k, v);
+      const fromHead = this.plan.headSlot;
+      for (let i = 0; i < fail.length; i++) {
+        const v = fail[i];
+        if (v === undefined) continue;
+        // Head values (the connection id, mostly) are slices of the source's chunk.
+        if (fromHead[i]) {
+          if (g[i] !== v) g[i] = detach(v);
+        } else g[i] = v;
+      }
+      // A connection can go on for long; what its next failure reports is kept short.
+      if (entry.lines.length >= MLF_MAX_LINES) entry.lines.shift();
       entry.lines.push(text);
       if (forget) this.mlfid.delete(mlfid);
     } else {
-      entry = { groups: fail, users: new Set(user !== undefined ? [user] : []), pending: false, lines: [text] };
+      // What the cache keeps must not pin the source's chunk: the text and the failregex groups
+      // come from the matcher's own copy of the line, the head groups are copied here.
+      const fromHead = this.plan.headSlot;
+      for (let i = 0; i < fail.length; i++) if (fromHead[i] && fail[i] !== undefined) fail[i] = detach(fail[i]!);
+      entry = { groups: fail, users: user !== undefined ? [fail[S.user]!] : [], pending: false, lines: [text] };
       if (!forget) {
-        if (this.mlfid.size >= MLFID_CACHE_SIZE) this.mlfid.delete(this.mlfid.keys().next().value!);
-        this.mlfid.set(mlfid, entry);
+        if (this.mlfid.size >= MLFID_CACHE_SIZE) this.evictOldest();
+        this.mlfid.set(fail[S.mlfid]!, entry);
       }
     }
-    if (entry.pending || entry.users.size > 1) {
+    if (entry.pending || entry.users.length > 1) {
       // Failures were pending, or several users were tried: the helper line counts after all.
-      entry.groups.delete('nofail');
-      entry.groups.delete('mlfgained');
+      entry.groups[S.nofail] = undefined;
+      entry.groups[S.mlfgained] = undefined;
       entry.pending = false;
-      nofail = false;
     }
-    void nofail;
     return entry;
   }
+}
+
+/**
+ * @returns true when the text is a dotted-quad IPv4 address in canonical form (no leading
+ *   zeros, each part at most 255), which tryParseAddress() would return unchanged
+ */
+function isCanonicalIPv4(s: string): boolean {
+  const n = s.length;
+  if (n < 7 || n > 15) return false;
+  let parts = 0;
+  let i = 0;
+  while (i < n) {
+    const start = i;
+    let v = 0;
+    while (i < n) {
+      const c = s.charCodeAt(i);
+      if (c < 48 || c > 57) break;
+      v = v * 10 + c - 48;
+      i++;
+    }
+    const len = i - start;
+    if (len === 0 || len > 3 || v > 255 || (len > 1 && s.charCodeAt(start) === 48)) return false;
+    parts++;
+    if (i === n) break;
+    if (s.charCodeAt(i) !== 46 || parts === 4) return false;
+    i++;
+    if (i === n) return false;
+  }
+  return parts === 4;
 }
 
 function networkOf(ip: string, cidr: number): string | undefined {

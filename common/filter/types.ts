@@ -16,8 +16,13 @@ export interface FailureMatch {
 
 /** Stateful matcher for one log stream (multi-line filters keep a buffer per stream). */
 export interface LineMatcher {
-  /** @returns failures completed by this line (usually zero or one) */
+  /** @returns failures completed by this line (usually zero or one); do not modify the array */
   feed(line: string): readonly FailureMatch[];
+  /**
+   * Feed several lines in order, as feed() would one by one, with one call.
+   * @returns the failures they completed, in order
+   */
+  feedBatch(lines: readonly string[]): FailureMatch[];
 }
 
 /** A loaded, compiled filter. */
