@@ -1,6 +1,6 @@
 import { Command } from 'commander';
 import type { LevelWithSilent } from 'pino';
-import { rootLogger } from '../common/log.js';
+import { rootLogger, logToStderr } from '../common/log.js';
 import { FLEETBAN_VERSION } from '../common/protocol/version.js';
 import { ConfigError, InvalidInputError } from '../common/errors.js';
 import { CliError, type GlobalOptions } from './context.js';
@@ -19,10 +19,14 @@ program
   .option('--log-level <level>', 'daemon log level: trace, debug, info, warn, error', undefined)
   .option('--json', 'machine-readable output')
   .showHelpAfterError()
-  .hook('preAction', () => {
+  .hook('preAction', (_program, command) => {
     const level = program.opts<GlobalOptions>().logLevel;
     if (level) rootLogger(level as LevelWithSilent);
+    if (!DAEMONS.has(command.name())) logToStderr();
   });
+
+/** Commands whose stdout is their log; every other command's stdout is its result. */
+const DAEMONS = new Set(['agent', 'coordinator', 'up']);
 
 const globals = (): GlobalOptions => program.opts<GlobalOptions>();
 registerDaemonCommands(program, globals);
