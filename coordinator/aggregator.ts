@@ -41,6 +41,7 @@ export class Aggregator {
 
   /**
    * @param redis a connection for this aggregator alone (it blocks in XREADGROUP)
+   * @param writer a second connection, for the counting script and claims while a read blocks
    * @param keys cluster keys
    * @param consumer this coordinator's name in the group
    * @param policy the jails' policy; replaced on reload
@@ -50,6 +51,7 @@ export class Aggregator {
    */
   constructor(
     private readonly redis: Redis,
+    private readonly writer: Redis,
     private readonly keys: ClusterKeys,
     private readonly consumer: string,
     private policy: ClusterPolicy,
@@ -61,7 +63,7 @@ export class Aggregator {
     historyRetentionMs?: number,
   ) {
     this.batch = Math.min(batch, MAX_BATCH);
-    this.scripts = new ClusterScripts(redis, keys, decisionsMaxlen, historyRetentionMs);
+    this.scripts = new ClusterScripts(writer, keys, decisionsMaxlen, historyRetentionMs);
   }
 
   private readonly scripts: ClusterScripts;
@@ -90,39 +92,51 @@ export class Aggregator {
     await this.loop;
   }
 
+  private read(cursor: string): Promise<Array<[string, string[]]>> {
+    return (this.redis.xreadgroup(
+      'GROUP', COORDINATOR_GROUP, this.consumer, 'COUNT', this.batch, 'BLOCK', 1000, 'STREAMS', this.keys.failures, cursor,
+    ) as Promise<StreamReply>).then((reply) => reply?.[0]?.[1] ?? []);
+  }
+
   private async run(): Promise<void> {
     // First our own pending entries (left by a previous run of this consumer), then new ones.
     let cursor = '0';
     let lastClaim = 0;
+    // In '>' mode the next read is already on its way while a batch is being counted (on the other
+    // connection): Redis never waits for this process to decode, and this process never waits for
+    // a round trip to get its next batch.
+    let ahead: Promise<Array<[string, string[]]>> | undefined;
     while (this.running) {
       try {
         if (now() - lastClaim > this.claimIdleMs / 2) {
           lastClaim = now();
           await this.claimAbandoned();
         }
-        const reply = (await this.redis.xreadgroup(
-          'GROUP', COORDINATOR_GROUP, this.consumer, 'COUNT', this.batch, 'BLOCK', 1000,
-          'STREAMS', this.keys.failures, cursor,
-        )) as StreamReply;
-        const entries = reply?.[0]?.[1] ?? [];
-        if (cursor === '0' && entries.length === 0) cursor = '>';
-        if (entries.length > 0) {
-          await this.process(entries);
-          if (cursor !== '>') cursor = entries[entries.length - 1]![0];
+        const entries = await (ahead ?? this.read(cursor));
+        ahead = undefined;
+        if (cursor === '0') {
+          if (entries.length === 0) cursor = '>';
+          else cursor = entries[entries.length - 1]![0];
         }
+        if (cursor === '>' && this.running) ahead = this.read('>');
+        if (entries.length > 0) await this.process(entries);
       } catch (err) {
+        ahead = undefined;
         if (!this.running) break;
         this.log.error({ err: (err as Error).message }, 'reading failures failed; retrying');
         await new Promise((r) => setTimeout(r, 500));
       }
     }
+    // Entries a last read-ahead took stay pending and are claimed by another coordinator, or
+    // re-read by this consumer name when it starts again.
+    await ahead?.catch(() => undefined);
   }
 
   /** Take over entries another coordinator read but never acknowledged (it crashed). */
   private async claimAbandoned(): Promise<void> {
     let start = '0-0';
     for (let rounds = 0; rounds < 100; rounds++) {
-      const [next, entries] = (await this.redis.xautoclaim(
+      const [next, entries] = (await this.writer.xautoclaim(
         this.keys.failures, COORDINATOR_GROUP, this.consumer, this.claimIdleMs, start, 'COUNT', this.batch,
       )) as [string, Array<[string, string[]] | null>];
       const live = entries.filter((e): e is [string, string[]] => e !== null);
@@ -170,7 +184,7 @@ export class Aggregator {
         ackOnly.push(id);
         continue;
       }
-      const ignored = await policy.whitelist.check(f.addr);
+      const ignored = policy.whitelist.checkLocal(f.addr) ?? (policy.whitelist.hasCommand ? await policy.whitelist.checkCommand(f.addr) : undefined);
       if (ignored) {
         this.stats.ignored++;
         this.noteIgnored(f.jail, f.addr, ignored);

@@ -66,7 +66,7 @@ export async function startCoordinator(dir: string, override?: Partial<FleetbanC
   const clock = new RedisClock(writer, log);
   await clock.start();
   const aggregator = new Aggregator(
-    reader, keys, config.coordinator.consumer, policy, componentLogger('coordinator.aggregator'),
+    reader, writer, keys, config.coordinator.consumer, policy, componentLogger('coordinator.aggregator'),
     config.coordinator.batch, config.coordinator.claimIdle * 1000, maxlen, () => clock.now(), config.coordinator.dbpurgeage * 1000,
   );
   const expirer = new Expirer(new ClusterScripts(writer, keys, maxlen), config.coordinator.expireInterval * 1000,

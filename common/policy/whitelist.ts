@@ -83,10 +83,24 @@ export class Whitelist {
 
   /** @returns the reason addr (address or network) must not be banned, or undefined */
   async check(addr: string): Promise<IgnoreReason | undefined> {
+    return this.checkLocal(addr) ?? (this.command ? this.checkCommand(addr) : undefined);
+  }
+
+  /** The checks that need no process: ignoreip and ignoreself (the coordinator's hot path). */
+  checkLocal(addr: string): IgnoreReason | undefined {
     if (this.static_.size > 0 && this.static_.contains(addr)) return 'ignoreip';
     if (this.fleet?.contains(addr)) return 'ignoreself';
-    if (this.command && (await this.runCommand(addr))) return 'ignorecommand';
     return undefined;
+  }
+
+  /** True when an ignorecommand is configured (checkCommand may run a process). */
+  get hasCommand(): boolean {
+    return this.command !== undefined;
+  }
+
+  /** @returns 'ignorecommand' when the command says so (cached per address) */
+  async checkCommand(addr: string): Promise<IgnoreReason | undefined> {
+    return this.command && (await this.runCommand(addr)) ? 'ignorecommand' : undefined;
   }
 
   private async runCommand(addr: string): Promise<boolean> {

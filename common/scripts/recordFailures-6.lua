@@ -17,7 +17,8 @@
       then the stream ids to acknowledge without counting (malformed, ignored entries)
     Output:
       one result per failure: its count in the window, or
-        -1 already banned, -2 outside the window (too old), -3 duplicate delivery, -4 unknown jail
+        -1 counted but already banned (reported once the count reaches maxretry),
+        -2 outside the window (too old), -3 duplicate delivery, -4 unknown jail
       followed by the bans made as triples: jail, addr, until (ms, -1 permanent)
     A window holds failures with time > now - findtime; a failure from the future counts at now.
     A jail that counts bans (cluster recidive) gets one failure for every ban in any other jail.
@@ -50,6 +51,7 @@ for _ = 1, tonumber(ARGV[10]) do
 end
 
 local bans = {}
+local perJail = {}
 local countFailure
 
 local function banAddress(p, addr, origin, failures)
@@ -75,7 +77,6 @@ countFailure = function(p, addr, t, id, host)
   if t > now then t = now end
   if t <= now - p.findtime then return -2 end
   local banId = p.name .. '|' .. addr
-  if rcall('HEXISTS', bansKey, banId) == 1 then return -1 end
   local window = windowPrefix .. banId
   if rcall('ZADD', window, t, id .. '|' .. host) == 0 then return -3 end
   rcall('ZREMRANGEBYSCORE', window, '-inf', now - p.findtime)
@@ -86,11 +87,15 @@ countFailure = function(p, addr, t, id, host)
     rcall('ZREMRANGEBYRANK', window, 0, count - cap - 1)
     count = cap
   end
-  rcall('HINCRBY', statsKey, p.name .. ':failed', 1)
-  local failing = KEYS[6] .. p.name
-  rcall('ZADD', failing, t, addr)
-  rcall('ZREMRANGEBYSCORE', failing, '-inf', now - p.findtime)
-  rcall('PEXPIRE', failing, p.findtime)
+  -- Counters and the jail's currently-failing set are written once per jail per batch, below:
+  -- per failure they were half of this script's Redis calls.
+  local touched = perJail[p.name]
+  if not touched then
+    touched = { p = p, failed = 0, failing = {} }
+    perJail[p.name] = touched
+  end
+  touched.failed = touched.failed + 1
+  touched.failing[addr] = t
   local enoughHosts = true
   local hostsKey
   if p.minhosts > 1 then
@@ -104,10 +109,17 @@ countFailure = function(p, addr, t, id, host)
     end
     enoughHosts = distinct >= p.minhosts
   end
+  -- Whether the address is banned already matters only once it could be banned: checking at the
+  -- threshold instead of for every failure saves a Redis call per failure. Failures of a banned
+  -- address are counted (fail2ban counts them too); they cannot ban it twice.
+  if count >= p.maxretry and enoughHosts and rcall('HEXISTS', bansKey, banId) == 1 then
+    rcall('PEXPIRE', window, p.findtime)
+    return -1
+  end
   if count >= p.maxretry and enoughHosts then
     rcall('DEL', window)
     if hostsKey then rcall('DEL', hostsKey) end
-    rcall('ZREM', failing, addr)
+    touched.failing[addr] = false
     banAddress(p, addr, host, count)
   else
     rcall('PEXPIRE', window, p.findtime)
@@ -126,6 +138,27 @@ for i = 0, n - 1 do
   local p = policies[jail]
   if p then results[#results + 1] = countFailure(p, addr, t, id, host) else results[#results + 1] = -4 end
 end
+for name, touched in pairs(perJail) do
+  rcall('HINCRBY', statsKey, name .. ':failed', touched.failed)
+  local failing = KEYS[6] .. name
+  local add, del = { 'ZADD', failing }, { 'ZREM', failing }
+  for addr, t in pairs(touched.failing) do
+    if t then
+      add[#add + 1] = t
+      add[#add + 1] = addr
+    else
+      del[#del + 1] = addr
+    end
+    -- Keep each call's argument list well inside Lua's unpack limit.
+    if #add >= 4000 then rcall(unpack(add)); add = { 'ZADD', failing } end
+    if #del >= 4000 then rcall(unpack(del)); del = { 'ZREM', failing } end
+  end
+  if #add > 2 then rcall(unpack(add)) end
+  if #del > 2 then rcall(unpack(del)) end
+  rcall('ZREMRANGEBYSCORE', failing, '-inf', now - touched.p.findtime)
+  rcall('PEXPIRE', failing, touched.p.findtime)
+end
+
 for i = o + n * 5, #ARGV do acks[#acks + 1] = ARGV[i] end
 if #acks > 0 then rcall('XACK', KEYS[1], group, unpack(acks)) end
 
