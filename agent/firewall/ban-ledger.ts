@@ -1,5 +1,8 @@
 import type { Logger } from '../../common/log.js';
 
+/** Default per-host cap on banned elements (all jails, both families). */
+export const DEFAULT_MAX_BANS = 131_072;
+
 /**
  * What a backend believes the kernel holds, (jail, address) key to expiry. It enforces the per-host
  * cap (`maxBans`) without asking the kernel on every commit, and lets backends without kernel

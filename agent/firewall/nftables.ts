@@ -14,27 +14,22 @@
 import type { BanTarget } from '../../common/address.js';
 import { now as clockNow } from '../../common/clock.js';
 import { FirewallError, InvalidInputError } from '../../common/errors.js';
-import { componentLogger, type Logger } from '../../common/log.js';
-import type { FirewallBackend, FirewallBan, JailRule } from './backend.js';
-import { BanLedger } from './ban-ledger.js';
-import { CommandRunner } from './command-runner.js';
-import { banKey, banTarget, checkBan, portProtocols, validateJailRules, type CheckedBan } from './jail-rules.js';
-import { PendingChanges, outlasts, type PendingChange } from './pending-changes.js';
+import type { FirewallBan, JailRule } from './backend.js';
+import { CapBudget } from './cap-budget.js';
+import { banKey, banTarget, portProtocols, validateJailRules } from './jail-rules.js';
+import { KernelBackend, type KernelBackendOptions } from './kernel-backend.js';
+import type { PendingChange } from './pending-changes.js';
+import { prepareSync } from './prepare-sync.js';
+import { applyOnStdin, applyWithRepair, type ScriptBatch } from './repair-and-retry.js';
 
 /** Options of {@link NftablesBackend}. */
-export interface NftablesOptions {
+export interface NftablesOptions extends KernelBackendOptions {
   /** Table name (family `inet`); default `fleetban`. */
   readonly table?: string;
-  /** argv run before `nft`, e.g. `['ip','netns','exec',ns]` to act inside a namespace. */
-  readonly commandPrefix?: readonly string[];
   /** nft binary; default `nft` from PATH. */
   readonly nftBinary?: string;
   /** Base chain priority; default -1, just before the `filter` priority (0) most rulesets use. */
   readonly priority?: number;
-  /** Most set elements this host holds across all jails; default {@link DEFAULT_MAX_BANS}. */
-  readonly maxBans?: number;
-  /** Logger; default `componentLogger('firewall.nftables')`. */
-  readonly logger?: Logger;
   /**
    * Refresh timeouts with add/delete/add even where the kernel updates them on re-add (the path
    * older kernels need; lets tests exercise it on a new kernel). Default: probe the kernel.
@@ -42,8 +37,8 @@ export interface NftablesOptions {
   readonly forceReAdd?: boolean;
 }
 
-/** Default per-host cap on banned elements (all jails, both families). */
-export const DEFAULT_MAX_BANS = 131_072;
+// Kept exported from here, where it was first defined, for code that imports it from this module.
+export { DEFAULT_MAX_BANS } from './ban-ledger.js';
 
 const TABLE_NAME = /^[A-Za-z][A-Za-z0-9_]{0,31}$/;
 const SET_NAME = /^j_((?:[A-Za-z0-9]|_[_dp])+)_(?:s([46])|n([46])_(\d{1,3}))$/;
@@ -100,41 +95,26 @@ function parseSetName(name: string): SetInfo | undefined {
 }
 
 /** nftables implementation of {@link FirewallBackend}; see the module comment for the layout. */
-export class NftablesBackend implements FirewallBackend {
+export class NftablesBackend extends KernelBackend<JailRule> {
   readonly name = 'nftables';
   private readonly table: string;
   private readonly nft: string;
   private readonly priority: number;
-  private readonly run: CommandRunner;
-  private readonly log: Logger;
-  private readonly pending = new PendingChanges();
-  private readonly ledger: BanLedger;
-  private jails = new Map<string, JailRule>();
   /** Sets that exist in the kernel, as far as we know. */
   private sets = new Set<string>();
   private ledgerSeeded = false;
   /** Whether `add element` of a present element sets its new timeout (kernel 6.x); probed once. */
   private addUpdatesTimeout: boolean | undefined;
-  private queue: Promise<unknown> = Promise.resolve();
 
   /** @param options see {@link NftablesOptions} */
   constructor(options: NftablesOptions = {}) {
+    super(options, 'firewall.nftables');
     this.table = options.table ?? 'fleetban';
     if (!TABLE_NAME.test(this.table)) throw new InvalidInputError(`nftables table name '${this.table}' must match ${TABLE_NAME}`);
     this.nft = options.nftBinary ?? 'nft';
     this.priority = options.priority ?? -1;
     if (!Number.isInteger(this.priority)) throw new InvalidInputError(`nftables priority must be an integer, got ${this.priority}`);
-    this.log = options.logger ?? componentLogger('firewall.nftables');
-    this.run = new CommandRunner(options.commandPrefix ?? [], this.log);
-    this.ledger = new BanLedger(options.maxBans ?? DEFAULT_MAX_BANS, this.log);
     if (options.forceReAdd) this.addUpdatesTimeout = false;
-  }
-
-  /** Operations that touch the kernel run one at a time, in call order. */
-  private serialize<T>(fn: () => Promise<T>): Promise<T> {
-    const next = this.queue.then(fn, fn);
-    this.queue = next.catch(() => undefined);
-    return next;
   }
 
   async init(jails: readonly JailRule[]): Promise<void> {
@@ -232,39 +212,8 @@ export class NftablesBackend implements FirewallBackend {
     ];
   }
 
-  add(ban: FirewallBan): void {
-    const c = this.check(ban);
-    this.pending.add({ jail: c.jail, addr: c.target.text, family: c.target.family, until: c.until });
-  }
-
-  delete(jail: string, addr: string): void {
-    const text = banTarget(addr).text;
-    // A jail this host does not run holds nothing to unban.
-    if (this.jails.has(jail)) this.pending.delete(jail, text);
-  }
-
-  private check(ban: FirewallBan): CheckedBan {
-    this.requireJail(ban.jail);
-    return checkBan(ban);
-  }
-
-  private requireJail(jail: string): void {
-    if (!this.jails.has(jail)) {
-      throw new InvalidInputError(`jail '${jail}' is not set up in the nftables backend (known: ${[...this.jails.keys()].join(', ') || 'none'})`);
-    }
-  }
-
-  commit(): Promise<void> {
-    return this.serialize(async () => {
-      const changes = this.pending.take();
-      if (changes.length === 0) return;
-      try {
-        await this.withRepair('nft commit', () => this.buildCommit(changes));
-      } catch (err) {
-        this.pending.restore(changes);
-        throw err;
-      }
-    });
+  protected applyChanges(changes: readonly PendingChange[]): Promise<void> {
+    return this.withRepair('nft commit', () => this.buildCommit(changes));
   }
 
   /**
@@ -273,7 +222,7 @@ export class NftablesBackend implements FirewallBackend {
    * where the kernel updates timeouts on re-add; elsewhere it is add bare, delete, add with the new
    * timeout, so a repeated ban still refreshes the timeout.
    */
-  private buildCommit(changes: readonly PendingChange[]): Batch {
+  private buildCommit(changes: readonly PendingChange[]): ScriptBatch {
     const t = `inet ${this.table}`;
     const nowMs = clockNow();
     const perSet = new Map<string, { touch: string[]; add: string[] }>();
@@ -298,8 +247,7 @@ export class NftablesBackend implements FirewallBackend {
       if (this.ledger.has(key, nowMs)) freed++;
       ledgerOps.push(() => this.ledger.delete(key));
     }
-    let room = this.ledger.room(nowMs) + freed;
-    let refused = 0;
+    const budget = new CapBudget(this.ledger, nowMs, freed);
     let expired = 0;
     for (const c of changes) {
       if (c.kind !== 'add') continue;
@@ -311,13 +259,7 @@ export class NftablesBackend implements FirewallBackend {
         continue;
       }
       const key = banKey(ban.jail, ban.addr);
-      if (!this.ledger.has(key, nowMs)) {
-        if (room <= 0) {
-          refused++;
-          continue;
-        }
-        room--;
-      }
+      if (!this.ledger.has(key, nowMs) && !budget.take()) continue;
       const target = banTarget(ban.addr);
       const s = slot(setName(ban.jail, target));
       const el = elementText(target);
@@ -325,7 +267,7 @@ export class NftablesBackend implements FirewallBackend {
       s.add.push(left === -1 ? el : `${el} timeout ${nftDuration(left)}`);
       ledgerOps.push(() => this.ledger.set(key, ban.until));
     }
-    this.ledger.warnCap(refused, nowMs);
+    budget.finish();
     if (expired > 0) this.log.debug({ expired }, 'skipped bans that had already expired');
     const lines: string[] = [];
     for (const name of newSets) lines.push(...this.setLines(name, this.jails));
@@ -345,30 +287,10 @@ export class NftablesBackend implements FirewallBackend {
     return this.serialize(() => this.withRepair('nft sync', () => this.buildSync(bans)));
   }
 
-  private buildSync(bans: readonly FirewallBan[]): Batch {
+  private buildSync(bans: readonly FirewallBan[]): ScriptBatch {
     const t = `inet ${this.table}`;
     const nowMs = clockNow();
-    const wanted = new Map<string, CheckedBan>();
-    const rejected: string[] = [];
-    for (const b of bans) {
-      let c: CheckedBan;
-      try {
-        c = this.check(b);
-      } catch (err) {
-        rejected.push(`${b.jail} ${b.addr}: ${(err as Error).message}`);
-        continue;
-      }
-      if (c.until !== -1 && c.until <= nowMs) continue;
-      const key = banKey(c.jail, c.target.text);
-      const prev = wanted.get(key);
-      if (!prev || outlasts(c.until, prev.until)) wanted.set(key, c);
-    }
-    if (rejected.length) this.log.warn({ rejected: rejected.length, examples: rejected.slice(0, 5) }, 'sync skipped invalid bans');
-    let list = [...wanted.entries()];
-    if (list.length > this.ledger.maxBans) {
-      this.ledger.warnCap(list.length - this.ledger.maxBans, nowMs);
-      list = list.slice(0, this.ledger.maxBans);
-    }
+    const list = prepareSync(bans, { check: (b) => this.check(b), now: nowMs, log: this.log, ledger: this.ledger });
     const perSet = new Map<string, string[]>();
     const newSets = new Set<string>();
     for (const [, c] of list) {
@@ -394,24 +316,14 @@ export class NftablesBackend implements FirewallBackend {
     };
   }
 
-  /**
-   * Apply a batch; when it fails, repair the table (someone flushed the ruleset, deleted a set, …)
-   * and apply a freshly built batch once more, since what exists may have changed.
-   */
-  private async withRepair(operation: string, build: () => Batch): Promise<void> {
-    const first = build();
-    if (!first.script) return first.onSuccess();
-    const r = await this.run.run(operation, [this.nft, '-f', '-'], first.script, { allowFail: true });
-    if (r.exitCode === 0) return first.onSuccess();
-    this.log.warn({ operation, stderr: r.stderr.trim().slice(0, 500) }, 'nft batch failed; repairing the table and retrying once');
-    try {
-      await this.setup(this.jails);
-    } catch (err) {
-      throw new FirewallError(operation, `${r.stderr.trim()}\nrepair failed too: ${(err as Error).message}`, { cause: err });
-    }
-    const second = build();
-    if (second.script) await this.run.run(operation, [this.nft, '-f', '-'], second.script);
-    second.onSuccess();
+  /** Apply a batch with `nft -f -`; when it fails, repair the table and retry once. */
+  private withRepair(operation: string, build: () => ScriptBatch): Promise<void> {
+    return applyWithRepair(operation, build, {
+      log: this.log,
+      warning: 'nft batch failed; repairing the table and retrying once',
+      apply: applyOnStdin(this.run, [this.nft, '-f', '-']),
+      repair: () => this.setup(this.jails),
+    });
   }
 
   list(): Promise<FirewallBan[]> {
@@ -453,21 +365,12 @@ export class NftablesBackend implements FirewallBackend {
     return out;
   }
 
-  shutdown(options: { cleanup?: boolean } = {}): Promise<void> {
-    return this.serialize(async () => {
-      if (this.pending.size > 0) this.log.warn({ pending: this.pending.size }, 'shutdown with uncommitted firewall changes');
-      if (!options.cleanup) return;
-      const r = await this.run.run('nft cleanup', [this.nft, 'delete', 'table', 'inet', this.table], undefined, { allowFail: true });
-      if (r.exitCode !== 0 && !/No such file or directory/.test(r.stderr)) throw new FirewallError('nft cleanup', r.stderr);
-      this.sets.clear();
-      this.ledger.clear();
-    });
+  protected async cleanup(): Promise<void> {
+    const r = await this.run.run('nft cleanup', [this.nft, 'delete', 'table', 'inet', this.table], undefined, { allowFail: true });
+    if (r.exitCode !== 0 && !/No such file or directory/.test(r.stderr)) throw new FirewallError('nft cleanup', r.stderr);
+    this.sets.clear();
+    this.ledger.clear();
   }
-}
-
-interface Batch {
-  readonly script: string;
-  readonly onSuccess: () => void;
 }
 
 /** The match part of a jail's rules: protocol and ports, or nothing when the jail drops everything. */
