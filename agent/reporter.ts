@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { ClusterKeys } from '../common/protocol/keys.js';
@@ -21,6 +22,9 @@ import type { FailureSpool, PendingFailure } from './spool.js';
  */
 export class Reporter {
   private buffer: PendingFailure[] = [];
+  /** Random per agent process, so event ids never repeat across restarts. */
+  private readonly incarnation = randomBytes(6).toString('hex');
+  private sequence = 0;
   /**
    * The batch of the pipeline in flight, out of `buffer` so that spilling to disk never copies it:
    * on a dead link ioredis keeps such a pipeline and sends it again once reconnected.
@@ -54,8 +58,8 @@ export class Reporter {
   }
 
   /** Queue one failure; it is sent within the current event-loop turn when Redis is up. */
-  report(event: PendingFailure): void {
-    this.buffer.push(event);
+  report(event: Omit<PendingFailure, 'eid'>): void {
+    this.buffer.push({ ...event, eid: `${this.incarnation}-${(this.sequence++).toString(36)}` });
     if (this.buffer.length > this.maxBuffered) {
       const drop = this.buffer.length - this.maxBuffered;
       this.buffer.splice(0, drop);

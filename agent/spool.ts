@@ -2,7 +2,7 @@ import { appendFileSync, mkdirSync, readdirSync, readFileSync, renameSync, statS
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { FailureEvent } from '../common/protocol/messages.js';
-import { HOST_NAME_RE, JAIL_NAME_RE, LIMITS } from '../common/protocol/messages.js';
+import { HOST_NAME_RE, JAIL_NAME_RE, EVENT_ID_RE, LIMITS } from '../common/protocol/messages.js';
 
 /** A failure waiting for Redis: everything but `sent`, which is stamped when it is finally sent. */
 export type PendingFailure = Omit<FailureEvent, 'sent'>;
@@ -95,7 +95,7 @@ export class FailureSpool {
   append(events: readonly PendingFailure[]): void {
     if (events.length === 0) return;
     let text = '';
-    for (const e of events) text += JSON.stringify([e.jail, e.addr, Math.round(e.time), e.host, e.line]) + '\n';
+    for (const e of events) text += JSON.stringify([e.jail, e.addr, Math.round(e.time), e.host, e.line, e.eid]) + '\n';
     let last = this.segments[this.segments.length - 1];
     if (!last || last.bytes >= this.segmentBytes || (this.loaded && this.loaded.seq === last.seq)) {
       // A segment being delivered is never appended to: its lines are already in memory.
@@ -206,14 +206,15 @@ function countLines(text: string): number {
 function decodeLine(line: string): PendingFailure | undefined {
   try {
     const a = JSON.parse(line) as unknown;
-    if (!Array.isArray(a) || a.length !== 5) return undefined;
-    const [jail, addr, time, host, text] = a as [unknown, unknown, unknown, unknown, unknown];
+    if (!Array.isArray(a) || a.length !== 6) return undefined;
+    const [jail, addr, time, host, text, eid] = a as [unknown, unknown, unknown, unknown, unknown, unknown];
+    if (typeof eid !== 'string' || !EVENT_ID_RE.test(eid)) return undefined;
     if (typeof jail !== 'string' || !JAIL_NAME_RE.test(jail)) return undefined;
     if (typeof addr !== 'string' || addr.length > 64) return undefined;
     if (typeof time !== 'number' || !Number.isSafeInteger(time)) return undefined;
     if (typeof host !== 'string' || !HOST_NAME_RE.test(host)) return undefined;
     if (typeof text !== 'string') return undefined;
-    return { jail, addr, time, host, line: text.slice(0, LIMITS.lineChars) };
+    return { jail, addr, eid, time, host, line: text.slice(0, LIMITS.lineChars) };
   } catch {
     return undefined;
   }

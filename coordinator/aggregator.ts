@@ -193,7 +193,7 @@ export class Aggregator {
       }
       // Per-prefix counting: every address of an IPv6 network counts toward, and bans, the network.
       const addr = policy.ipv6prefix < 128 && f.addr.includes(':') ? containingNetwork(parseBanTarget(f.addr), policy.ipv6prefix).text : f.addr;
-      counted.push({ id, jail: f.jail, addr, time: failureTime(id, f.time, f.sent), host: f.host });
+      counted.push({ id, eid: f.eid, jail: f.jail, addr, time: failureTime(id, f.time, f.sent), host: f.host });
       jails.add(f.jail);
     }
     const policies: ScriptPolicy[] = [...this.policy.recidives];

@@ -70,7 +70,7 @@ async function pipelineRun(redis: TestRedis, coordinators: number): Promise<{ ra
         const now = Date.now();
         for (let i = from; i < next; i++) {
           p.xadd(keys.failures, 'MAXLEN', '~', 1_000_000, '*',
-            ...encodeFailure({ jail: 'sshd', addr: addr(i % ADDRS), time: now, sent: now, host: `h${i % 50}`, line: 'Failed password for root from x port 22 ssh2' }));
+            ...encodeFailure({ jail: 'sshd', addr: addr(i % ADDRS), eid: `b-${i}`, time: now, sent: now, host: `h${i % 50}`, line: 'Failed password for root from x port 22 ssh2' }));
         }
         await p.exec();
       }

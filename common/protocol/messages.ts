@@ -20,6 +20,7 @@ export const LIMITS = {
 /** Jail names end up in Redis keys and firewall set names. */
 export const JAIL_NAME_RE = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/;
 export const HOST_NAME_RE = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,252}$/;
+export const EVENT_ID_RE = /^[A-Za-z0-9_.:-]{1,64}$/;
 
 export type Decoded<T> = { ok: true; value: T } | { ok: false; reason: string };
 
@@ -29,6 +30,12 @@ export interface FailureEvent {
   addr: string;
   /** Time of the failure in epoch ms on the reporting host's clock: the log line's own time when it has one. */
   time: number;
+  /**
+   * Event id chosen by the agent (`<agent incarnation>-<sequence>`): the same failure sent twice
+   * (a pipeline resent after a lost reply, a spool replayed) is counted once, because the counting
+   * script keys the window member by it, not by the stream entry id.
+   */
+  eid: string;
   /**
    * When the agent handed the failure to Redis, on the same host clock. `sent - time` is the
    * failure's age measured on one clock, which lets the coordinator place it on Redis' clock.
@@ -92,6 +99,7 @@ export function encodeFailure(e: FailureEvent): Fields {
     'v', String(PROTOCOL_VERSION),
     'jail', e.jail,
     'addr', e.addr,
+    'eid', e.eid,
     'time', String(Math.round(e.time)),
     'sent', String(Math.round(e.sent)),
     'host', e.host,
@@ -113,11 +121,13 @@ export function decodeFailure(fields: Fields): Decoded<FailureEvent> {
   if (!target || target.text !== addr) return bad('addr', addr);
   const time = Number(f.get('time'));
   if (!Number.isSafeInteger(time) || time <= 0) return bad('time', f.get('time'));
+  const eid = f.get('eid');
+  if (!eid || !EVENT_ID_RE.test(eid)) return bad('eid', eid);
   const sent = Number(f.get('sent'));
   if (!Number.isSafeInteger(sent) || sent <= 0) return bad('sent', f.get('sent'));
   const host = f.get('host');
   if (!host || !HOST_NAME_RE.test(host)) return bad('host', host);
-  return { ok: true, value: { jail, addr, time, sent, host, line: f.get('line') ?? '' } };
+  return { ok: true, value: { jail, addr, eid, time, sent, host, line: f.get('line') ?? '' } };
 }
 
 /** @returns the flat field list for XADD of a decision */

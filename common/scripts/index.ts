@@ -7,7 +7,10 @@ import { commandName, defineScripts } from './loader.js';
 
 /** A failure handed to the counting script; its time is on the coordinators' (Redis') clock. */
 export interface CountedFailure {
+  /** Stream entry id, acknowledged by the script. */
   readonly id: string;
+  /** The agent's event id: what makes a failure sent twice count once. */
+  readonly eid: string;
   readonly jail: string;
   readonly addr: string;
   readonly time: number;
@@ -88,7 +91,7 @@ export class ClusterScripts {
         p.durationsMs.length, ...p.durationsMs);
     }
     args.push(failures.length);
-    for (const f of failures) args.push(f.id, f.jail, f.addr, f.time, f.host);
+    for (const f of failures) args.push(f.id, f.eid, f.jail, f.addr, f.time, f.host);
     args.push(...ackOnly);
     const out = (await this.call('recordFailures')(...args)) as Array<string | number>;
     const results = out.slice(0, failures.length).map(Number);

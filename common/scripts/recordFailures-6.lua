@@ -1,8 +1,8 @@
 --[[
   Count a batch of failures cluster-wide in a sliding window per (jail, address), ban when the
-  jail's policy says so, and acknowledge the stream entries, all atomically. An entry is counted
-  once even when it is delivered again: its stream id is the window member, and ZADD of a present
-  member adds nothing.
+  jail's policy says so, and acknowledge the stream entries, all atomically. A failure is counted
+  once even when it is delivered again, or sent twice by its agent: the agent's event id is the
+  window member, and ZADD of a present member adds nothing.
 
     Input:
       KEYS[1] failures stream   KEYS[2] bans hash       KEYS[3] ban expiry zset
@@ -13,7 +13,7 @@
       ARGV[10] number of jail policies P, then per policy:
         name, findtime ms, maxretry, minhosts, overalljails (0/1), rndtime ms, counts bans (0/1),
         T, then T ban durations in ms indexed by earlier bans (last one repeats; -1 permanent)
-      then N, the number of failures, then per failure: stream id, jail, addr, time ms, host
+      then N, the number of failures, then per failure: stream id, event id, jail, addr, time ms, host
       then the stream ids to acknowledge without counting (malformed, ignored entries)
     Output:
       one result per failure: its count in the window, or
@@ -73,12 +73,12 @@ local function banAddress(p, addr, origin, failures)
   end
 end
 
-countFailure = function(p, addr, t, id, host)
+countFailure = function(p, addr, t, eid, host)
   if t > now then t = now end
   if t <= now - p.findtime then return -2 end
   local banId = p.name .. '|' .. addr
   local window = windowPrefix .. banId
-  if rcall('ZADD', window, t, id .. '|' .. host) == 0 then return -3 end
+  if rcall('ZADD', window, t, eid .. '|' .. host) == 0 then return -3 end
   rcall('ZREMRANGEBYSCORE', window, '-inf', now - p.findtime)
   local count = rcall('ZCARD', window)
   -- A window that cannot ban (minhosts not met) must not grow without bound under a flood.
@@ -132,11 +132,11 @@ local acks = {}
 local n = tonumber(ARGV[o])
 o = o + 1
 for i = 0, n - 1 do
-  local e = o + i * 5
-  local id, jail, addr, t, host = ARGV[e], ARGV[e + 1], ARGV[e + 2], tonumber(ARGV[e + 3]), ARGV[e + 4]
-  acks[#acks + 1] = id
+  local e = o + i * 6
+  local jail, addr, t, host = ARGV[e + 2], ARGV[e + 3], tonumber(ARGV[e + 4]), ARGV[e + 5]
+  acks[#acks + 1] = ARGV[e]
   local p = policies[jail]
-  if p then results[#results + 1] = countFailure(p, addr, t, id, host) else results[#results + 1] = -4 end
+  if p then results[#results + 1] = countFailure(p, addr, t, ARGV[e + 1], host) else results[#results + 1] = -4 end
 end
 for name, touched in pairs(perJail) do
   rcall('HINCRBY', statsKey, name .. ':failed', touched.failed)
@@ -159,7 +159,7 @@ for name, touched in pairs(perJail) do
   rcall('PEXPIRE', failing, touched.p.findtime)
 end
 
-for i = o + n * 5, #ARGV do acks[#acks + 1] = ARGV[i] end
+for i = o + n * 6, #ARGV do acks[#acks + 1] = ARGV[i] end
 if #acks > 0 then rcall('XACK', KEYS[1], group, unpack(acks)) end
 
 for i = 1, #bans do results[#results + 1] = bans[i] end

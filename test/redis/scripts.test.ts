@@ -34,7 +34,7 @@ function setup(policies: ScriptPolicy[] = POLICIES) {
 let seq = 0;
 function failure(jail: string, addr: string, time: number, host = 'h1'): CountedFailure {
   seq++;
-  return { id: `${time}-${seq}`, jail, addr, time, host };
+  return { id: `${time}-${seq}`, eid: `e-${seq}`, jail, addr, time, host };
 }
 
 async function decisions(keys: ReturnType<typeof clusterKeys>) {
@@ -107,18 +107,20 @@ test('failures from several hosts add up cluster-wide', async () => {
   assert.equal(bans, 1);
 });
 
-test('a redelivered event is counted once', async () => {
+test('a redelivered event, or one an agent sent twice, is counted once', async () => {
   const { scripts } = setup();
   const f = failure('sshd', '192.0.2.1', T0);
   assert.deepEqual((await scripts.recordFailures(T0, [f])).results, [1]);
   assert.deepEqual((await scripts.recordFailures(T0, [f])).results, [COUNT_RESULT.duplicate]);
+  // Same event id in a new stream entry (a pipeline resent after its reply was lost).
+  assert.deepEqual((await scripts.recordFailures(T0, [{ ...f, id: `${T0}-999999` }])).results, [COUNT_RESULT.duplicate]);
   assert.deepEqual((await scripts.recordFailures(T0, [failure('sshd', '192.0.2.1', T0)])).results, [2]);
 });
 
 test('counting acknowledges the stream entries in the consumer group, malformed ones too', async () => {
   const { keys, scripts } = setup();
   await redis.xgroup('CREATE', keys.failures, COORDINATOR_GROUP, '$', 'MKSTREAM');
-  const good = await redis.xadd(keys.failures, '*', ...encodeFailure({ jail: 'sshd', addr: '198.51.100.9', time: T0, sent: T0, host: 'h1', line: 'x' }));
+  const good = await redis.xadd(keys.failures, '*', ...encodeFailure({ jail: 'sshd', addr: '198.51.100.9', eid: 'a-1', time: T0, sent: T0, host: 'h1', line: 'x' }));
   const bad = await redis.xadd(keys.failures, '*', 'garbage', 'yes');
   const read = (await redis.xreadgroup('GROUP', COORDINATOR_GROUP, 'c1', 'COUNT', 10, 'STREAMS', keys.failures, '>')) as Array<[string, unknown[]]>;
   assert.equal(read[0]![1].length, 2);

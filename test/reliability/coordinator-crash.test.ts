@@ -37,13 +37,13 @@ function floodEvents(): Array<Omit<FailureEvent, 'sent'>> {
   const events: Array<Omit<FailureEvent, 'sent'>> = [];
   let a = 0;
   for (let i = 0; i < oneOffs; i++) {
-    events.push({ jail: 'sshd', addr: `2001:db8:1::${(i + 1).toString(16)}`, time: now, host: `h${i % 3}`, line: 'one-off' });
+    events.push({ jail: 'sshd', addr: `2001:db8:1::${(i + 1).toString(16)}`, eid: `o-${i}`, time: now, host: `h${i % 3}`, line: 'one-off' });
     // Spread the attackers' failures over the whole flood, so they straddle the crash.
     if (i % Math.floor(oneOffs / MAXRETRY) === 0) {
-      for (const addr of attackers) if (a < ATTACKERS * MAXRETRY) { events.push({ jail: 'sshd', addr, time: now, host: `h${a % 3}`, line: 'attack' }); a++; }
+      for (const addr of attackers) if (a < ATTACKERS * MAXRETRY) { events.push({ jail: 'sshd', addr, eid: `a-${a}`, time: now, host: `h${a % 3}`, line: 'attack' }); a++; }
     }
   }
-  while (a < ATTACKERS * MAXRETRY) events.push({ jail: 'sshd', addr: attackers[a++ % ATTACKERS]!, time: now, host: 'h0', line: 'attack' });
+  while (a < ATTACKERS * MAXRETRY) { events.push({ jail: 'sshd', addr: attackers[a % ATTACKERS]!, eid: `a-${a}`, time: now, host: 'h0', line: 'attack' }); a++; }
   return events;
 }
 

@@ -61,7 +61,7 @@ test('every key of a cluster shares one hash tag', () => {
 });
 
 test('stream messages round-trip; malformed ones are refused with a reason', () => {
-  const e = { jail: 'sshd', addr: '198.51.100.7', time: 1764151200000, sent: 1764151200100, host: 'web1', line: 'Failed password' };
+  const e = { jail: 'sshd', addr: '198.51.100.7', eid: '3f2a9c-1b', time: 1764151200000, sent: 1764151200100, host: 'web1', line: 'Failed password' };
   assert.deepEqual(decodeFailure(encodeFailure(e)), { ok: true, value: e });
   const long = decodeFailure(encodeFailure({ ...e, line: 'x'.repeat(5000) }));
   assert.ok(long.ok && long.value.line.length === LIMITS.lineChars);
@@ -74,7 +74,9 @@ test('stream messages round-trip; malformed ones are refused with a reason', () 
   assert.match(bad(['v', '2', 'jail', 'sshd']), /protocol version 2/);
   assert.match(bad(['jail', 'sshd']), /no protocol version/);
   assert.match(bad(['v', '1', 'jail', '../etc', 'addr', '198.51.100.7', 'time', '1', 'host', 'h']), /invalid jail/);
-  assert.match(bad(['v', '1', 'jail', 'sshd', 'addr', '198.51.100.7', 'time', 'soon', 'host', 'h']), /invalid time/);
+  assert.match(bad(['v', '1', 'jail', 'sshd', 'addr', '198.51.100.7', 'time', '1', 'sent', '1', 'host', 'h']), /invalid eid: missing/);
+  assert.match(bad(['v', '1', 'jail', 'sshd', 'addr', '198.51.100.7', 'eid', 'a b', 'time', '1', 'host', 'h']), /invalid eid/);
+  assert.match(bad(['v', '1', 'jail', 'sshd', 'addr', '198.51.100.7', 'eid', 'a', 'time', 'soon', 'host', 'h']), /invalid time/);
   assert.match(bad(['v', '1', 'x', 'y'.repeat(9000)]), /over the 8192 byte limit/);
   assert.match(bad(['v']), /odd number/);
   const ban = { op: 'ban' as const, jail: 'sshd', addr: '203.0.113.0/24', since: 1, until: -1, reason: 'r', origin: 'h' };
