@@ -9,22 +9,19 @@
  * timeout and this backend deletes it itself when it is due (checked once a minute).
  */
 import { now as clockNow } from '../../common/clock.js';
-import { FirewallError, InvalidInputError } from '../../common/errors.js';
-import { componentLogger, type Logger } from '../../common/log.js';
-import type { FirewallBackend, FirewallBan, JailRule } from './backend.js';
-import { BanLedger } from './ban-ledger.js';
-import { CommandRunner } from './command-runner.js';
+import { InvalidInputError } from '../../common/errors.js';
+import type { FirewallBan, JailRule } from './backend.js';
+import { CapBudget } from './cap-budget.js';
+import { InputJump } from './input-jump.js';
 import { iptablesMatches } from './iptables-matches.js';
-import { banKey, banTarget, boundedName, checkBan, validateJailRules, type CheckedBan } from './jail-rules.js';
-import { DEFAULT_MAX_BANS } from './nftables.js';
-import { outlasts, PendingChanges, type PendingChange } from './pending-changes.js';
+import { banKey, banTarget, boundedName, validateJailRules } from './jail-rules.js';
+import { KernelBackend, type KernelBackendOptions } from './kernel-backend.js';
+import type { PendingChange } from './pending-changes.js';
+import { prepareSync } from './prepare-sync.js';
+import { applyOnStdin, applyWithRepair, type ScriptBatch } from './repair-and-retry.js';
 
 /** Options of {@link IpsetBackend}. */
-export interface IpsetOptions {
-  /** argv run before every command, e.g. `['ip','netns','exec',ns]`. */
-  readonly commandPrefix?: readonly string[];
-  /** Per-host cap on banned entries across all jails; default {@link DEFAULT_MAX_BANS}. */
-  readonly maxBans?: number;
+export interface IpsetOptions extends KernelBackendOptions {
   /** `maxelem` of each set; default maxBans (one jail may hold the whole cap). */
   readonly maxelem?: number;
   /** Prefix of set names (ipset names stop at 31 characters); default `fb-`. */
@@ -33,14 +30,12 @@ export interface IpsetOptions {
   readonly chain?: string;
   /** How often overlong bans (beyond ipset's timeout limit) are checked for expiry, ms; default 60,000. */
   readonly expireIntervalMs?: number;
-  readonly logger?: Logger;
 }
 
 /** Longest timeout ipset accepts, seconds. */
 export const IPSET_MAX_TIMEOUT_S = 2_147_483;
 
 const NAME_PREFIX = /^[A-Za-z][A-Za-z0-9_-]{0,9}$/;
-const CHAIN = /^[A-Za-z][A-Za-z0-9_-]{0,27}$/;
 
 interface JailSets {
   readonly rule: JailRule;
@@ -49,41 +44,25 @@ interface JailSets {
 }
 
 /** ipset implementation of {@link FirewallBackend}; see the module comment. */
-export class IpsetBackend implements FirewallBackend {
+export class IpsetBackend extends KernelBackend<JailSets> {
   readonly name = 'ipset';
-  private readonly run: CommandRunner;
-  private readonly log: Logger;
   private readonly prefix: string;
-  private readonly chain: string;
+  private readonly jump: InputJump;
   private readonly maxelem: number;
   private readonly expireIntervalMs: number;
-  private readonly pending = new PendingChanges();
-  private readonly ledger: BanLedger;
   /** Bans stored without a kernel timeout because they outlast ipset's limit: key to expiry. */
   private readonly overlong = new Map<string, number>();
-  private jails = new Map<string, JailSets>();
   private ledgerSeeded = false;
-  private timer: NodeJS.Timeout | undefined;
-  private queue: Promise<unknown> = Promise.resolve();
 
   /** @param options see {@link IpsetOptions} */
   constructor(options: IpsetOptions = {}) {
-    this.log = options.logger ?? componentLogger('firewall.ipset');
-    this.run = new CommandRunner(options.commandPrefix ?? [], this.log);
+    super(options, 'firewall.ipset');
     this.prefix = options.namePrefix ?? 'fb-';
     if (!NAME_PREFIX.test(this.prefix)) throw new InvalidInputError(`ipset name prefix '${this.prefix}' must match ${NAME_PREFIX}`);
-    this.chain = options.chain ?? 'fleetban';
-    if (!CHAIN.test(this.chain)) throw new InvalidInputError(`iptables chain '${this.chain}' must match ${CHAIN}`);
-    this.ledger = new BanLedger(options.maxBans ?? DEFAULT_MAX_BANS, this.log);
+    this.jump = new InputJump(this.run, options.chain ?? 'fleetban');
     this.maxelem = options.maxelem ?? this.ledger.maxBans;
     if (!Number.isInteger(this.maxelem) || this.maxelem < 1) throw new InvalidInputError(`ipset maxelem must be a positive integer, got ${this.maxelem}`);
     this.expireIntervalMs = options.expireIntervalMs ?? 60_000;
-  }
-
-  private serialize<T>(fn: () => Promise<T>): Promise<T> {
-    const next = this.queue.then(fn, fn);
-    this.queue = next.catch(() => undefined);
-    return next;
   }
 
   private setsFor(rule: JailRule): JailSets {
@@ -102,10 +81,7 @@ export class IpsetBackend implements FirewallBackend {
         for (const b of await this.readBans()) this.ledger.set(banKey(b.jail, b.addr), b.until);
         this.ledgerSeeded = true;
       }
-      if (!this.timer) {
-        this.timer = setInterval(() => void this.expireOverlong().catch((err: unknown) => this.log.error({ err }, 'expiring overlong bans failed')), this.expireIntervalMs);
-        this.timer.unref();
-      }
+      this.startExpiry(this.expireIntervalMs, () => this.expireOverlong(), 'expiring overlong bans failed');
     });
   }
 
@@ -118,18 +94,16 @@ export class IpsetBackend implements FirewallBackend {
     }
     if (create.length) await this.run.run('ipset create', ['ipset', 'restore', '-exist'], create.join('\n') + '\n');
     for (const family of [4, 6] as const) {
-      const lines = ['*filter', `:${this.chain} - [0:0]`]; // with --noflush this (re)creates and empties only our chain
+      const lines = ['*filter', `:${this.jump.chain} - [0:0]`]; // with --noflush this (re)creates and empties only our chain
       for (const s of jails.values()) {
         for (const m of iptablesMatches(s.rule)) {
-          lines.push(['-A', this.chain, ...m, '-m', 'set', '--match-set', family === 4 ? s.v4 : s.v6, 'src', '-j', 'DROP'].join(' '));
+          lines.push(['-A', this.jump.chain, ...m, '-m', 'set', '--match-set', family === 4 ? s.v4 : s.v6, 'src', '-j', 'DROP'].join(' '));
         }
       }
       lines.push('COMMIT');
       const restore = family === 4 ? 'iptables-restore' : 'ip6tables-restore';
       await this.run.run(`${restore} (rules)`, [restore, '-w', '--noflush'], lines.join('\n') + '\n');
-      const tool = family === 4 ? 'iptables' : 'ip6tables';
-      const has = await this.run.run(`${tool} check jump`, [tool, '-w', '-C', 'INPUT', '-j', this.chain], undefined, { allowFail: true });
-      if (has.exitCode !== 0) await this.run.run(`${tool} insert jump`, [tool, '-w', '-I', 'INPUT', '1', '-j', this.chain]);
+      await this.jump.ensure(family);
     }
     const keep = new Set([...jails.values()].flatMap((s) => [s.v4, s.v6]));
     const names = (await this.run.run('ipset list names', ['ipset', 'list', '-n'])).stdout.split('\n').map((l) => l.trim());
@@ -142,23 +116,6 @@ export class IpsetBackend implements FirewallBackend {
       }
     }
     this.jails = jails;
-  }
-
-  add(ban: FirewallBan): void {
-    const c = this.check(ban);
-    this.pending.add({ jail: c.jail, addr: c.target.text, family: c.target.family, until: c.until });
-  }
-
-  delete(jail: string, addr: string): void {
-    const text = banTarget(addr).text;
-    if (this.jails.has(jail)) this.pending.delete(jail, text);
-  }
-
-  private check(ban: FirewallBan): CheckedBan {
-    if (!this.jails.has(ban.jail)) {
-      throw new InvalidInputError(`jail '${ban.jail}' is not set up in the ipset backend (known: ${[...this.jails.keys()].join(', ') || 'none'})`);
-    }
-    return checkBan(ban);
   }
 
   private setOf(jail: string, family: 4 | 6): string | undefined {
@@ -174,21 +131,12 @@ export class IpsetBackend implements FirewallBackend {
     return { text: `timeout ${s}`, overlong: false };
   }
 
-  commit(): Promise<void> {
-    return this.serialize(async () => {
-      const changes = this.pending.take();
-      if (changes.length === 0) return;
-      try {
-        await this.withRepair('ipset commit', () => this.buildCommit(changes));
-      } catch (err) {
-        this.pending.restore(changes);
-        throw err;
-      }
-    });
+  protected applyChanges(changes: readonly PendingChange[]): Promise<void> {
+    return this.withRepair('ipset commit', () => this.buildCommit(changes));
   }
 
   /** With `-exist`, `add` of a present entry updates its timeout and `del` of a missing one is quiet. */
-  private buildCommit(changes: readonly PendingChange[]): Batch {
+  private buildCommit(changes: readonly PendingChange[]): ScriptBatch {
     const nowMs = clockNow();
     const dels: string[] = [];
     const adds: string[] = [];
@@ -207,8 +155,7 @@ export class IpsetBackend implements FirewallBackend {
         this.overlong.delete(key);
       });
     }
-    let room = this.ledger.room(nowMs) + freed;
-    let refused = 0;
+    const budget = new CapBudget(this.ledger, nowMs, freed);
     for (const c of changes) {
       if (c.kind !== 'add') continue;
       const { ban } = c;
@@ -216,13 +163,7 @@ export class IpsetBackend implements FirewallBackend {
       if (!set) continue;
       if (ban.until !== -1 && ban.until <= nowMs) continue;
       const key = banKey(ban.jail, ban.addr);
-      if (!this.ledger.has(key, nowMs)) {
-        if (room <= 0) {
-          refused++;
-          continue;
-        }
-        room--;
-      }
+      if (!this.ledger.has(key, nowMs) && !budget.take()) continue;
       const timeout = this.timeoutOf(ban.until, nowMs);
       adds.push(`add ${set} ${ban.addr} ${timeout.text}`);
       after.push(() => {
@@ -231,7 +172,7 @@ export class IpsetBackend implements FirewallBackend {
         else this.overlong.delete(key);
       });
     }
-    this.ledger.warnCap(refused, nowMs);
+    budget.finish();
     const lines = [...dels, ...adds];
     return { script: lines.length ? lines.join('\n') + '\n' : '', onSuccess: () => after.forEach((f) => f()) };
   }
@@ -244,29 +185,9 @@ export class IpsetBackend implements FirewallBackend {
    * Fill a scratch set per real set and swap them: each set changes content in one step, so a
    * sync never leaves a window with the host unprotected.
    */
-  private buildSync(bans: readonly FirewallBan[]): Batch {
+  private buildSync(bans: readonly FirewallBan[]): ScriptBatch {
     const nowMs = clockNow();
-    const wanted = new Map<string, CheckedBan>();
-    const rejected: string[] = [];
-    for (const b of bans) {
-      let c: CheckedBan;
-      try {
-        c = this.check(b);
-      } catch (err) {
-        rejected.push(`${b.jail} ${b.addr}: ${(err as Error).message}`);
-        continue;
-      }
-      if (c.until !== -1 && c.until <= nowMs) continue;
-      const key = banKey(c.jail, c.target.text);
-      const prev = wanted.get(key);
-      if (!prev || outlasts(c.until, prev.until)) wanted.set(key, c);
-    }
-    if (rejected.length) this.log.warn({ rejected: rejected.length, examples: rejected.slice(0, 5) }, 'sync skipped invalid bans');
-    let list = [...wanted.entries()];
-    if (list.length > this.ledger.maxBans) {
-      this.ledger.warnCap(list.length - this.ledger.maxBans, nowMs);
-      list = list.slice(0, this.ledger.maxBans);
-    }
+    const list = prepareSync(bans, { check: (b) => this.check(b), now: nowMs, log: this.log, ledger: this.ledger });
     const lines: string[] = [];
     const bySet = new Map<string, string[]>();
     for (const s of this.jails.values()) {
@@ -295,21 +216,14 @@ export class IpsetBackend implements FirewallBackend {
     };
   }
 
-  /** Apply a batch; on failure repair sets, rules and jump, and apply a freshly built batch once more. */
-  private async withRepair(operation: string, build: () => Batch): Promise<void> {
-    const first = build();
-    if (!first.script) return first.onSuccess();
-    const r = await this.run.run(operation, ['ipset', 'restore', '-exist'], first.script, { allowFail: true });
-    if (r.exitCode === 0) return first.onSuccess();
-    this.log.warn({ operation, stderr: r.stderr.trim().slice(0, 500) }, 'ipset batch failed; repairing sets and rules and retrying once');
-    try {
-      await this.setup(this.jails);
-    } catch (err) {
-      throw new FirewallError(operation, `${r.stderr.trim()}\nrepair failed too: ${(err as Error).message}`, { cause: err });
-    }
-    const second = build();
-    if (second.script) await this.run.run(operation, ['ipset', 'restore', '-exist'], second.script);
-    second.onSuccess();
+  /** Apply a batch with `ipset restore`; on failure repair sets, rules and jump, and retry once. */
+  private withRepair(operation: string, build: () => ScriptBatch): Promise<void> {
+    return applyWithRepair(operation, build, {
+      log: this.log,
+      warning: 'ipset batch failed; repairing sets and rules and retrying once',
+      apply: applyOnStdin(this.run, ['ipset', 'restore', '-exist']),
+      repair: () => this.setup(this.jails),
+    });
   }
 
   /** Delete bans that were stored without a timeout because they outlast ipset's limit, once due. */
@@ -362,31 +276,18 @@ export class IpsetBackend implements FirewallBackend {
     return out;
   }
 
-  shutdown(options: { cleanup?: boolean } = {}): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = undefined;
-    return this.serialize(async () => {
-      if (this.pending.size > 0) this.log.warn({ pending: this.pending.size }, 'shutdown with uncommitted firewall changes');
-      if (!options.cleanup) return;
-      for (const tool of ['iptables', 'ip6tables']) {
-        // Each step may find its object already gone; what matters is that nothing of ours remains.
-        for (let i = 0; i < 16; i++) {
-          const r = await this.run.run(`${tool} cleanup`, [tool, '-w', '-D', 'INPUT', '-j', this.chain], undefined, { allowFail: true });
-          if (r.exitCode !== 0) break;
-        }
-        await this.run.run(`${tool} cleanup`, [tool, '-w', '-F', this.chain], undefined, { allowFail: true });
-        await this.run.run(`${tool} cleanup`, [tool, '-w', '-X', this.chain], undefined, { allowFail: true });
-      }
-      const names = (await this.run.run('ipset list names', ['ipset', 'list', '-n'])).stdout.split('\n').map((l) => l.trim());
-      const ours = names.filter((n) => n.startsWith(this.prefix));
-      if (ours.length) await this.run.run('ipset cleanup', ['ipset', 'restore', '-exist'], ours.map((n) => `destroy ${n}`).join('\n') + '\n');
-      this.ledger.clear();
-      this.overlong.clear();
-    });
+  protected async cleanup(): Promise<void> {
+    for (const family of [4, 6] as const) {
+      const tool = family === 4 ? 'iptables' : 'ip6tables';
+      // Each step may find its object already gone; what matters is that nothing of ours remains.
+      await this.jump.remove(family);
+      await this.run.run(`${tool} cleanup`, [tool, '-w', '-F', this.jump.chain], undefined, { allowFail: true });
+      await this.run.run(`${tool} cleanup`, [tool, '-w', '-X', this.jump.chain], undefined, { allowFail: true });
+    }
+    const names = (await this.run.run('ipset list names', ['ipset', 'list', '-n'])).stdout.split('\n').map((l) => l.trim());
+    const ours = names.filter((n) => n.startsWith(this.prefix));
+    if (ours.length) await this.run.run('ipset cleanup', ['ipset', 'restore', '-exist'], ours.map((n) => `destroy ${n}`).join('\n') + '\n');
+    this.ledger.clear();
+    this.overlong.clear();
   }
-}
-
-interface Batch {
-  readonly script: string;
-  readonly onSuccess: () => void;
 }

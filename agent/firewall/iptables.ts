@@ -11,66 +11,44 @@
  * the whole restore, so a delete is only written for a rule the ledger holds.
  */
 import { now as clockNow } from '../../common/clock.js';
-import { FirewallError, InvalidInputError } from '../../common/errors.js';
-import { componentLogger, type Logger } from '../../common/log.js';
-import type { FirewallBackend, FirewallBan, JailRule } from './backend.js';
-import { BanLedger } from './ban-ledger.js';
-import { CommandRunner } from './command-runner.js';
+import { InvalidInputError } from '../../common/errors.js';
+import type { FirewallBan, JailRule } from './backend.js';
+import { CapBudget } from './cap-budget.js';
+import { InputJump } from './input-jump.js';
 import { iptablesMatches } from './iptables-matches.js';
-import { banKey, banTarget, boundedName, checkBan, validateJailRules, type CheckedBan } from './jail-rules.js';
-import { DEFAULT_MAX_BANS } from './nftables.js';
-import { outlasts, PendingChanges, type PendingChange } from './pending-changes.js';
+import { banKey, banTarget, boundedName, validateJailRules } from './jail-rules.js';
+import { KernelBackend, type KernelBackendOptions } from './kernel-backend.js';
+import type { PendingChange } from './pending-changes.js';
+import { prepareSync } from './prepare-sync.js';
+import { applyWithRepair, type Batch } from './repair-and-retry.js';
 
 /** Options of {@link IptablesBackend}. */
-export interface IptablesOptions {
-  /** argv run before every command, e.g. `['ip','netns','exec',ns]`. */
-  readonly commandPrefix?: readonly string[];
-  /** Per-host cap on ban rules across all jails; default {@link DEFAULT_MAX_BANS}. */
-  readonly maxBans?: number;
+export interface IptablesOptions extends KernelBackendOptions {
   /** Prefix of per-jail chain names (28 characters at most in all); default `f2b-`. */
   readonly namePrefix?: string;
   /** Name of the dispatch chain; default `fleetban`. */
   readonly chain?: string;
   /** How often expired bans are removed, ms; default 1000. */
   readonly expireIntervalMs?: number;
-  readonly logger?: Logger;
 }
 
 const NAME_PREFIX = /^[A-Za-z][A-Za-z0-9_-]{0,9}$/;
-const CHAIN = /^[A-Za-z][A-Za-z0-9_-]{0,27}$/;
 const FAMILIES = [4, 6] as const;
 
 /** iptables implementation of {@link FirewallBackend}; see the module comment. */
-export class IptablesBackend implements FirewallBackend {
+export class IptablesBackend extends KernelBackend<{ rule: JailRule; chain: string }> {
   readonly name = 'iptables';
-  private readonly run: CommandRunner;
-  private readonly log: Logger;
   private readonly prefix: string;
-  private readonly chain: string;
+  private readonly jump: InputJump;
   private readonly expireIntervalMs: number;
-  private readonly pending = new PendingChanges();
-  /** Exactly the ban rules in our jail chains (plus their expiry), as this process wrote or read them. */
-  private readonly ledger: BanLedger;
-  private jails = new Map<string, { rule: JailRule; chain: string }>();
-  private timer: NodeJS.Timeout | undefined;
-  private queue: Promise<unknown> = Promise.resolve();
 
   /** @param options see {@link IptablesOptions} */
   constructor(options: IptablesOptions = {}) {
-    this.log = options.logger ?? componentLogger('firewall.iptables');
-    this.run = new CommandRunner(options.commandPrefix ?? [], this.log);
+    super(options, 'firewall.iptables');
     this.prefix = options.namePrefix ?? 'f2b-';
     if (!NAME_PREFIX.test(this.prefix)) throw new InvalidInputError(`iptables chain prefix '${this.prefix}' must match ${NAME_PREFIX}`);
-    this.chain = options.chain ?? 'fleetban';
-    if (!CHAIN.test(this.chain)) throw new InvalidInputError(`iptables chain '${this.chain}' must match ${CHAIN}`);
-    this.ledger = new BanLedger(options.maxBans ?? DEFAULT_MAX_BANS, this.log);
+    this.jump = new InputJump(this.run, options.chain ?? 'fleetban');
     this.expireIntervalMs = options.expireIntervalMs ?? 1000;
-  }
-
-  private serialize<T>(fn: () => Promise<T>): Promise<T> {
-    const next = this.queue.then(fn, fn);
-    this.queue = next.catch(() => undefined);
-    return next;
   }
 
   async init(jails: readonly JailRule[]): Promise<void> {
@@ -79,10 +57,7 @@ export class IptablesBackend implements FirewallBackend {
       const next = new Map<string, { rule: JailRule; chain: string }>();
       for (const [name, rule] of checked) next.set(name, { rule, chain: boundedName(this.prefix, name, 28) });
       await this.setup(next);
-      if (!this.timer) {
-        this.timer = setInterval(() => void this.expire().catch((err: unknown) => this.log.error({ err }, 'removing expired bans failed')), this.expireIntervalMs);
-        this.timer.unref();
-      }
+      this.startExpiry(this.expireIntervalMs, () => this.expire(), 'removing expired bans failed');
     });
   }
 
@@ -99,9 +74,9 @@ export class IptablesBackend implements FirewallBackend {
       const state = await this.save(family);
       const lines = ['*filter'];
       for (const j of jails.values()) if (!state.chains.has(j.chain)) lines.push(`:${j.chain} - [0:0]`);
-      lines.push(`:${this.chain} - [0:0]`); // --noflush empties only this declared chain
+      lines.push(`:${this.jump.chain} - [0:0]`); // --noflush empties only this declared chain
       for (const j of jails.values()) {
-        for (const m of iptablesMatches(j.rule)) lines.push(['-A', this.chain, ...m, '-j', j.chain].join(' '));
+        for (const m of iptablesMatches(j.rule)) lines.push(['-A', this.jump.chain, ...m, '-j', j.chain].join(' '));
       }
       // Chains the old dispatch chain jumped to but no configured jail owns any more.
       const stale = [...state.dispatchTargets].filter((c) => ![...jails.values()].some((j) => j.chain === c) && state.chains.has(c));
@@ -109,9 +84,7 @@ export class IptablesBackend implements FirewallBackend {
       lines.push('COMMIT');
       const restore = family === 4 ? 'iptables-restore' : 'ip6tables-restore';
       await this.run.run(`${restore} (setup)`, [restore, '-w', '--noflush'], lines.join('\n') + '\n');
-      const tool = family === 4 ? 'iptables' : 'ip6tables';
-      const has = await this.run.run(`${tool} check jump`, [tool, '-w', '-C', 'INPUT', '-j', this.chain], undefined, { allowFail: true });
-      if (has.exitCode !== 0) await this.run.run(`${tool} insert jump`, [tool, '-w', '-I', 'INPUT', '1', '-j', this.chain]);
+      await this.jump.ensure(family);
       const byChain = new Map([...jails.values()].map((j) => [j.chain, j.rule.jail]));
       for (const [chain, addrs] of state.bans) {
         const jail = byChain.get(chain);
@@ -140,7 +113,7 @@ export class IptablesBackend implements FirewallBackend {
       if (!line.startsWith('-A ')) continue;
       const parts = line.split(' ');
       const chain = parts[1]!;
-      if (chain === this.chain) {
+      if (chain === this.jump.chain) {
         const j = parts.indexOf('-j');
         if (j !== -1 && parts[j + 1]) dispatchTargets.add(parts[j + 1]!);
         continue;
@@ -156,34 +129,8 @@ export class IptablesBackend implements FirewallBackend {
     return { chains, dispatchTargets, bans };
   }
 
-  add(ban: FirewallBan): void {
-    const c = this.check(ban);
-    this.pending.add({ jail: c.jail, addr: c.target.text, family: c.target.family, until: c.until });
-  }
-
-  delete(jail: string, addr: string): void {
-    const text = banTarget(addr).text;
-    if (this.jails.has(jail)) this.pending.delete(jail, text);
-  }
-
-  private check(ban: FirewallBan): CheckedBan {
-    if (!this.jails.has(ban.jail)) {
-      throw new InvalidInputError(`jail '${ban.jail}' is not set up in the iptables backend (known: ${[...this.jails.keys()].join(', ') || 'none'})`);
-    }
-    return checkBan(ban);
-  }
-
-  commit(): Promise<void> {
-    return this.serialize(async () => {
-      const changes = this.pending.take();
-      if (changes.length === 0) return;
-      try {
-        await this.withRepair('iptables commit', () => this.buildCommit(changes));
-      } catch (err) {
-        this.pending.restore(changes);
-        throw err;
-      }
-    });
+  protected applyChanges(changes: readonly PendingChange[]): Promise<void> {
+    return this.withRepair('iptables commit', () => this.buildCommit(changes));
   }
 
   /** Rules to add and delete per family; an already present ban only gets its expiry updated. */
@@ -202,8 +149,7 @@ export class IptablesBackend implements FirewallBackend {
       if (this.ledger.has(key, nowMs)) freed++;
       after.push(() => this.ledger.delete(key));
     }
-    let room = this.ledger.room(nowMs) + freed;
-    let refused = 0;
+    const budget = new CapBudget(this.ledger, nowMs, freed);
     for (const c of changes) {
       if (c.kind !== 'add') continue;
       const { ban } = c;
@@ -215,15 +161,11 @@ export class IptablesBackend implements FirewallBackend {
         after.push(() => this.ledger.set(key, ban.until));
         continue;
       }
-      if (room <= 0) {
-        refused++;
-        continue;
-      }
-      room--;
+      if (!budget.take()) continue;
       lines[ban.family].push(`-A ${j.chain} -s ${ban.addr} -j DROP`);
       after.push(() => this.ledger.set(key, ban.until));
     }
-    this.ledger.warnCap(refused, nowMs);
+    budget.finish();
     return { lines, flush: false, onSuccess: () => after.forEach((f) => f()) };
   }
 
@@ -233,27 +175,7 @@ export class IptablesBackend implements FirewallBackend {
 
   private buildSync(bans: readonly FirewallBan[]): Batches {
     const nowMs = clockNow();
-    const wanted = new Map<string, CheckedBan>();
-    const rejected: string[] = [];
-    for (const b of bans) {
-      let c: CheckedBan;
-      try {
-        c = this.check(b);
-      } catch (err) {
-        rejected.push(`${b.jail} ${b.addr}: ${(err as Error).message}`);
-        continue;
-      }
-      if (c.until !== -1 && c.until <= nowMs) continue;
-      const key = banKey(c.jail, c.target.text);
-      const prev = wanted.get(key);
-      if (!prev || outlasts(c.until, prev.until)) wanted.set(key, c);
-    }
-    if (rejected.length) this.log.warn({ rejected: rejected.length, examples: rejected.slice(0, 5) }, 'sync skipped invalid bans');
-    let list = [...wanted.entries()];
-    if (list.length > this.ledger.maxBans) {
-      this.ledger.warnCap(list.length - this.ledger.maxBans, nowMs);
-      list = list.slice(0, this.ledger.maxBans);
-    }
+    const list = prepareSync(bans, { check: (b) => this.check(b), now: nowMs, log: this.log, ledger: this.ledger });
     const lines: Record<4 | 6, string[]> = { 4: [], 6: [] };
     for (const [, c] of list) lines[c.target.family].push(`-A ${this.jails.get(c.jail)!.chain} -s ${c.target.text} -j DROP`);
     return {
@@ -274,34 +196,31 @@ export class IptablesBackend implements FirewallBackend {
   }
 
   /** Apply both families' batches; on failure resynchronise with the kernel, rebuild, retry once. */
-  private async withRepair(operation: string, build: () => Batches): Promise<void> {
-    const first = build();
-    const failed: string[] = [];
-    const done = new Set<4 | 6>();
-    for (const family of FAMILIES) {
-      const text = this.restoreText(first, family);
-      if (!text) continue;
-      const restore = family === 4 ? 'iptables-restore' : 'ip6tables-restore';
-      const r = await this.run.run(operation, [restore, '-w', '--noflush'], text, { allowFail: true });
-      if (r.exitCode === 0) done.add(family);
-      else failed.push(r.stderr.trim());
-    }
-    if (failed.length === 0) return first.onSuccess();
-    this.log.warn({ operation, stderr: failed.join('\n').slice(0, 500) }, 'iptables batch failed; re-reading the chains and retrying once');
-    try {
+  private withRepair(operation: string, build: () => Batches): Promise<void> {
+    return applyWithRepair(operation, build, {
+      log: this.log,
+      warning: 'iptables batch failed; re-reading the chains and retrying once',
+      apply: (op, batch, allowFail) => this.restore(op, batch, allowFail),
       // A family that did apply is now in the kernel; setup reads it back into the ledger.
-      await this.setup(this.jails);
-    } catch (err) {
-      throw new FirewallError(operation, `${failed.join('\n')}\nrepair failed too: ${(err as Error).message}`, { cause: err });
-    }
-    const second = build();
+      repair: () => this.setup(this.jails),
+    });
+  }
+
+  /**
+   * One `ip(6)tables-restore` per family that has lines. Both families are tried even when the
+   * first fails, so one family's problem does not hold back the other's bans.
+   * @returns undefined when every family applied, else their stderr (when allowFail)
+   */
+  private async restore(operation: string, batch: Batches, allowFail: boolean): Promise<string | undefined> {
+    const failed: string[] = [];
     for (const family of FAMILIES) {
-      const text = this.restoreText(second, family);
+      const text = this.restoreText(batch, family);
       if (!text) continue;
       const restore = family === 4 ? 'iptables-restore' : 'ip6tables-restore';
-      await this.run.run(operation, [restore, '-w', '--noflush'], text);
+      const r = await this.run.run(operation, [restore, '-w', '--noflush'], text, { allowFail });
+      if (r.exitCode !== 0) failed.push(r.stderr.trim());
     }
-    second.onSuccess();
+    return failed.length === 0 ? undefined : failed.join('\n');
   }
 
   /** Delete the rules of bans whose time is up, one restore per family. */
@@ -350,37 +269,27 @@ export class IptablesBackend implements FirewallBackend {
     });
   }
 
-  shutdown(options: { cleanup?: boolean } = {}): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = undefined;
-    return this.serialize(async () => {
-      if (this.pending.size > 0) this.log.warn({ pending: this.pending.size }, 'shutdown with uncommitted firewall changes');
-      if (!options.cleanup) return;
-      for (const family of FAMILIES) {
-        const tool = family === 4 ? 'iptables' : 'ip6tables';
-        for (let i = 0; i < 16; i++) {
-          const r = await this.run.run(`${tool} cleanup`, [tool, '-w', '-D', 'INPUT', '-j', this.chain], undefined, { allowFail: true });
-          if (r.exitCode !== 0) break;
-        }
-        const state = await this.save(family);
-        const chains = [this.chain, ...[...this.jails.values()].map((j) => j.chain), ...state.dispatchTargets];
-        for (const c of new Set(chains)) {
-          if (!state.chains.has(c)) continue;
-          await this.run.run(`${tool} cleanup`, [tool, '-w', '-F', c], undefined, { allowFail: true });
-        }
-        for (const c of new Set(chains)) {
-          if (!state.chains.has(c)) continue;
-          await this.run.run(`${tool} cleanup`, [tool, '-w', '-X', c], undefined, { allowFail: true });
-        }
+  protected async cleanup(): Promise<void> {
+    for (const family of FAMILIES) {
+      const tool = family === 4 ? 'iptables' : 'ip6tables';
+      await this.jump.remove(family);
+      const state = await this.save(family);
+      const chains = [this.jump.chain, ...[...this.jails.values()].map((j) => j.chain), ...state.dispatchTargets];
+      for (const c of new Set(chains)) {
+        if (!state.chains.has(c)) continue;
+        await this.run.run(`${tool} cleanup`, [tool, '-w', '-F', c], undefined, { allowFail: true });
       }
-      this.ledger.clear();
-    });
+      for (const c of new Set(chains)) {
+        if (!state.chains.has(c)) continue;
+        await this.run.run(`${tool} cleanup`, [tool, '-w', '-X', c], undefined, { allowFail: true });
+      }
+    }
+    this.ledger.clear();
   }
 }
 
-interface Batches {
+interface Batches extends Batch {
   readonly lines: Record<4 | 6, string[]>;
   /** Empty the jail chains first (sync). */
   readonly flush: boolean;
-  readonly onSuccess: () => void;
 }
