@@ -3,6 +3,7 @@ import { componentLogger, type Logger } from '../../common/log.js';
 import type { FirewallBackend, FirewallBan, JailRule } from './backend.js';
 import { banKey, banTarget, checkBan, validateJailRules } from './jail-rules.js';
 import { PendingChanges } from './pending-changes.js';
+import { prepareSync } from './prepare-sync.js';
 
 /** Options of {@link DryRunBackend}. */
 export interface DryRunOptions {
@@ -59,20 +60,8 @@ export class DryRunBackend implements FirewallBackend {
   }
 
   async sync(bans: readonly FirewallBan[]): Promise<void> {
-    const nowMs = clockNow();
     this.bans.clear();
-    for (const b of bans) {
-      let c;
-      try {
-        c = checkBan(b);
-      } catch (err) {
-        this.log.warn({ jail: b.jail, addr: b.addr, err: (err as Error).message }, 'sync skipped an invalid ban');
-        continue;
-      }
-      if (c.until !== -1 && c.until <= nowMs) continue;
-      const key = banKey(c.jail, c.target.text);
-      const prev = this.bans.get(key);
-      if (prev && (prev.until === -1 || (c.until !== -1 && prev.until >= c.until))) continue;
+    for (const [key, c] of prepareSync(bans, { check: checkBan, now: clockNow(), log: this.log, rejectedLog: 'each' })) {
       this.bans.set(key, { jail: c.jail, addr: c.target.text, family: c.target.family, until: c.until });
     }
     this.log.info({ action: 'sync', count: this.bans.size }, 'dry-run sync');

@@ -4,7 +4,7 @@
  * languages, and an address taken from a log line must not be able to add a statement).
  */
 import { createHash } from 'node:crypto';
-import { isIPv4, isIPv6 } from 'node:net';
+import { isIPv6 } from 'node:net';
 import { parseBanTarget, type BanTarget } from '../../common/address.js';
 import { InvalidInputError } from '../../common/errors.js';
 import type { FirewallBan, JailRule } from './backend.js';

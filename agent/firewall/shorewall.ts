@@ -12,53 +12,32 @@
  */
 import { now as clockNow } from '../../common/clock.js';
 import { FirewallError, InvalidInputError } from '../../common/errors.js';
-import { componentLogger, type Logger } from '../../common/log.js';
-import type { FirewallBackend, FirewallBan, JailRule } from './backend.js';
-import { BanLedger } from './ban-ledger.js';
-import { CommandRunner } from './command-runner.js';
-import { banKey, banTarget, checkBan, validateJailRules, type CheckedBan } from './jail-rules.js';
-import { DEFAULT_MAX_BANS } from './nftables.js';
-import { outlasts, PendingChanges, type PendingChange } from './pending-changes.js';
+import type { FirewallBan, JailRule } from './backend.js';
+import { CapBudget } from './cap-budget.js';
+import { banKey, banTarget, validateJailRules, type CheckedBan } from './jail-rules.js';
+import { KernelBackend, type KernelBackendOptions } from './kernel-backend.js';
+import type { PendingChange } from './pending-changes.js';
+import { prepareSync } from './prepare-sync.js';
 
-/** Options of {@link ShorewallBackend}. */
-export interface ShorewallOptions {
-  /** argv run before every command, e.g. `['ip','netns','exec',ns]`. */
-  readonly commandPrefix?: readonly string[];
-  /** Per-host cap on (jail, address) bans; default {@link DEFAULT_MAX_BANS}. */
-  readonly maxBans?: number;
+/** Options of {@link ShorewallBackend}; the cap (`maxBans`) counts (jail, address) bans. */
+export interface ShorewallOptions extends KernelBackendOptions {
   /** How often expired bans are lifted, ms; default 1000. */
   readonly expireIntervalMs?: number;
-  readonly logger?: Logger;
 }
 
 /** Addresses per `shorewall drop/allow` process, well under the kernel's argv limits. */
 const ARGS_PER_CALL = 500;
 
 /** Shorewall implementation of {@link FirewallBackend}; see the module comment. */
-export class ShorewallBackend implements FirewallBackend {
+export class ShorewallBackend extends KernelBackend<JailRule> {
   readonly name = 'shorewall';
-  private readonly run: CommandRunner;
-  private readonly log: Logger;
   private readonly expireIntervalMs: number;
-  private readonly pending = new PendingChanges();
-  private readonly ledger: BanLedger;
-  private jails = new Map<string, JailRule>();
   private ipv6 = false;
-  private timer: NodeJS.Timeout | undefined;
-  private queue: Promise<unknown> = Promise.resolve();
 
   /** @param options see {@link ShorewallOptions} */
   constructor(options: ShorewallOptions = {}) {
-    this.log = options.logger ?? componentLogger('firewall.shorewall');
-    this.run = new CommandRunner(options.commandPrefix ?? [], this.log);
-    this.ledger = new BanLedger(options.maxBans ?? DEFAULT_MAX_BANS, this.log);
+    super(options, 'firewall.shorewall');
     this.expireIntervalMs = options.expireIntervalMs ?? 1000;
-  }
-
-  private serialize<T>(fn: () => Promise<T>): Promise<T> {
-    const next = this.queue.then(fn, fn);
-    this.queue = next.catch(() => undefined);
-    return next;
   }
 
   /** Shorewall must be running (it owns the ruleset); Shorewall6 is optional and enables IPv6 bans. */
@@ -78,28 +57,12 @@ export class ShorewallBackend implements FirewallBackend {
       }
       for (const k of [...this.ledger.keys()]) if (!checked.has(k.split('\u0000')[0]!)) this.ledger.delete(k);
       this.jails = checked;
-      if (!this.timer) {
-        this.timer = setInterval(() => void this.expire().catch((err: unknown) => this.log.error({ err }, 'lifting expired bans failed')), this.expireIntervalMs);
-        this.timer.unref();
-      }
+      this.startExpiry(this.expireIntervalMs, () => this.expire(), 'lifting expired bans failed');
     });
   }
 
-  add(ban: FirewallBan): void {
-    const c = this.check(ban);
-    this.pending.add({ jail: c.jail, addr: c.target.text, family: c.target.family, until: c.until });
-  }
-
-  delete(jail: string, addr: string): void {
-    const text = banTarget(addr).text;
-    if (this.jails.has(jail)) this.pending.delete(jail, text);
-  }
-
-  private check(ban: FirewallBan): CheckedBan {
-    if (!this.jails.has(ban.jail)) {
-      throw new InvalidInputError(`jail '${ban.jail}' is not set up in the shorewall backend (known: ${[...this.jails.keys()].join(', ') || 'none'})`);
-    }
-    const c = checkBan(ban);
+  protected override check(ban: FirewallBan): CheckedBan {
+    const c = super.check(ban);
     if (c.target.family === 6 && !this.ipv6) throw new InvalidInputError(`cannot ban ${c.target.text}: Shorewall6 is not running on this host`);
     return c;
   }
@@ -111,43 +74,25 @@ export class ShorewallBackend implements FirewallBackend {
     return held;
   }
 
-  commit(): Promise<void> {
-    return this.serialize(async () => {
-      const changes = this.pending.take();
-      if (changes.length === 0) return;
-      try {
-        await this.apply(changes);
-      } catch (err) {
-        this.pending.restore(changes);
-        throw err;
-      }
-    });
-  }
-
-  private async apply(changes: readonly PendingChange[]): Promise<void> {
+  /** The blacklist is changed only by the difference in addresses held, before and after. */
+  protected async applyChanges(changes: readonly PendingChange[]): Promise<void> {
     const nowMs = clockNow();
     const before = this.addressesHeld();
     const next = new Map<string, number>();
     for (const k of this.ledger.keys()) next.set(k, this.ledger.get(k)!);
-    let room = this.ledger.room(nowMs);
+    let freed = 0;
     for (const c of changes) {
-      if (c.kind === 'delete' && next.delete(banKey(c.jail, c.addr))) room++;
+      if (c.kind === 'delete' && next.delete(banKey(c.jail, c.addr))) freed++;
     }
-    let refused = 0;
+    const budget = new CapBudget(this.ledger, nowMs, freed);
     for (const c of changes) {
       if (c.kind !== 'add' || !this.jails.has(c.ban.jail)) continue;
       if (c.ban.until !== -1 && c.ban.until <= nowMs) continue;
       const key = banKey(c.ban.jail, c.ban.addr);
-      if (!next.has(key)) {
-        if (room <= 0) {
-          refused++;
-          continue;
-        }
-        room--;
-      }
+      if (!next.has(key) && !budget.take()) continue;
       next.set(key, c.ban.until);
     }
-    this.ledger.warnCap(refused, nowMs);
+    budget.finish();
     const after = new Set([...next.keys()].map((k) => k.slice(k.indexOf('\u0000') + 1)));
     const drop = [...after].filter((a) => !before.has(a));
     const allow = [...before].filter((a) => !after.has(a));
@@ -171,26 +116,7 @@ export class ShorewallBackend implements FirewallBackend {
   /** Make the blacklist hold exactly these addresses: drop what is missing, allow what is extra. */
   sync(bans: readonly FirewallBan[]): Promise<void> {
     return this.serialize(async () => {
-      const nowMs = clockNow();
-      const wanted = new Map<string, CheckedBan>();
-      for (const b of bans) {
-        let c: CheckedBan;
-        try {
-          c = this.check(b);
-        } catch (err) {
-          this.log.warn({ jail: b.jail, addr: b.addr, err: (err as Error).message }, 'sync skipped an invalid ban');
-          continue;
-        }
-        if (c.until !== -1 && c.until <= nowMs) continue;
-        const key = banKey(c.jail, c.target.text);
-        const prev = wanted.get(key);
-        if (!prev || outlasts(c.until, prev.until)) wanted.set(key, c);
-      }
-      let list = [...wanted.entries()];
-      if (list.length > this.ledger.maxBans) {
-        this.ledger.warnCap(list.length - this.ledger.maxBans, nowMs);
-        list = list.slice(0, this.ledger.maxBans);
-      }
+      const list = prepareSync(bans, { check: (b) => this.check(b), now: clockNow(), log: this.log, ledger: this.ledger, rejectedLog: 'each' });
       const target = new Set(list.map(([, c]) => c.target.text));
       const current = new Set(await this.readBlacklist());
       await this.blacklist('allow', [...current].filter((a) => !target.has(a)));
@@ -231,7 +157,7 @@ export class ShorewallBackend implements FirewallBackend {
           due.push({ kind: 'delete', jail: k.slice(0, i), addr: k.slice(i + 1) });
         }
       }
-      if (due.length) await this.apply(due);
+      if (due.length) await this.applyChanges(due);
     });
   }
 
@@ -251,15 +177,9 @@ export class ShorewallBackend implements FirewallBackend {
     });
   }
 
-  /** With cleanup, allow every address this backend dropped; Shorewall's own ruleset stays. */
-  shutdown(options: { cleanup?: boolean } = {}): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = undefined;
-    return this.serialize(async () => {
-      if (this.pending.size > 0) this.log.warn({ pending: this.pending.size }, 'shutdown with uncommitted firewall changes');
-      if (!options.cleanup) return;
-      await this.blacklist('allow', [...this.addressesHeld()]);
-      this.ledger.clear();
-    });
+  /** Allow every address this backend dropped; Shorewall's own ruleset stays. */
+  protected async cleanup(): Promise<void> {
+    await this.blacklist('allow', [...this.addressesHeld()]);
+    this.ledger.clear();
   }
 }
