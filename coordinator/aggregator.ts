@@ -61,6 +61,7 @@ export class Aggregator {
     decisionsMaxlen = 100_000,
     private readonly clock: () => number = now,
     historyRetentionMs?: number,
+    private readonly waitForReplica = false,
   ) {
     this.batch = Math.min(batch, MAX_BATCH);
     this.scripts = new ClusterScripts(writer, keys, decisionsMaxlen, historyRetentionMs);
@@ -202,6 +203,11 @@ export class Aggregator {
       if (!p.countsBans) policies.push(p);
     }
     const result = await this.scripts.recordFailures(this.clock(), policies, counted, ackOnly);
+    if (result.bans.length > 0 && this.waitForReplica) {
+      // Replication is asynchronous: a ban decided just before the primary dies could be missing
+      // on the replica Sentinel promotes. Waiting (briefly) for one replica closes most of that window.
+      await this.writer.call('WAIT', 1, 200).catch(() => undefined);
+    }
     this.stats.counted += counted.length;
     for (const ban of result.bans) {
       this.stats.bans++;

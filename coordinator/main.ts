@@ -68,6 +68,7 @@ export async function startCoordinator(dir: string, override?: Partial<FleetbanC
   const aggregator = new Aggregator(
     reader, writer, keys, config.coordinator.consumer, policy, componentLogger('coordinator.aggregator'),
     config.coordinator.batch, config.coordinator.claimIdle * 1000, maxlen, () => clock.now(), config.coordinator.dbpurgeage * 1000,
+    config.redis.url.startsWith('sentinel://'),
   );
   const expirer = new Expirer(new ClusterScripts(writer, keys, maxlen), config.coordinator.expireInterval * 1000,
     componentLogger('coordinator.expirer'), () => clock.now());
