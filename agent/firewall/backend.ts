@@ -12,6 +12,13 @@ export interface JailRule {
   readonly ports: ReadonlyArray<readonly [number, number]> | 'all';
   /** Protocols the ports apply to; with ports 'all' and protocols 'all' every packet is dropped. */
   readonly protocols: ReadonlyArray<'tcp' | 'udp' | 'sctp'> | 'all';
+  /**
+   * Name for the jail's own kernel objects where a backend names them after the jail, with the
+   * jail name's syntax; fail2ban's `iptables[name=SSH]` makes chain `f2b-SSH`, and a host moving
+   * from fail2ban keeps that name. Only the iptables backend uses it; optional, so existing rules
+   * keep their names.
+   */
+  readonly label?: string;
 }
 
 /** One ban as a backend sees it. */

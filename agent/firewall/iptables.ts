@@ -1,7 +1,8 @@
 /**
  * Plain iptables backend for hosts without nftables or ipset, laid out the way fail2ban's
- * iptables-multiport action does it: a chain `f2b-<jail>` per jail holding one `-s ADDR -j DROP`
- * rule per ban, entered for the jail's ports and protocols. The jumps live in a dispatch chain of
+ * iptables-multiport action does it: a chain `f2b-<jail>` per jail (`f2b-<label>` when the jail
+ * has a label, as fail2ban's `name=` gives) holding one `-s ADDR -j DROP` rule per ban, entered
+ * for the jail's ports and protocols. The jumps live in a dispatch chain of
  * ours (`fleetban`, jumped to from the top of INPUT) so that re-running init with changed ports
  * rewrites them without touching INPUT or the bans.
  *
@@ -9,6 +10,9 @@
  * family per commit. iptables has no timeouts, so this backend deletes expired bans itself on a
  * timer, and it keeps a ledger of the rules it wrote: deleting a rule that is not there would fail
  * the whole restore, so a delete is only written for a rule the ledger holds.
+ *
+ * Changing a jail's label renames its chain: init removes the old chain with its bans, and the
+ * agent's next sync or reconciliation writes them into the new one.
  */
 import { now as clockNow } from '../../common/clock.js';
 import { InvalidInputError } from '../../common/errors.js';
@@ -34,6 +38,8 @@ export interface IptablesOptions extends KernelBackendOptions {
 
 const NAME_PREFIX = /^[A-Za-z][A-Za-z0-9_-]{0,9}$/;
 const FAMILIES = [4, 6] as const;
+/** Declaring one of these under --noflush would empty it. */
+const BUILT_IN_CHAINS = new Set(['INPUT', 'FORWARD', 'OUTPUT']);
 
 /** iptables implementation of {@link FirewallBackend}; see the module comment. */
 export class IptablesBackend extends KernelBackend<{ rule: JailRule; chain: string }> {
@@ -52,13 +58,33 @@ export class IptablesBackend extends KernelBackend<{ rule: JailRule; chain: stri
   }
 
   async init(jails: readonly JailRule[]): Promise<void> {
-    const checked = validateJailRules(jails);
+    const next = this.chainsFor(validateJailRules(jails));
     return this.serialize(async () => {
-      const next = new Map<string, { rule: JailRule; chain: string }>();
-      for (const [name, rule] of checked) next.set(name, { rule, chain: boundedName(this.prefix, name, 28) });
       await this.setup(next);
       this.startExpiry(this.expireIntervalMs, () => this.expire(), 'removing expired bans failed');
     });
+  }
+
+  /**
+   * Each jail's chain: prefix plus label, or plus jail name when there is no label. No two jails
+   * may share a chain (one's unban would lift the other's ban, and setup counts a chain's rules
+   * for one jail only), nor may a jail chain be our dispatch chain or a built-in one.
+   * @throws InvalidInputError naming the jails, before anything touches the kernel
+   */
+  private chainsFor(checked: Map<string, JailRule>): Map<string, { rule: JailRule; chain: string }> {
+    const next = new Map<string, { rule: JailRule; chain: string }>();
+    const owner = new Map<string, string>();
+    for (const [name, rule] of checked) {
+      const chain = boundedName(this.prefix, rule.label ?? name, 28);
+      if (chain === this.jump.chain || BUILT_IN_CHAINS.has(chain)) {
+        throw new InvalidInputError(`jail '${name}': its iptables chain would be '${chain}', which is not ours to use; choose another label or name prefix`);
+      }
+      const other = owner.get(chain);
+      if (other !== undefined) throw new InvalidInputError(`jails '${other}' and '${name}' would share iptables chain '${chain}'; give one of them another label`);
+      owner.set(chain, name);
+      next.set(name, { rule, chain });
+    }
+    return next;
   }
 
   /**

@@ -27,6 +27,10 @@ export function validateJailRules(jails: readonly JailRule[]): Map<string, JailR
       throw new InvalidInputError(`jail name '${String(j.jail)}' must match ${JAIL_NAME}`);
     }
     if (byName.has(j.jail)) throw new InvalidInputError(`jail '${j.jail}' is defined twice`);
+    // A label becomes part of a chain name in a restore file, so it gets the jail name's check.
+    if (j.label !== undefined && (typeof j.label !== 'string' || !JAIL_NAME.test(j.label))) {
+      throw new InvalidInputError(`jail '${j.jail}': label '${String(j.label)}' must match ${JAIL_NAME}`);
+    }
     if (j.ports !== 'all') {
       if (j.ports.length === 0) throw new InvalidInputError(`jail '${j.jail}': empty port list (use 'all')`);
       for (const [lo, hi] of j.ports) {

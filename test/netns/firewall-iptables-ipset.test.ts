@@ -178,3 +178,38 @@ for (const [name, make, commitOp] of backends) {
     });
   });
 }
+
+test('iptables names a labelled jail\'s chain f2b-<label>, as fail2ban\'s name= does, and renames it on relabel', async (t) => {
+  if (!avail.ok) return t.skip(avail.reason);
+  const fw = new IptablesBackend({ commandPrefix: fleet.prefix('host') });
+  const chainsOf = async () => (await fleet.exec('host', 'iptables', ['-S'])).stdout;
+  try {
+    await fw.init([{ ...SSH, label: 'SSH' }, ALL]);
+    fw.add(ban('ssh-test.v1', ATK4, 60_000));
+    await fw.commit();
+    const rules = await chainsOf();
+    assert.match(rules, new RegExp(`^-A f2b-SSH -s ${ATK4}/32 -j DROP$`, 'm'), 'the ban is a rule in f2b-SSH');
+    assert.match(rules, /^-A fleetban -p tcp -m multiport --dports 22 -j f2b-SSH$/m, 'the jail port leads to f2b-SSH');
+    assert.match(rules, /^-N f2b-all_ports$/m, 'a jail without a label keeps f2b-<jail>');
+    assert.doesNotMatch(rules, /f2b-ssh-test/, 'no chain named after the labelled jail');
+    assert.equal(await reach('atk', HOST4, 22), false, 'attacker dropped');
+    assert.equal(await reach('good', HOST4, 22), true, 'bystander connects');
+    assert.deepEqual((await fw.list()).map((b) => `${b.jail} ${b.addr}`), [`ssh-test.v1 ${ATK4}`], 'listed under the jail, not the label');
+    fw.delete('ssh-test.v1', ATK4);
+    await fw.commit();
+    assert.doesNotMatch(await chainsOf(), /-A f2b-SSH -s/, 'unban removes the rule from f2b-SSH');
+
+    fw.add(ban('ssh-test.v1', ATK4, 60_000));
+    await fw.commit();
+    await fw.init([SSH, ALL]);
+    const relabelled = await chainsOf();
+    assert.doesNotMatch(relabelled, /f2b-SSH/, 'the old chain is gone');
+    assert.match(relabelled, /^-N f2b-ssh-test\.v1$/m);
+    await fw.sync([ban('ssh-test.v1', ATK4, 60_000)]);
+    assert.match(await chainsOf(), new RegExp(`^-A f2b-ssh-test\\.v1 -s ${ATK4}/32 -j DROP$`, 'm'), 'a sync puts the ban in the renamed chain');
+    assert.equal(await reach('atk', HOST4, 22), false, 'enforced again');
+  } finally {
+    await fw.shutdown({ cleanup: true });
+  }
+  assert.doesNotMatch(await chainsOf(), /fleetban|f2b-/, 'cleanup removes every chain');
+});
