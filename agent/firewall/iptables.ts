@@ -41,8 +41,13 @@ const FAMILIES = [4, 6] as const;
 /** Declaring one of these under --noflush would empty it. */
 const BUILT_IN_CHAINS = new Set(['INPUT', 'FORWARD', 'OUTPUT']);
 
+interface JailChain {
+  readonly rule: JailRule;
+  readonly chain: string;
+}
+
 /** iptables implementation of {@link FirewallBackend}; see the module comment. */
-export class IptablesBackend extends KernelBackend<{ rule: JailRule; chain: string }> {
+export class IptablesBackend extends KernelBackend<JailChain> {
   readonly name = 'iptables';
   private readonly prefix: string;
   private readonly jump: InputJump;
@@ -71,8 +76,8 @@ export class IptablesBackend extends KernelBackend<{ rule: JailRule; chain: stri
    * for one jail only), nor may a jail chain be our dispatch chain or a built-in one.
    * @throws InvalidInputError naming the jails, before anything touches the kernel
    */
-  private chainsFor(checked: Map<string, JailRule>): Map<string, { rule: JailRule; chain: string }> {
-    const next = new Map<string, { rule: JailRule; chain: string }>();
+  private chainsFor(checked: Map<string, JailRule>): Map<string, JailChain> {
+    const next = new Map<string, JailChain>();
     const owner = new Map<string, string>();
     for (const [name, rule] of checked) {
       const chain = boundedName(this.prefix, rule.label ?? name, 28);
@@ -92,7 +97,7 @@ export class IptablesBackend extends KernelBackend<{ rule: JailRule; chain: stri
    * INPUT jump to it, delete chains of jails no longer configured, and reload the ledger from
    * what the kernel really holds.
    */
-  private async setup(jails: Map<string, { rule: JailRule; chain: string }>): Promise<void> {
+  private async setup(jails: Map<string, JailChain>): Promise<void> {
     const previousUntil = new Map<string, number>();
     for (const k of this.ledger.keys()) previousUntil.set(k, this.ledger.get(k)!);
     this.ledger.clear();
