@@ -86,6 +86,7 @@ export class FailRegex {
   readonly prefixes: readonly string[] | undefined;
   /** for a prefregex of the usual `...<F-CONTENT>.+</F-CONTENT>$` shape: its head (see ContentHead) */
   private readonly head: RegExp | undefined;
+  private readonly headAt: RegExp | undefined;
   private readonly headNames: Array<readonly [string, readonly number[]]> = [];
 
   /**
@@ -107,6 +108,7 @@ export class FailRegex {
       const head = translateContentHead(py);
       if (head) {
         this.head = head.regex;
+        this.headAt = head.regexAt;
         this.headNames = [...head.groups].filter(([k]) => !/^\d+$/.test(k));
       }
     }
@@ -146,6 +148,21 @@ export class FailRegex {
   match(buf: string, precheck = true): RegExpExecArray | null {
     if (precheck && !this.mayMatch(buf)) return null;
     return this.re.exec(buf);
+  }
+
+  /** true when matchHeadAt() can be used */
+  get hasHeadAt(): boolean {
+    return this.headAt !== undefined;
+  }
+
+  /**
+   * matchHead() on `line.slice(offset)` without slicing: the content starts at
+   * `offset + m[0].length - 1` in the line.
+   */
+  matchHeadAt(line: string, offset: number): RegExpExecArray | null {
+    const head = this.headAt!;
+    head.lastIndex = offset;
+    return head.exec(line);
   }
 
   /**

@@ -322,7 +322,7 @@ export class DetailedMatcher {
   /** The latest dated line when skim() found its date and its time is not computed yet. */
   private skimmed: string | undefined;
   private readonly addrCache = new Map<string, string | null>();
-  private readonly out: Outcome = { kind: 'missed', regex: -1, ignore: -1, host: undefined, addr: undefined, user: undefined, text: '', groups: undefined };
+  private out: Outcome = { kind: 'missed', regex: -1, ignore: -1, host: undefined, addr: undefined, user: undefined, text: '', groups: undefined };
   /** ignoreregex is tried before the prefregex (fail2ban does so when there are few of them) */
   private readonly ignoreFirst: boolean;
   /** single-line filter whose prefregex (if any) has a head: lines can be rejected cheaply */
@@ -354,15 +354,18 @@ export class DetailedMatcher {
   feed(rawLine: string, knownTime?: number): LineResult {
     const def = this.def;
     const line = rawLine.length > def.maxLineLength ? rawLine.slice(0, def.maxLineLength) : rawLine;
-    let stripped = line;
+    let stripped: string | undefined;
     let dateEnd = 0;
     let time: number | undefined = knownTime;
     let dateTemplate: string | undefined;
     if (knownTime === undefined) {
       const hit = this.dates.find(line);
       if (hit) {
-        dateEnd = hit.start === 0 ? hit.end : -1;
-        stripped = hit.start === 0 ? line.slice(hit.end) : line.slice(0, hit.start) + line.slice(hit.end);
+        if (hit.start === 0) dateEnd = hit.end;
+        else {
+          dateEnd = -1;
+          stripped = line.slice(0, hit.start) + line.slice(hit.end);
+        }
         time = hit.time;
         dateTemplate = hit.template;
         this.lastTime = time;
@@ -370,6 +373,7 @@ export class DetailedMatcher {
       } else time = this.currentLastTime();
     }
     const o = this.evaluate(line, stripped, dateEnd);
+    if (o === null) return { kind: 'missed', regex: -1, ignore: -1, host: undefined, addr: undefined, time, user: undefined, dateTemplate, text: line, groups: undefined };
     const groups = o.groups ? this.plan.schema.toMap(o.groups) : undefined;
     return { kind: o.kind, regex: o.regex, ignore: o.ignore, host: o.host, addr: o.addr, time, user: o.user, dateTemplate, text: o.text, groups };
   }
@@ -382,23 +386,24 @@ export class DetailedMatcher {
   feedFailure(rawLine: string): FailureMatch | undefined {
     const def = this.def;
     const line = rawLine.length > def.maxLineLength ? rawLine.slice(0, def.maxLineLength) : rawLine;
-    let stripped = line;
+    let stripped: string | undefined;
     let dateEnd = this.dates.skim(line);
-    if (dateEnd >= 0) {
-      stripped = line.slice(dateEnd);
-      this.skimmed = line;
-    } else {
+    if (dateEnd >= 0) this.skimmed = line;
+    else {
       dateEnd = 0;
       const hit = this.dates.find(line);
       if (hit) {
-        dateEnd = hit.start === 0 ? hit.end : -1;
-        stripped = hit.start === 0 ? line.slice(hit.end) : line.slice(0, hit.start) + line.slice(hit.end);
+        if (hit.start === 0) dateEnd = hit.end;
+        else {
+          dateEnd = -1;
+          stripped = line.slice(0, hit.start) + line.slice(hit.end);
+        }
         this.lastTime = hit.time;
         this.skimmed = undefined;
       }
     }
     const o = this.evaluate(line, stripped, dateEnd);
-    if (o.kind !== 'failure' || o.addr === undefined) return undefined;
+    if (o === null || o.kind !== 'failure' || o.addr === undefined) return undefined;
     const time = this.currentLastTime();
     return o.user !== undefined ? { addr: o.addr, time, user: o.user, text: o.text } : { addr: o.addr, time, text: o.text };
   }
@@ -413,27 +418,35 @@ export class DetailedMatcher {
   }
 
   /**
-   * Runs the filter over a line; the result is in this.out.
+   * Runs the filter over a line.
    * @param line the line
-   * @param stripped the line without its date
-   * @param dateEnd where the date ended when it was at the start of the line (stripped is then
-   *   `line.slice(dateEnd)`; 0 without a date), else -1
+   * @param stripped the line without its date when the date was not at its start, else undefined
+   * @param dateEnd where the date at the start of the line ends (0: no date), or -1
+   * @returns this.out, or null when no failregex matched (this.out then holds an older line)
    */
-  private evaluate(line: string, stripped: string, dateEnd: number): Outcome {
-    const def = this.def;
-    const o = this.out;
-    o.kind = 'missed';
-    o.regex = -1;
-    o.ignore = -1;
-    o.host = undefined;
-    o.addr = undefined;
-    o.user = undefined;
-    o.text = line;
-    o.groups = undefined;
+  private evaluate(line: string, stripped: string | undefined, dateEnd: number): Outcome | null {
     if (this.quick && !this.ignoreFirst) {
       const r = this.quickly(line, stripped, dateEnd);
       if (r !== undefined) return r;
     }
+    return this.general(line, stripped ?? (dateEnd > 0 ? line.slice(dateEnd) : line));
+  }
+
+  /**
+   * A fresh outcome for this line. Fresh rather than reused: a long-lived object written with
+   * the line's new strings pays V8's write barrier on every field, which costs more than the
+   * allocation.
+   */
+  private reset(line: string): Outcome {
+    const o: Outcome = { kind: 'missed', regex: -1, ignore: -1, host: undefined, addr: undefined, user: undefined, text: line, groups: undefined };
+    this.out = o;
+    return o;
+  }
+
+  /** The way fail2ban runs a filter, for multi-line filters and lines quickly() leaves. */
+  private general(line: string, stripped: string): Outcome {
+    const def = this.def;
+    const o = this.reset(line);
     const multi = def.maxlines > 1;
     let lines: BufferedLine[];
     if (multi) {
@@ -503,44 +516,52 @@ export class DetailedMatcher {
    * The single-line path without a full prefregex: the prefregex head finds where the content
    * starts, the failregexes' literal prefixes tell which of them can match there, and only those
    * run, on a buffer sliced from one private copy of the line.
-   * @returns the outcome, or undefined when the line needs the general path (it holds a newline)
+   * @returns the outcome; null when nothing matched; undefined when the line needs the general
+   *   path (its content holds a newline)
    */
-  private quickly(line: string, stripped: string, dateEnd: number): Outcome | undefined {
+  private quickly(line: string, stripped: string | undefined, dateEnd: number): Outcome | null | undefined {
     const def = this.def;
-    const o = this.out;
     const pref = def.prefregex;
-    let cs = 0;
+    // The head and the prefixes run on `subject` from `base`: the line itself from the end of its
+    // date when the head allows it (no slice), else the line without its date.
+    let subject = line;
+    let base = dateEnd;
+    if (stripped !== undefined || (pref !== undefined && !pref.hasHeadAt && dateEnd > 0)) {
+      subject = stripped ?? line.slice(dateEnd);
+      base = 0;
+    }
+    let cs = base;
     let hm: RegExpExecArray | null = null;
     if (pref) {
-      // exec, not test: most lines that get here go on, and need the groups.
-      hm = pref.matchHead(stripped);
-      if (hm === null) return o;
-      cs = hm[0].length - 1;
+      hm = pref.hasHeadAt ? pref.matchHeadAt(subject, base) : pref.matchHead(subject);
+      if (hm === null) return null;
+      cs = base + hm[0].length - 1;
       // The head stands for the prefregex only when the content holds no newline: otherwise the
       // prefregex may backtrack to a later start of the content.
-      if (stripped.indexOf('\n', cs) >= 0) return undefined;
+      if (subject.indexOf('\n', cs) >= 0) return undefined;
     }
     const d = this.plan.dispatch;
-    const code = stripped.charCodeAt(cs);
+    const code = subject.charCodeAt(cs);
     const cands = code < 128 ? d.ascii[code]! : (d.other.get(code) ?? d.wild);
     const fr = def.failregex;
     let k = 0;
-    while (k < cands.length && !fr[cands[k]!]!.mayStartAt(stripped, cs)) k++;
-    if (k === cands.length) return o;
+    while (k < cands.length && !fr[cands[k]!]!.mayStartAt(subject, cs)) k++;
+    if (k === cands.length) return null;
     // One copy of the line with the newline fail2ban appends; the buffers are slices of it, so
     // what the multi-line cache keeps does not pin the chunk the line was cut from.
     let buf: string;
     let own: string | undefined;
-    if (dateEnd >= 0) {
+    if (subject === line || stripped === undefined) {
       own = `${line}\n`;
-      buf = own.slice(dateEnd + cs);
-    } else buf = `${stripped.slice(cs)}\n`;
+      buf = own.slice(subject === line ? cs : dateEnd + cs);
+    } else buf = `${subject.slice(cs)}\n`;
     for (let first = true; k < cands.length; k++, first = false) {
       const i = cands[k]!;
       const r = fr[i]!;
       if (!first && !r.mayStartAt(buf, 0)) continue;
       const m = r.match(buf, false);
       if (!m) continue;
+      const o = this.reset(line);
       o.regex = i;
       const ig = this.findIgnore(buf);
       if (ig >= 0) {
@@ -554,7 +575,7 @@ export class DetailedMatcher {
       fill(this.plan.fail[i]!, m, groups);
       return this.settle(groups, own !== undefined ? own.slice(0, line.length) : detach(line));
     }
-    return o;
+    return null;
   }
 
   /**
@@ -687,11 +708,12 @@ export class DetailedMatcher {
       // What the cache keeps must not pin the source's chunk: the text and the failregex groups
       // come from the matcher's own copy of the line, the head groups are copied here.
       const fromHead = this.plan.headSlot;
-      for (let i = 0; i < fail.length; i++) if (fromHead[i] && fail[i] !== undefined) fail[i] = detach(fail[i]!);
-      entry = { groups: fail, users: user !== undefined ? [fail[S.user]!] : [], pending: false, lines: [text] };
+      const kept = fail;
+      for (let i = 0; i < kept.length; i++) if (fromHead[i] && kept[i] !== undefined) kept[i] = detach(kept[i]!);
+      entry = { groups: kept, users: user !== undefined ? [kept[S.user]!] : [], pending: false, lines: [text] };
       if (!forget) {
         if (this.mlfid.size >= MLFID_CACHE_SIZE) this.evictOldest();
-        this.mlfid.set(fail[S.mlfid]!, entry);
+        this.mlfid.set(kept[S.mlfid]!, entry);
       }
     }
     if (entry.pending || entry.users.length > 1) {

@@ -86,6 +86,11 @@ export interface TranslatedRegex {
 export interface ContentHead {
   /** sticky regex for `P[^\n]`: the content starts one character before the end of the match */
   readonly regex: RegExp;
+  /**
+   * The same without P's leading `^`, to run at an offset (lastIndex) as if the line started
+   * there; undefined when P does not start with `^` or uses word boundaries. Same group indices.
+   */
+  readonly regexAt: RegExp | undefined;
   /** named groups of P -> JS group indices, as in TranslatedRegex.groups */
   readonly groups: ReadonlyMap<string, readonly number[]>;
 }
@@ -156,8 +161,15 @@ export function translateContentHead(pattern: string): ContentHead | undefined {
   const notNewline: Node = { t: 'class', neg: true, items: [{ k: 'range', from: 10, to: 10 }] };
   const printer = new Printer(parser.globalFlags);
   const source = printer.print({ t: 'seq', items: [...head, notNewline] }, parser.globalFlags);
+  // Without its leading anchor the head can run at the offset where a line's date ends, with no
+  // slice of the line; a word boundary would look at the character before that offset, though.
+  const first = head[0];
+  const wordBoundary = (n: Node): boolean => (n.t === 'esc' && (n.text === '\\b' || n.text === '\\B')) || children(n).some(wordBoundary);
+  const sourceAt = first && (first.t === 'bol' || first.t === 'start') && !head.some(wordBoundary)
+    ? new Printer(parser.globalFlags).print({ t: 'seq', items: [...head.slice(1), notNewline] }, parser.globalFlags)
+    : undefined;
   try {
-    return { regex: new RegExp(source, 'y'), groups: printer.groups };
+    return { regex: new RegExp(source, 'y'), regexAt: sourceAt === undefined ? undefined : new RegExp(sourceAt, 'y'), groups: printer.groups };
   } catch {
     return undefined;
   }
