@@ -56,7 +56,9 @@ export function loadJailFilters(dir: string, jails: readonly JailConfig[]): Map<
 
 /** The firewall rule of each enforcing jail, plus the manual jail. */
 export function jailRules(jails: readonly JailConfig[]): JailRule[] {
-  const rules: JailRule[] = jails.filter((j) => j.enforce).map((j) => ({ jail: j.name, ports: j.ports, protocols: j.protocols }));
+  const rules: JailRule[] = jails
+    .filter((j) => j.enforce)
+    .map((j) => ({ jail: j.name, ports: j.ports, protocols: j.protocols, ...(j.actionName ? { label: j.actionName } : {}) }));
   if (!rules.some((r) => r.jail === MANUAL_JAIL)) rules.push({ jail: MANUAL_JAIL, ports: 'all', protocols: 'all' });
   return rules;
 }

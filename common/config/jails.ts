@@ -30,6 +30,8 @@ export interface JailConfig {
   readonly protocols: ProtocolSpec;
   /** False when the jail's actions include no firewall action: bans are recorded, not enforced. */
   readonly enforce: boolean;
+  /** The firewall action's `name` parameter (`iptables[name=SSH]`): iptables names the chain `f2b-SSH`. */
+  readonly actionName: string | undefined;
   /** `bantime.*` escalation options. */
   readonly banTime: BanTimePolicy;
   /** Failures must come from at least this many distinct hosts before a ban (1: any host alone). */
@@ -152,6 +154,10 @@ function buildJail(set: ConfSet, name: string, warnings: string[]): JailConfig {
 
   // The first firewall action's parameters win over the jail's own port/protocol, as in fail2ban.
   const primary = firewallActions[0];
+  const primaryName = primary?.params.get('name')?.trim() || undefined;
+  if (primaryName !== undefined && !JAIL_NAME_RE.test(primaryName)) {
+    fail('action', `action parameter name='${primaryName}' may contain only letters, digits, '_', '.', '-'`);
+  }
   const portText = primary?.params.get('port') ?? get('port');
   let ports: PortSpec = 'all';
   if (portText !== undefined && portText.trim() !== '') {
@@ -272,6 +278,7 @@ function buildJail(set: ConfSet, name: string, warnings: string[]): JailConfig {
     ports,
     protocols,
     enforce,
+    actionName: primaryName,
     banTime,
     minhosts,
     ignoreself: flag('ignoreself', true),

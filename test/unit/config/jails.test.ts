@@ -35,6 +35,7 @@ maxretry = 5
   assert.deepEqual(j.ports, [[22, 22]]);
   assert.deepEqual(j.protocols, ['tcp']);
   assert.equal(j.enforce, true);
+  assert.equal(j.actionName, 'SSH', "iptables[name=SSH] names the chain f2b-SSH on iptables hosts");
   assert.equal(j.maxretry, 5);
   assert.equal(j.findtime, 600);
   assert.equal(j.bantime, 600);
