@@ -15,10 +15,13 @@ export class BanLedger {
   /**
    * @param maxBans most elements this host will hold across all jails
    * @param log where the cap warning goes
+   * @param kernelExpires true when the kernel removes expired elements itself (set timeouts);
+   *   false when the backend's own sweeper must still delete their rules (iptables)
    */
   constructor(
     readonly maxBans: number,
     private readonly log: Logger,
+    private readonly kernelExpires = true,
   ) {
     if (!Number.isInteger(maxBans) || maxBans < 1) throw new RangeError(`maxBans must be a positive integer, got ${maxBans}`);
   }
@@ -54,10 +57,12 @@ export class BanLedger {
 
   /**
    * Room left under the cap. Expired entries are dropped first, but only when the cap is near:
-   * scanning 100,000 entries on every commit would cost more than the commit.
+   * scanning 100,000 entries on every commit would cost more than the commit. Where the kernel
+   * does not expire them, an expired entry still stands for a rule the sweeper has to delete, so
+   * forgetting it here would leave that rule behind (and a later ban would write it twice).
    */
   room(now: number): number {
-    if (this.entries.size >= this.maxBans) this.dropExpired(now);
+    if (this.kernelExpires && this.entries.size >= this.maxBans) this.dropExpired(now);
     return this.maxBans - this.entries.size;
   }
 

@@ -55,7 +55,7 @@ export class IptablesBackend extends KernelBackend<JailChain> {
 
   /** @param options see {@link IptablesOptions} */
   constructor(options: IptablesOptions = {}) {
-    super(options, 'firewall.iptables');
+    super(options, 'firewall.iptables', false);
     this.prefix = options.namePrefix ?? 'f2b-';
     if (!NAME_PREFIX.test(this.prefix)) throw new InvalidInputError(`iptables chain prefix '${this.prefix}' must match ${NAME_PREFIX}`);
     this.jump = new InputJump(this.run, options.chain ?? 'fleetban');

@@ -39,11 +39,12 @@ export abstract class KernelBackend<J> implements FirewallBackend {
   /**
    * @param options see {@link KernelBackendOptions}
    * @param component logger component used when no logger is given (`firewall.nftables`)
+   * @param kernelExpires false for backends whose expired rules are removed by their own sweeper
    */
-  protected constructor(options: KernelBackendOptions, component: string) {
+  protected constructor(options: KernelBackendOptions, component: string, kernelExpires = true) {
     this.log = options.logger ?? componentLogger(component);
     this.run = new CommandRunner(options.commandPrefix ?? [], this.log);
-    this.ledger = new BanLedger(options.maxBans ?? DEFAULT_MAX_BANS, this.log);
+    this.ledger = new BanLedger(options.maxBans ?? DEFAULT_MAX_BANS, this.log, kernelExpires);
   }
 
   abstract init(jails: readonly JailRule[]): Promise<void>;
