@@ -299,7 +299,7 @@ interface MlfEntry {
 
 type Kind = LineResult['kind'];
 
-/** What evaluate() found; one per matcher, overwritten by every line. */
+/** What evaluate() found for a line that matched a failregex. */
 interface Outcome {
   kind: Kind;
   regex: number;
