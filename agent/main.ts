@@ -121,11 +121,10 @@ export async function startAgent(dir: string, options: AgentOptions = {}): Promi
           matcher = filter.createMatcher();
           matchers.set(origin, matcher);
         }
-        for (const line of lines) {
-          for (const m of matcher.feed(line)) {
-            reporter.report({ jail: jail.name, addr: m.addr, time: m.time ?? now(), host, line: m.text });
-            if (jailLog.isLevelEnabled('debug')) jailLog.debug({ addr: m.addr, origin }, 'failure');
-          }
+        const debug = jailLog.isLevelEnabled('debug');
+        for (const m of matcher.feedBatch(lines)) {
+          reporter.report({ jail: jail.name, addr: m.addr, time: m.time ?? now(), host, line: m.text });
+          if (debug) jailLog.debug({ addr: m.addr, origin }, 'failure');
         }
       });
       sources.push(source);

@@ -53,7 +53,8 @@ const rate = (lines: number, ms: number): number => Math.round((lines / ms) * 10
 const fmt = (n: number): string => n.toLocaleString('en');
 
 async function fleetban(log: string, filter: string, extra: string[] = []): Promise<RunResult> {
-  const r = await execa(process.execPath, [CHILD, log, filter, ...extra], { timeout: 10 * 60_000 });
+  // Same V8 flag as bin/fleetban, which starts the agent: the RSS measured is the agent's.
+  const r = await execa(process.execPath, ['--max-semi-space-size=4', CHILD, log, filter, ...extra], { timeout: 10 * 60_000 });
   return JSON.parse(r.stdout.trim().split('\n').pop()!) as RunResult;
 }
 
