@@ -91,7 +91,8 @@ export class ClusterScripts {
         p.durationsMs.length, ...p.durationsMs);
     }
     args.push(failures.length);
-    for (const f of failures) args.push(f.id, f.eid, f.jail, f.addr, f.time, f.host);
+    // Tab-joined: none of the fields can contain a tab (validated by decodeFailure).
+    for (const f of failures) args.push(`${f.id}\t${f.eid}\t${f.jail}\t${f.addr}\t${f.time}\t${f.host}`);
     args.push(...ackOnly);
     const out = (await this.call('recordFailures')(...args)) as Array<string | number>;
     const results = out.slice(0, failures.length).map(Number);

@@ -13,10 +13,13 @@
       ARGV[10] number of jail policies P, then per policy:
         name, findtime ms, maxretry, minhosts, overalljails (0/1), rndtime ms, counts bans (0/1),
         T, then T ban durations in ms indexed by earlier bans (last one repeats; -1 permanent)
-      then N, the number of failures, then per failure: stream id, event id, jail, addr, time ms, host
+      then N, the number of failures, then one argument per failure, its fields joined by tabs:
+        stream id, event id, jail, addr, time ms, host
+        (one packed argument instead of six: each argument costs more to pass than to split)
       then the stream ids to acknowledge without counting (malformed, ignored entries)
     Output:
-      one result per failure: its count in the window, or
+      one result per failure: its count in the window (below maxretry it may still include
+        failures that have left the window; they are trimmed once the count could ban), or
         -1 counted but already banned (reported once the count reaches maxretry),
         -2 outside the window (too old), -3 duplicate delivery, -4 unknown jail
       followed by the bans made as triples: jail, addr, until (ms, -1 permanent)
@@ -79,13 +82,19 @@ countFailure = function(p, addr, t, eid, host)
   local banId = p.name .. '|' .. addr
   local window = windowPrefix .. banId
   if rcall('ZADD', window, t, eid .. '|' .. host) == 0 then return -3 end
-  rcall('ZREMRANGEBYSCORE', window, '-inf', now - p.findtime)
   local count = rcall('ZCARD', window)
-  -- A window that cannot ban (minhosts not met) must not grow without bound under a flood.
-  local cap = math.max(1000, p.maxretry)
-  if count > cap then
-    rcall('ZREMRANGEBYRANK', window, 0, count - cap - 1)
-    count = cap
+  -- Failures that left the window are dropped only when they could make a difference: below
+  -- maxretry even the stale ones cannot ban, so the trim (a Redis call per failure) waits until
+  -- the raw count reaches it. A window thus never holds more than maxretry - 1 members untrimmed.
+  if count >= p.maxretry then
+    rcall('ZREMRANGEBYSCORE', window, '-inf', now - p.findtime)
+    count = rcall('ZCARD', window)
+    -- A window that cannot ban (minhosts not met) must not grow without bound under a flood.
+    local cap = math.max(1000, p.maxretry)
+    if count > cap then
+      rcall('ZREMRANGEBYRANK', window, 0, count - cap - 1)
+      count = cap
+    end
   end
   -- Counters and the jail's currently-failing set are written once per jail per batch, below:
   -- per failure they were half of this script's Redis calls.
@@ -131,12 +140,11 @@ local results = {}
 local acks = {}
 local n = tonumber(ARGV[o])
 o = o + 1
-for i = 0, n - 1 do
-  local e = o + i * 6
-  local jail, addr, t, host = ARGV[e + 2], ARGV[e + 3], tonumber(ARGV[e + 4]), ARGV[e + 5]
-  acks[#acks + 1] = ARGV[e]
+for i = o, o + n - 1 do
+  local id, eid, jail, addr, t, host = string.match(ARGV[i], '^([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t(.*)$')
+  acks[#acks + 1] = id
   local p = policies[jail]
-  if p then results[#results + 1] = countFailure(p, addr, t, ARGV[e + 1], host) else results[#results + 1] = -4 end
+  if p then results[#results + 1] = countFailure(p, addr, tonumber(t), eid, host) else results[#results + 1] = -4 end
 end
 for name, touched in pairs(perJail) do
   rcall('HINCRBY', statsKey, name .. ':failed', touched.failed)
@@ -159,7 +167,7 @@ for name, touched in pairs(perJail) do
   rcall('PEXPIRE', failing, touched.p.findtime)
 end
 
-for i = o + n * 6, #ARGV do acks[#acks + 1] = ARGV[i] end
+for i = o + n, #ARGV do acks[#acks + 1] = ARGV[i] end
 if #acks > 0 then rcall('XACK', KEYS[1], group, unpack(acks)) end
 
 for i = 1, #bans do results[#results + 1] = bans[i] end
