@@ -64,15 +64,7 @@ export async function stat(redis: Redis, keys: ClusterKeys, field: string): Prom
   return Number((await redis.hget(keys.stats, field)) ?? 0);
 }
 
-/** Poll `check` until it returns true; throw naming `what` after timeoutMs. */
-export async function waitUntil(check: () => Promise<boolean> | boolean, timeoutMs: number, what: string, everyMs = 100): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}
+export { waitUntil } from './wait.js';
 
 /** @returns the ban decisions in the decisions stream, as `jail|addr` strings in stream order */
 export async function banDecisions(redis: Redis, keys: ClusterKeys): Promise<string[]> {

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createFleet, netnsAvailable, type Fleet } from '../helpers/netns.js';
 import { startDaemon, writeConfig, sshdFailure, CLI, type Daemon } from '../helpers/spawn.js';
+import { waitUntil } from '../helpers/wait.js';
 
 /**
  * A mixed fleet: one host on nftables, one on ipset, one on plain iptables. One attack on the
@@ -40,13 +41,7 @@ function startAgent(h: Host): Daemon {
 const cli = (...args: string[]) => fleet.exec('r', process.execPath, [CLI, '--config', dirs.r!, ...args], { reject: false });
 const reaches = (from: string, h: Host, port: number) => fleet.tcpConnects(from, ADDR[h], port, 1200);
 
-async function eventually(what: string, check: () => Promise<boolean>, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) assert.fail(`not within ${timeoutMs} ms: ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
+const eventually = (what: string, check: () => Promise<boolean>, timeoutMs = 15_000) => waitUntil(check, timeoutMs, what, 200);
 
 before(async () => {
   if (skip) return;
