@@ -13,10 +13,10 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { builtinFilterDir } from '../../common/filter/index.js';
 
 interface Engine {
   loadFilter(name: string, options: { dirs: string[] }): { createMatcher(): { feedBatch(lines: readonly string[]): readonly unknown[] } };
-  builtinFilterDir(): string;
 }
 
 const args = process.argv.slice(2);
@@ -45,7 +45,7 @@ const lines = chunks.reduce((n, c) => n + c.length, 0);
 const engines: Engine[] = [];
 for (const d of dists) engines.push((await import(pathToFileURL(resolve(d, 'common/filter/index.js')).href)) as Engine);
 // Every build reads this tree's filter files, so only the engine differs.
-const filterDir = engines[0]!.builtinFilterDir();
+const filterDir = builtinFilterDir();
 const best = dists.map(() => Infinity);
 const failures = dists.map(() => 0);
 for (let r = 0; r < rounds; r++) {
