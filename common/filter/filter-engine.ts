@@ -694,12 +694,11 @@ export class DetailedMatcher {
       const fromHead = this.plan.headSlot;
       for (let i = 0; i < fail.length; i++) {
         const v = fail[i];
-        // An equal value is left in place: a connection repeats its user and address, and the
-        // entry is old by then, so storing a young string would cost a write barrier and keep
-        // the string alive into the old generation.
-        if (v === undefined || g[i] === v) continue;
+        if (v === undefined) continue;
         // Head values (the connection id, mostly) are slices of the source's chunk.
-        g[i] = fromHead[i] ? detach(v) : v;
+        if (fromHead[i]) {
+          if (g[i] !== v) g[i] = detach(v);
+        } else g[i] = v;
       }
       // A connection can go on for long; what its next failure reports is kept short.
       if (entry.lines.length >= MLF_MAX_LINES) entry.lines.shift();
