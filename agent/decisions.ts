@@ -5,6 +5,9 @@ import { decodeDecision, type Decision } from '../common/protocol/messages.js';
 import { ClusterScripts } from '../common/scripts/index.js';
 import type { Enforcer } from './enforcer.js';
 
+/** How long an acknowledgement waits; `fleetban ban --wait` returns this much later at most. */
+const ACK_DELAY_MS = 100;
+
 type StreamReply = Array<[string, Array<[string, string[]]>]> | null;
 
 /**
@@ -19,19 +22,19 @@ export class DecisionFollower {
   /** Id of the newest decision applied (or of the snapshot), reported in heartbeats and acks. */
   lastId = '0-0';
   lastAppliedAt = 0;
-  private ackedId = '';
+  private ackTimer: NodeJS.Timeout | undefined;
   private readonly scripts: ClusterScripts;
   private readonly synced: Promise<void>;
   private markSynced!: () => void;
 
   /**
    * @param redis a connection for this follower alone (it blocks in XREAD)
-   * @param host this agent's name, under which it acknowledges applied decisions
+   * @param ack records the id of the newest decision applied (the agent's acknowledgement)
    */
   constructor(
     private readonly redis: Redis,
     private readonly keys: ClusterKeys,
-    private readonly host: string,
+    private readonly ack: (lastId: string) => void,
     private readonly enforcer: Enforcer,
     private readonly log: Logger,
   ) {
@@ -54,8 +57,23 @@ export class DecisionFollower {
 
   async stop(): Promise<void> {
     this.running = false;
+    if (this.ackTimer) clearTimeout(this.ackTimer);
     this.redis.disconnect();
     await this.loop;
+  }
+
+  /**
+   * Acknowledge the newest applied decision a moment later, on the other connection: the write,
+   * its reply and the wake-up it costs stay out of the moment every agent of the fleet is applying
+   * the same decision (with many agents per CPU that queue is the propagation time), and a burst of
+   * decisions costs one acknowledgement.
+   */
+  private scheduleAck(): void {
+    if (this.ackTimer) return;
+    this.ackTimer = setTimeout(() => {
+      this.ackTimer = undefined;
+      this.ack(this.lastId);
+    }, ACK_DELAY_MS);
   }
 
   private async run(): Promise<void> {
@@ -69,18 +87,10 @@ export class DecisionFollower {
           await this.enforcer.replaceAll(snap.bans);
           this.lastId = snap.lastId;
           this.lastAppliedAt = Date.now();
+          this.scheduleAck();
           this.markSynced();
         }
-        // The acknowledgement of what was just applied travels in the same write as the next
-        // blocking read: one syscall per decision instead of two matters with many agents per CPU.
-        const pipeline = this.redis.pipeline();
-        if (this.ackedId !== this.lastId) pipeline.hset(this.keys.acks, this.host, this.lastId);
-        pipeline.xread('COUNT', 5000, 'BLOCK', 5000, 'STREAMS', this.keys.decisions, this.lastId);
-        const ackedNow = this.lastId;
-        const results = (await pipeline.exec()) ?? [];
-        for (const [err] of results) if (err) throw err;
-        this.ackedId = ackedNow;
-        const reply = results[results.length - 1]![1] as StreamReply;
+        const reply = (await this.redis.xread('COUNT', 5000, 'BLOCK', 5000, 'STREAMS', this.keys.decisions, this.lastId)) as StreamReply;
         const entries = reply?.[0]?.[1] ?? [];
         if (entries.length === 0) continue;
         const decisions: Decision[] = [];
@@ -92,6 +102,7 @@ export class DecisionFollower {
         await this.enforcer.apply(decisions);
         this.lastId = entries[entries.length - 1]![0];
         this.lastAppliedAt = Date.now();
+        this.scheduleAck();
         for (const d of decisions) {
           if (d.op === 'ban') this.log.info({ jail: d.jail, addr: d.addr, until: d.until, origin: d.origin }, 'ban applied');
           else if (d.op === 'unban') this.log.info({ jail: d.jail, addr: d.addr, origin: d.origin }, 'unban applied');

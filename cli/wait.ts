@@ -11,6 +11,13 @@ export function compareStreamIds(a: string, b: string): number {
   return am - bm || as - bs;
 }
 
+/** The later of an agent's acknowledgement and its heartbeat's copy (either may be missing or stale). */
+export function latestId(a: string | undefined, b: string | undefined): string {
+  if (!a) return b ?? '0-0';
+  if (!b) return a;
+  return compareStreamIds(a, b) >= 0 ? a : b;
+}
+
 export interface WaitResult {
   readonly applied: string[];
   readonly pending: string[];
@@ -32,7 +39,7 @@ export async function waitForAgents(ctx: CliContext, decisionId: string, timeout
     for (const json of Object.values(hosts)) {
       const hb = decodeHeartbeat(json);
       if (!hb.ok || Date.now() - hb.value.seenAt > ALIVE_MS) continue;
-      const ack = acks[hb.value.host] ?? hb.value.lastDecision;
+      const ack = latestId(acks[hb.value.host], hb.value.lastDecision);
       (compareStreamIds(ack, decisionId) >= 0 ? applied : pending).push(hb.value.host);
     }
     if (pending.length === 0 || Date.now() >= deadline) return { applied: applied.sort(), pending: pending.sort() };

@@ -4,6 +4,7 @@ import { configDir } from '../../common/config/fleetban-config.js';
 import { decodeBan, decodeHeartbeat, type BanRecord, type Heartbeat } from '../../common/protocol/messages.js';
 import { now } from '../../common/clock.js';
 import { CliError, withContext, printTable, formatTime, type CliContext, type GlobalOptions } from '../context.js';
+import { latestId } from '../wait.js';
 
 /** A host is alive when its last heartbeat is at most this old (three missed 5 s heartbeats). */
 const ALIVE_MS = 15_000;
@@ -127,7 +128,7 @@ export function registerStatusCommands(program: Command, globals: () => GlobalOp
           const d = decodeHeartbeat(json);
           if (!d.ok) continue;
           // The acknowledgement is newer than the heartbeat's copy whenever decisions arrived since.
-          const hb = { ...d.value, lastDecision: acks[d.value.host] ?? d.value.lastDecision };
+          const hb = { ...d.value, lastDecision: latestId(acks[d.value.host], d.value.lastDecision) };
           // Decisions the host has not applied yet (counted up to 1000) and how far behind in time.
           const pending = hb.lastDecision === newest ? 0 : (await ctx.redis.xrange(ctx.keys.decisions, `(${hb.lastDecision}`, '+', 'COUNT', 1000)).length;
           rows.push({ ...hb, alive: t - hb.seenAt <= ALIVE_MS, behind: pending, lagMs: pending === 0 ? 0 : Math.max(0, idTime(newest) - idTime(hb.lastDecision)) });
