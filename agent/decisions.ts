@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { ClusterKeys } from '../common/protocol/keys.js';
-import { decodeDecision, type Decision } from '../common/protocol/messages.js';
+import { compareStreamIds, decodeDecision, type Decision } from '../common/protocol/messages.js';
 import { ClusterScripts } from '../common/scripts/index.js';
 import type { Enforcer } from './enforcer.js';
 
@@ -23,27 +23,37 @@ export class DecisionFollower {
   lastId = '0-0';
   lastAppliedAt = 0;
   private ackTimer: NodeJS.Timeout | undefined;
+  private resyncing: Promise<void> | undefined;
   private readonly scripts: ClusterScripts;
   private readonly synced: Promise<void>;
   private markSynced!: () => void;
 
   /**
    * @param redis a connection for this follower alone (it blocks in XREAD)
+   * @param other a second connection, used to resync at once when `redis` reconnects
    * @param ack records the id of the newest decision applied (the agent's acknowledgement)
    */
   constructor(
     private readonly redis: Redis,
+    other: Redis,
     private readonly keys: ClusterKeys,
     private readonly ack: (lastId: string) => void,
     private readonly enforcer: Enforcer,
     private readonly log: Logger,
   ) {
     this.scripts = new ClusterScripts(redis, keys);
+    const otherScripts = new ClusterScripts(other, keys);
     this.synced = new Promise((r) => (this.markSynced = r));
-    // After any reconnect the stream may have moved on or been trimmed: start again from a snapshot.
+    // After any reconnect the stream may have moved on or been trimmed: start again from a snapshot,
+    // now, not after the read ioredis resends on the reconnected connection returns.
     let first = true;
     redis.on('ready', () => {
-      if (!first) this.resync = true;
+      if (!first && this.running) {
+        this.resyncFrom(otherScripts).catch((err: Error) => {
+          this.log.warn({ err: err.message }, 'resync after reconnect failed; retrying on the next read');
+          this.resync = true;
+        });
+      }
       first = false;
     });
   }
@@ -76,22 +86,41 @@ export class DecisionFollower {
     }, ACK_DELAY_MS);
   }
 
+  /**
+   * Load the snapshot and make the firewall match it. Runs on the blocking connection at start and
+   * after errors, and on the other connection right after a reconnect, while the blocking
+   * connection may still be waiting in a read that ioredis resent; one at a time.
+   */
+  private resyncFrom(scripts: ClusterScripts): Promise<void> {
+    this.resyncing ??= (async () => {
+      try {
+        const snap = await scripts.snapshot();
+        for (const d of snap.damaged) this.log.warn({ entry: d }, 'damaged ban record skipped');
+        await this.enforcer.replaceAll(snap.bans);
+        this.lastId = snap.lastId;
+        this.lastAppliedAt = Date.now();
+        this.scheduleAck();
+        this.markSynced();
+      } finally {
+        this.resyncing = undefined;
+      }
+    })();
+    return this.resyncing;
+  }
+
   private async run(): Promise<void> {
     let backoff = 100;
     while (this.running) {
       try {
+        await this.resyncing;
         if (this.resync) {
           this.resync = false;
-          const snap = await this.scripts.snapshot();
-          for (const d of snap.damaged) this.log.warn({ entry: d }, 'damaged ban record skipped');
-          await this.enforcer.replaceAll(snap.bans);
-          this.lastId = snap.lastId;
-          this.lastAppliedAt = Date.now();
-          this.scheduleAck();
-          this.markSynced();
+          await this.resyncFrom(this.scripts);
         }
         const reply = (await this.redis.xread('COUNT', 5000, 'BLOCK', 5000, 'STREAMS', this.keys.decisions, this.lastId)) as StreamReply;
-        const entries = reply?.[0]?.[1] ?? [];
+        await this.resyncing;
+        // A snapshot taken while this read waited already covers the entries up to its id.
+        const entries = (reply?.[0]?.[1] ?? []).filter(([id]) => compareStreamIds(id, this.lastId) > 0);
         if (entries.length === 0) continue;
         const decisions: Decision[] = [];
         for (const [id, fields] of entries) {
@@ -100,7 +129,9 @@ export class DecisionFollower {
           else this.log.warn({ id, reason: d.reason }, 'malformed decision skipped');
         }
         await this.enforcer.apply(decisions);
-        this.lastId = entries[entries.length - 1]![0];
+        const newest = entries[entries.length - 1]![0];
+        // A resync after a reconnect may have run meanwhile and moved past these already.
+        if (compareStreamIds(newest, this.lastId) > 0) this.lastId = newest;
         this.lastAppliedAt = Date.now();
         this.scheduleAck();
         for (const d of decisions) {

@@ -86,7 +86,7 @@ export async function startAgent(dir: string, options: AgentOptions = {}): Promi
   const reporter = new Reporter(commands, keys, componentLogger('agent.reporter'), config.agent.reportBatch, 100_000, config.coordinator.streamMaxlen, spool);
   // Read once: the heartbeat also serves as the per-batch acknowledgement and must stay cheap.
   const addrs = hostAddresses();
-  const follower = new DecisionFollower(blocking, keys, (id) => {
+  const follower = new DecisionFollower(blocking, commands, keys, (id) => {
     if (commands.status === 'ready') commands.hset(keys.acks, host, id).catch(() => undefined);
   }, enforcer, componentLogger('agent.decisions'));
   const heartbeat = new HeartbeatSender(commands, keys, config.agent.heartbeat * 1000, () => ({

@@ -1,15 +1,9 @@
-import { decodeHeartbeat } from '../common/protocol/messages.js';
+import { compareStreamIds, decodeHeartbeat } from '../common/protocol/messages.js';
 import type { CliContext } from './context.js';
 
 /** A host is alive when its heartbeat is at most this old (three missed 5 s heartbeats). */
 export const ALIVE_MS = 15_000;
 
-/** @returns negative, zero or positive as stream id a is before, equal to or after b */
-export function compareStreamIds(a: string, b: string): number {
-  const [am = 0, as = 0] = a.split('-').map(Number);
-  const [bm = 0, bs = 0] = b.split('-').map(Number);
-  return am - bm || as - bs;
-}
 
 /** The later of an agent's acknowledgement and its heartbeat's copy (either may be missing or stale). */
 export function latestId(a: string | undefined, b: string | undefined): string {

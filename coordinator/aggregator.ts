@@ -20,6 +20,13 @@ export function failureTime(id: string, time: number, sent: number): number {
   return received - Math.max(0, sent - time);
 }
 
+/** A batch decoded and filtered, ready for the counting script. */
+interface Prepared {
+  readonly policies: ScriptPolicy[];
+  readonly counted: CountedFailure[];
+  readonly ackOnly: string[];
+}
+
 type StreamReply = Array<[string, Array<[string, string[]]>]> | null;
 
 /** The upper bound Lua's unpack() handles comfortably for one XACK. */
@@ -107,6 +114,9 @@ export class Aggregator {
     // connection): Redis never waits for this process to decode, and this process never waits for
     // a round trip to get its next batch.
     let ahead: Promise<Array<[string, string[]]>> | undefined;
+    // Likewise the counting script of one batch runs in Redis while this process decodes the next:
+    // batches are still counted one after another, in stream order.
+    let counting: Promise<void> = Promise.resolve();
     while (this.running) {
       try {
         if (now() - lastClaim > this.claimIdleMs / 2) {
@@ -120,7 +130,14 @@ export class Aggregator {
           else cursor = entries[entries.length - 1]![0];
         }
         if (cursor === '>' && this.running) ahead = this.read('>');
-        if (entries.length > 0) await this.process(entries);
+        if (entries.length > 0) {
+          const prepared = await this.prepare(entries);
+          await counting;
+          counting = this.count(prepared).catch((err: Error) => {
+            // The entries stay pending; XAUTOCLAIM hands them to a coordinator after claim_idle.
+            this.log.error({ err: err.message, entries: entries.length }, 'counting failures failed; they stay pending');
+          });
+        }
       } catch (err) {
         ahead = undefined;
         if (!this.running) break;
@@ -131,6 +148,7 @@ export class Aggregator {
     // Entries a last read-ahead took stay pending and are claimed by another coordinator, or
     // re-read by this consumer name when it starts again.
     await ahead?.catch(() => undefined);
+    await counting;
   }
 
   /** Take over entries another coordinator read but never acknowledged (it crashed). */
@@ -162,6 +180,11 @@ export class Aggregator {
 
   /** Decode, filter and count one batch of stream entries. */
   async process(entries: Array<[string, string[]]>): Promise<void> {
+    await this.count(await this.prepare(entries));
+  }
+
+  /** Decode and filter a batch (this process' share of the work). */
+  private async prepare(entries: Array<[string, string[]]>): Promise<Prepared> {
     const counted: CountedFailure[] = [];
     const ackOnly: string[] = [];
     const jails = new Set<string>();
@@ -202,6 +225,11 @@ export class Aggregator {
       const p = this.policy.jails.get(j)!.script;
       if (!p.countsBans) policies.push(p);
     }
+    return { policies, counted, ackOnly };
+  }
+
+  /** Count a prepared batch with the script (Redis' share of the work). */
+  private async count({ policies, counted, ackOnly }: Prepared): Promise<void> {
     const result = await this.scripts.recordFailures(this.clock(), policies, counted, ackOnly);
     if (result.bans.length > 0 && this.waitForReplica) {
       // Replication is asynchronous: a ban decided just before the primary dies could be missing

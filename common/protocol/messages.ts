@@ -246,3 +246,10 @@ function bad(field: string, value: string | undefined): { ok: false; reason: str
   const shown = value === undefined ? 'missing' : `'${value.slice(0, 80)}'`;
   return { ok: false, reason: `invalid ${field}: ${shown}` };
 }
+
+/** @returns negative, zero or positive as stream id a is before, equal to or after b */
+export function compareStreamIds(a: string, b: string): number {
+  const [am = 0, as = 0] = a.split('-').map(Number);
+  const [bm = 0, bs = 0] = b.split('-').map(Number);
+  return am - bm || as - bs;
+}
