@@ -39,6 +39,48 @@ async function commandStats(c: Redis): Promise<Map<string, { calls: number; usec
   return out;
 }
 
+/**
+ * The coordinators' own rate, without the load generator competing for the same two cores: the
+ * stream is filled first (as if agents had reported while no coordinator ran), then the clock runs
+ * from the moment the coordinators have joined the group until every failure is counted.
+ */
+async function drainRun(redis: TestRedis, coordinators: number): Promise<number> {
+  const cluster = randomCluster();
+  const keys = clusterKeys(cluster);
+  const work = mkdtempSync(join(tmpdir(), 'fleetban-bench-drain-'));
+  const daemons: Daemon[] = [];
+  const client = redis.client();
+  try {
+    const now = Date.now();
+    for (let from = 0; from < N; from += BATCH) {
+      const p = client.pipeline();
+      for (let i = from; i < Math.min(N, from + BATCH); i++) {
+        p.xadd(keys.failures, '*', ...encodeFailure({ jail: 'sshd', addr: addr(i % ADDRS), eid: `d-${i}`, time: now, sent: now, host: `h${i % 50}`, line: 'Failed password for root from x port 22 ssh2' }));
+      }
+      await p.exec();
+    }
+    for (let i = 0; i < coordinators; i++) {
+      const dir = hostConfig({ cluster, url: redis.url, host: `c${i}`, work, maxretry: 1000, findtime: '10m' });
+      daemons.push(startDaemon(['--config', dir, 'coordinator'], { FLEETBAN_LOG_LEVEL: 'warn' }));
+    }
+    let started = 0n;
+    for (;;) {
+      if (!started) {
+        const groups = await client.xinfo('GROUPS', keys.failures).catch(() => []) as unknown[][];
+        const g = groups[0] as unknown[] | undefined;
+        if (g && Number(g[g.indexOf('consumers') + 1]) >= coordinators) started = process.hrtime.bigint();
+      }
+      const failed = Number(await client.hget(keys.stats, 'sshd:failed') ?? 0);
+      if (started && failed >= N) break;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    return N / (Number(process.hrtime.bigint() - started) / 1e9);
+  } finally {
+    await Promise.all(daemons.map((d) => d.stop()));
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
 async function pipelineRun(redis: TestRedis, coordinators: number): Promise<{ rate: number; writeRate: number; stats: Map<string, { calls: number; usec: number }> }> {
   const cluster = randomCluster();
   const keys = clusterKeys(cluster);
@@ -125,6 +167,9 @@ try {
     for (const [name, s] of rows) {
       console.log(`  ${name.padEnd(18)} calls ${String(s.calls).padStart(9)}  ${(s.usec / N).toFixed(2).padStart(7)} µs per failure  ${(s.usec / s.calls).toFixed(2)} µs per call`);
     }
+    await c.flushall();
+    const drained = await drainRun(redis, n);
+    console.log(`${n} coordinator(s), stream pre-filled: ${Math.round(drained)} failures/s counted (${(drained / ceiling1).toFixed(2)}x the unpipelined EVALSHA ceiling)`);
     await c.flushall();
   }
 } finally {
