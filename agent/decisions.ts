@@ -69,7 +69,9 @@ export class DecisionFollower {
     this.running = false;
     if (this.ackTimer) clearTimeout(this.ackTimer);
     this.redis.disconnect();
-    await this.loop;
+    // ioredis does not fail a read it is holding for a reconnect when disconnect() is called while
+    // Redis is gone, so the loop may never see it: do not wait for it longer than a moment.
+    await Promise.race([this.loop, new Promise((r) => setTimeout(r, 2000).unref())]);
   }
 
   /**

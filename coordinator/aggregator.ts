@@ -29,6 +29,9 @@ interface Prepared {
 
 type StreamReply = Array<[string, Array<[string, string[]]>]> | null;
 
+/** How long stop() waits for the read and count in flight. */
+const STOP_GRACE_MS = 3000;
+
 /** The upper bound Lua's unpack() handles comfortably for one XACK. */
 const MAX_BATCH = 2000;
 
@@ -95,9 +98,10 @@ export class Aggregator {
 
   async stop(): Promise<void> {
     this.running = false;
-    // The blocking read returns within its timeout; disconnecting would lose nothing either,
-    // since unacknowledged entries stay pending for another coordinator.
-    await this.loop;
+    // The blocking read returns within its 1 s timeout while Redis is there. With Redis gone a read
+    // or a count would wait for it for ever: give up after a grace period. Nothing is lost, since
+    // unacknowledged entries stay pending and another coordinator claims them.
+    await Promise.race([this.loop, new Promise((r) => setTimeout(r, STOP_GRACE_MS).unref())]);
   }
 
   private read(cursor: string): Promise<Array<[string, string[]]>> {

@@ -125,8 +125,13 @@ export async function startCoordinator(dir: string, override?: Partial<FleetbanC
       await aggregator.stop();
       subscriber.disconnect();
       reader.disconnect();
-      await writer.hdel(keys.coordinators, config.coordinator.consumer).catch(() => undefined);
-      await writer.quit().catch(() => writer.disconnect());
+      // Only with Redis there: commands to a Redis that is gone would wait for it for ever.
+      if (writer.status === 'ready') {
+        await writer.hdel(keys.coordinators, config.coordinator.consumer).catch(() => undefined);
+        await writer.quit().catch(() => writer.disconnect());
+      } else {
+        writer.disconnect();
+      }
       log.info('coordinator stopped');
     },
   };
