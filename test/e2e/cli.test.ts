@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { appendFileSync, existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startDaemon, runCli, writeConfig, sshdFailure } from '../helpers/spawn.js';
@@ -61,4 +61,38 @@ test('fleetban up runs a private Redis, a coordinator and an agent; the CLI find
   const after = await runCli(['--config', dir, 'status']);
   assert.equal(after.code, 1);
   assert.match(after.stderr, /cannot reach Redis .*fleetban up` is not running/);
+});
+
+test('fleetban up still stops on SIGTERM after its Redis died under it', async () => {
+  const work = mkdtempSync(join(tmpdir(), 'fleetban-up-dead-'));
+  const log = join(work, 'auth.log');
+  writeFileSync(log, '');
+  const state = join(work, 'state');
+  const dir = writeConfig({
+    'fleetban.conf': `[agent]\nhost = solo\nbanaction = dry-run\nstate_dir = ${state}\n`,
+    'jail.conf': `[sshd]\nenabled = true\nfilter = sshd\nlogpath = ${log}\n`,
+  });
+  const up = startDaemon(['--config', dir, 'up']);
+  await up.waitFor((l) => String(l.msg).startsWith('fleetban is up'), 20_000, 'up');
+  // The private redis-server is the process whose command line names the socket in our state dir.
+  const redisPid = readdirSync('/proc').filter((p) => /^\d+$/.test(p)).find((p) => {
+    try {
+      return readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(join(state, 'redis', 'redis.sock'));
+    } catch {
+      return false;
+    }
+  });
+  assert.ok(redisPid, 'found the private redis-server');
+  process.kill(Number(redisPid), 'SIGKILL');
+  await up.waitFor((l) => l.msg === 'Redis unreachable, retrying', 10_000, 'daemons notice');
+  up.proc.kill('SIGTERM');
+  const code = await new Promise<number | null | 'hung'>((resolve) => {
+    const timer = setTimeout(() => resolve('hung'), 20_000);
+    up.proc.once('exit', (c) => {
+      clearTimeout(timer);
+      resolve(c);
+    });
+  });
+  if (code === 'hung') up.proc.kill('SIGKILL');
+  assert.equal(code, 0, 'exits cleanly instead of waiting for a Redis that is gone');
 });
