@@ -84,7 +84,7 @@ export async function startAgent(dir: string, options: AgentOptions = {}): Promi
   const blocking: Redis = connectRedis(config.redis, 'agent-decisions', log);
   const spool = new FailureSpool(join(config.agent.stateDir, 'spool'), componentLogger('agent.spool'));
   const reporter = new Reporter(commands, keys, componentLogger('agent.reporter'), config.agent.reportBatch, 100_000, config.coordinator.streamMaxlen, spool);
-  // Read once: the heartbeat also serves as the per-batch acknowledgement and must stay cheap.
+  // Read once: a host's addresses rarely change, and the heartbeat runs every few seconds for ever.
   const addrs = hostAddresses();
   const follower = new DecisionFollower(blocking, commands, keys, (id) => {
     if (commands.status === 'ready') commands.hset(keys.acks, host, id).catch(() => undefined);
