@@ -1,37 +1,21 @@
 // The same enforcement scenarios for the two iptables-based backends, proven with real TCP.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { pino, type Logger } from 'pino';
-import type { FirewallBackend, FirewallBan, JailRule } from '../../agent/firewall/backend.js';
+import type { Logger } from 'pino';
+import type { FirewallBackend } from '../../agent/firewall/backend.js';
 import { IpsetBackend } from '../../agent/firewall/ipset.js';
 import { IptablesBackend } from '../../agent/firewall/iptables.js';
 import { createFleet, netnsAvailable, type Fleet } from '../helpers/netns.js';
+import { ALL, ATK4, ATK6, HOST4, HOST6, SSH, ban, captureLogger } from '../helpers/firewall.js';
 import { waitUntil } from '../helpers/wait.js';
 
 const avail = netnsAvailable();
-const HOST4 = '198.51.100.10';
-const HOST6 = '2001:db8::10';
-const ATK4 = '198.51.100.66';
-const ATK6 = '2001:db8::66';
 
-const SSH: JailRule = { jail: 'ssh-test.v1', ports: [[22, 22]], protocols: ['tcp'] };
-const ALL: JailRule = { jail: 'all_ports', ports: 'all', protocols: 'all' };
 
 let fleet: Fleet;
 const stops: Array<() => Promise<void>> = [];
 
-function captureLogger(): { logger: Logger; lines: Array<Record<string, unknown>> } {
-  const lines: Array<Record<string, unknown>> = [];
-  const logger = pino({ level: 'debug' }, { write: (s: string) => void lines.push(JSON.parse(s) as Record<string, unknown>) });
-  return { logger, lines };
-}
 
-const ban = (jail: string, addr: string, ms: number): FirewallBan => ({
-  jail,
-  addr,
-  family: addr.includes(':') ? 6 : 4,
-  until: ms === -1 ? -1 : Date.now() + ms,
-});
 const reach = (from: string, addr: string, port: number) => fleet.tcpConnects(from, addr, port, 700);
 
 before(async () => {

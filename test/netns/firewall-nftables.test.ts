@@ -1,42 +1,22 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { pino, type Logger } from 'pino';
 import { FirewallError, InvalidInputError } from '../../common/errors.js';
-import type { FirewallBan, JailRule } from '../../agent/firewall/backend.js';
 import { NftablesBackend } from '../../agent/firewall/nftables.js';
 import { createFleet, netnsAvailable, type Fleet } from '../helpers/netns.js';
+import { ALL, ATK4, ATK6, GOOD4, HOST4, HOST6, SSH, ban, captureLogger } from '../helpers/firewall.js';
 import { waitUntil } from '../helpers/wait.js';
 
 const avail = netnsAvailable();
-const HOST4 = '198.51.100.10';
-const HOST6 = '2001:db8::10';
-const ATK4 = '198.51.100.66';
-const ATK6 = '2001:db8::66';
-const GOOD4 = '198.51.100.77';
 
-const SSH: JailRule = { jail: 'ssh-test.v1', ports: [[22, 22]], protocols: ['tcp'] };
-const ALL: JailRule = { jail: 'all_ports', ports: 'all', protocols: 'all' };
 
 let fleet: Fleet;
 let stops: Array<() => Promise<void>> = [];
 
-/** A logger whose lines land in an array, to assert on commands and warnings. */
-function captureLogger(): { logger: Logger; lines: Array<Record<string, unknown>> } {
-  const lines: Array<Record<string, unknown>> = [];
-  const logger = pino({ level: 'debug' }, { write: (s: string) => void lines.push(JSON.parse(s) as Record<string, unknown>) });
-  return { logger, lines };
-}
 
 function backend(extra: Partial<ConstructorParameters<typeof NftablesBackend>[0]> = {}): NftablesBackend {
   return new NftablesBackend({ commandPrefix: fleet.prefix('host'), ...extra });
 }
 
-const ban = (jail: string, addr: string, ms: number): FirewallBan => ({
-  jail,
-  addr,
-  family: addr.includes(':') ? 6 : 4,
-  until: ms === -1 ? -1 : Date.now() + ms,
-});
 
 const reach = (from: string, addr: string, port: number) => fleet.tcpConnects(from, addr, port, 700);
 

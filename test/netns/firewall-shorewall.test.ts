@@ -6,18 +6,15 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { FirewallBan, JailRule } from '../../agent/firewall/backend.js';
+import type { JailRule } from '../../agent/firewall/backend.js';
 import { ShorewallBackend } from '../../agent/firewall/shorewall.js';
 import { createFleet, netnsAvailable, type Fleet } from '../helpers/netns.js';
+import { ATK4, ATK6, HOST4, HOST6, ban } from '../helpers/firewall.js';
 
 const net = netnsAvailable();
 const installed = existsSync('/usr/share/shorewall/configfiles/shorewall.conf') && existsSync('/usr/share/shorewall6/configfiles/shorewall6.conf');
 const skip = !net.ok ? net.reason : !installed ? 'needs the Debian packages shorewall and shorewall6' : undefined;
 
-const HOST4 = '198.51.100.10';
-const HOST6 = '2001:db8::10';
-const ATK4 = '198.51.100.66';
-const ATK6 = '2001:db8::66';
 const SSH: JailRule = { jail: 'sshd', ports: [[22, 22]], protocols: ['tcp'] };
 const WEB: JailRule = { jail: 'web.auth', ports: [[80, 80]], protocols: ['tcp'] };
 
@@ -41,7 +38,6 @@ function writeConfig(ns: string, product: 'shorewall' | 'shorewall6'): void {
   writeFileSync(join(dir, 'vardir'), `VARDIR=${vardir}\n`);
 }
 
-const ban = (jail: string, addr: string, ms: number): FirewallBan => ({ jail, addr, family: addr.includes(':') ? 6 : 4, until: ms === -1 ? -1 : Date.now() + ms });
 const reach = (from: string, addr: string, port: number) => fleet.tcpConnects(from, addr, port, 700);
 
 before(async () => {

@@ -1,3 +1,4 @@
+import { waitUntil } from '../../helpers/wait.js';
 import type { LogSource } from '../../../agent/sources/source.js';
 
 /** Records every batch a source delivers, for assertions on order, duplicates and batching. */
@@ -30,12 +31,8 @@ export class Collector {
  * Poll `cond` until it holds or the deadline passes.
  * @param what described in the failure message
  */
-export async function waitFor(cond: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
+export function waitFor(cond: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
+  return waitUntil(cond, timeoutMs, what, 10);
 }
 
 /** Let a few poll/watch cycles pass, to prove that nothing more arrives. */
