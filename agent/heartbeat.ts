@@ -21,8 +21,6 @@ export function hostAddresses(): string[] {
 export class HeartbeatSender {
   private timer: NodeJS.Timeout | undefined;
   private readonly startedAt = Date.now();
-  private writing = false;
-  private again = false;
 
   constructor(
     private readonly redis: Redis,
@@ -42,25 +40,14 @@ export class HeartbeatSender {
     if (this.timer) clearInterval(this.timer);
   }
 
-  /** Write the heartbeat now (also called right after decisions are applied, as an acknowledgement). */
+  /** Write the heartbeat now. */
   async beat(): Promise<void> {
-    if (this.redis.status !== 'ready' || this.writing) {
-      // A beat while one is in flight (a burst of decision batches) is folded into one more write.
-      this.again = this.writing;
-      return;
-    }
-    this.writing = true;
+    if (this.redis.status !== 'ready') return;
     const hb: Heartbeat = { v: PROTOCOL_VERSION, ...this.state(), pid: process.pid, startedAt: this.startedAt, seenAt: Date.now() };
     try {
       await this.redis.hset(this.keys.hosts, hb.host, JSON.stringify(hb));
     } catch (err) {
       this.log.debug({ err: (err as Error).message }, 'heartbeat failed');
-    } finally {
-      this.writing = false;
-    }
-    if (this.again) {
-      this.again = false;
-      await this.beat();
     }
   }
 }

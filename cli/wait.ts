@@ -1,7 +1,7 @@
 import { compareStreamIds, decodeHeartbeat } from '../common/protocol/messages.js';
 import type { CliContext } from './context.js';
 
-/** A host is alive when its heartbeat is at most this old (three missed 5 s heartbeats). */
+/** An agent or coordinator is alive when it reported within this long (three missed 5 s heartbeats). */
 export const ALIVE_MS = 15_000;
 
 

@@ -2,9 +2,8 @@ import type { Command } from 'commander';
 import { parseBanTarget } from '../../common/address.js';
 import type { CoordinatorRegistration } from '../../coordinator/main.js';
 import { CliError, withContext, printTable, formatTime, type GlobalOptions } from '../context.js';
+import { ALIVE_MS } from '../wait.js';
 
-/** A coordinator counts as alive when it registered within this long (three missed refreshes). */
-const ALIVE_MS = 15_000;
 
 export function registerPolicyCommands(program: Command, globals: () => GlobalOptions): void {
   program

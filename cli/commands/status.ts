@@ -4,10 +4,8 @@ import { configDir } from '../../common/config/fleetban-config.js';
 import { decodeBan, decodeHeartbeat, type BanRecord, type Heartbeat } from '../../common/protocol/messages.js';
 import { now } from '../../common/clock.js';
 import { CliError, withContext, printTable, formatTime, type CliContext, type GlobalOptions } from '../context.js';
-import { latestId } from '../wait.js';
+import { ALIVE_MS, latestId } from '../wait.js';
 
-/** A host is alive when its last heartbeat is at most this old (three missed 5 s heartbeats). */
-const ALIVE_MS = 15_000;
 
 async function activeBans(ctx: CliContext): Promise<BanRecord[]> {
   const all = await ctx.redis.hgetall(ctx.keys.bans);

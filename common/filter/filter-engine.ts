@@ -64,8 +64,6 @@ const MLF_MAX_LINES = 20;
 /** Canonical forms of recently seen addresses: attackers repeat, and parsing is costly. */
 const ADDR_CACHE_SIZE = 4096;
 const NO_FAILURES: readonly FailureMatch[] = Object.freeze([]);
-/** Stands for the one line of a single-line filter, which needs no buffer. */
-const SINGLE: BufferedLine[] = [];
 
 /** Group values of one match, indexed by the filter's GroupSchema (undefined: did not take part). */
 type Slots = Array<string | undefined>;

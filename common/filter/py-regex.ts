@@ -107,7 +107,7 @@ export function translatePythonRegex(pattern: string, options: { multiline?: boo
   const parser = new Parser(pattern, { i: false, s: false, m: options.multiline ?? false, x: false });
   let tree = parser.parse();
   tree = expandConditionals(tree);
-  const printer = new Printer(parser.globalFlags);
+  const printer = new Printer();
   const source = printer.print(tree, parser.globalFlags);
   let regex: RegExp;
   try {
@@ -159,14 +159,14 @@ export function translateContentHead(pattern: string): ContentHead | undefined {
   };
   if (head.some((n, i) => unsafe(n, i === 0))) return undefined;
   const notNewline: Node = { t: 'class', neg: true, items: [{ k: 'range', from: 10, to: 10 }] };
-  const printer = new Printer(parser.globalFlags);
+  const printer = new Printer();
   const source = printer.print({ t: 'seq', items: [...head, notNewline] }, parser.globalFlags);
   // Without its leading anchor the head can run at the offset where a line's date ends, with no
   // slice of the line; a word boundary would look at the character before that offset, though.
   const first = head[0];
   const wordBoundary = (n: Node): boolean => (n.t === 'esc' && (n.text === '\\b' || n.text === '\\B')) || children(n).some(wordBoundary);
   const sourceAt = first && (first.t === 'bol' || first.t === 'start') && !head.some(wordBoundary)
-    ? new Printer(parser.globalFlags).print({ t: 'seq', items: [...head.slice(1), notNewline] }, parser.globalFlags)
+    ? new Printer().print({ t: 'seq', items: [...head.slice(1), notNewline] }, parser.globalFlags)
     : undefined;
   try {
     return { regex: new RegExp(source, 'y'), regexAt: sourceAt === undefined ? undefined : new RegExp(sourceAt, 'y'), groups: printer.groups };
@@ -726,7 +726,7 @@ function delimitedLoop(body: Node): boolean {
     if (n.t === 'quant' && (n.max === INF || n.max > 32)) {
       const b = n.body;
       if (b.t !== 'char' && b.t !== 'class' && b.t !== 'esc' && b.t !== 'dot') complex = true;
-      else innerAtoms.push(new Printer({ i: false, s: false, m: false, x: false }).print(b, { i: false, s: false, m: false, x: false }));
+      else innerAtoms.push(new Printer().print(b, { i: false, s: false, m: false, x: false }));
       return;
     }
     children(n).forEach(visit);
@@ -908,8 +908,6 @@ class Printer {
   private readonly lastIndex = new Map<string, number>();
   private count = 0;
   usesLookOrBackref = false;
-
-  constructor(private readonly base: Flags) {}
 
   print(n: Node, flags: Flags): string {
     return this.node(n, { ...flags });
