@@ -2,13 +2,14 @@ import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { ClusterKeys } from '../common/protocol/keys.js';
-import { encodeFailure } from '../common/protocol/messages.js';
+import { encodeReport, splitIntoReports } from '../common/protocol/messages.js';
 import { now } from '../common/clock.js';
 import type { FailureSpool, PendingFailure } from './spool.js';
 
 /**
  * Sends failures to the failures stream. Failures seen in the same turn of the event loop go out
- * in one pipeline (one round trip for a whole burst).
+ * together: reports of up to 100 failures each (one stream entry per report), all in one pipeline
+ * (one round trip for a whole burst).
  *
  * While Redis is unreachable, failures go to the on-disk spool when there is one (bounded; an
  * agent restarted during an outage still delivers them), else they wait in a bounded memory
@@ -38,7 +39,7 @@ export class Reporter {
   /**
    * @param batch failures per pipeline at most
    * @param maxBuffered failures held in memory at most while Redis is away
-   * @param streamMaxlen approximate cap of the failures stream (XADD MAXLEN ~)
+   * @param streamMaxlen approximate cap of the failures stream in reports (XADD MAXLEN ~)
    * @param spool where failures wait while Redis is unreachable; without one, memory only
    */
   constructor(
@@ -133,12 +134,13 @@ export class Reporter {
     if (!fromSpool) this.inFlight = events;
     const pipeline = this.redis.pipeline();
     const sent = now();
-    for (const e of events) pipeline.xadd(this.keys.failures, 'MAXLEN', '~', this.streamMaxlen, '*', ...encodeFailure({ ...e, sent }));
+    const reports = splitIntoReports(events);
+    for (const r of reports) pipeline.xadd(this.keys.failures, 'MAXLEN', '~', this.streamMaxlen, '*', ...encodeReport(r[0]!.host, sent, r));
     let results: Array<[Error | null, unknown]> | null;
     try {
       results = await pipeline.exec();
     } catch (err) {
-      results = events.map(() => [err as Error, null]);
+      results = reports.map(() => [err as Error, null]);
     }
     const failed = results?.findIndex(([err]) => err) ?? -1;
     if (failed < 0) {
@@ -157,7 +159,7 @@ export class Reporter {
     // Keep whatever did not go through, in front of newer failures; it goes out when the
     // connection is back ('ready' reschedules), through the spool if it is down meanwhile.
     if (!fromSpool && this.inFlight === events) {
-      const kept = events.filter((_, i) => results?.[i]?.[0]);
+      const kept = reports.filter((_, i) => results?.[i]?.[0]).flat();
       this.buffer.unshift(...kept);
       this.inFlight = [];
       this.stats.reported += events.length - kept.length;

@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { COORDINATOR_GROUP, type ClusterKeys } from '../common/protocol/keys.js';
-import { decodeFailure } from '../common/protocol/messages.js';
+import { decodeReport } from '../common/protocol/messages.js';
 import { ClusterScripts, type CountedFailure, type ScriptPolicy } from '../common/scripts/index.js';
 import { containingNetwork, parseBanTarget } from '../common/address.js';
 import { now } from '../common/clock.js';
@@ -20,20 +20,31 @@ export function failureTime(id: string, time: number, sent: number): number {
   return received - Math.max(0, sent - time);
 }
 
-/** A batch decoded and filtered, ready for the counting script. */
+/** Stream entries decoded and filtered, ready for one call of the counting script. */
 interface Prepared {
   readonly policies: ScriptPolicy[];
   readonly counted: CountedFailure[];
-  readonly ackOnly: string[];
+  /** Every entry whose failures are in `counted`, and entries with nothing to count. */
+  readonly acks: string[];
 }
 
 type StreamReply = Array<[string, Array<[string, string[]]>]> | null;
+
+/** How often counted reports are trimmed from the stream. */
+const TRIM_INTERVAL_MS = 1000;
 
 /** How long stop() waits for the read and count in flight. */
 const STOP_GRACE_MS = 3000;
 
 /** The upper bound Lua's unpack() handles comfortably for one XACK. */
 const MAX_BATCH = 2000;
+
+/**
+ * Failures per call of the counting script at most (an entry is never split across calls, since
+ * it is acknowledged with its failures): Redis runs nothing else during a call, so a call of
+ * ~2,000 failures (~20-30 ms) bounds the latency it adds to every other client.
+ */
+const MAX_FAILURES_PER_CALL = 2000;
 
 /**
  * Reads failures from the stream through the coordinators' consumer group and counts them with
@@ -56,7 +67,7 @@ export class Aggregator {
    * @param consumer this coordinator's name in the group
    * @param policy the jails' policy; replaced on reload
    * @param log logger
-   * @param batch entries per read
+   * @param batch stream entries (reports of up to 100 failures) per read
    * @param claimIdleMs pending entries idle this long (their coordinator died) are claimed
    */
   constructor(
@@ -114,6 +125,7 @@ export class Aggregator {
     // First our own pending entries (left by a previous run of this consumer), then new ones.
     let cursor = '0';
     let lastClaim = 0;
+    let lastTrim = now();
     // In '>' mode the next read is already on its way while a batch is being counted (on the other
     // connection): Redis never waits for this process to decode, and this process never waits for
     // a round trip to get its next batch.
@@ -127,6 +139,10 @@ export class Aggregator {
           lastClaim = now();
           await this.claimAbandoned();
         }
+        if (now() - lastTrim > TRIM_INTERVAL_MS) {
+          lastTrim = now();
+          await this.trimCounted();
+        }
         const entries = await (ahead ?? this.read(cursor));
         ahead = undefined;
         if (cursor === '0') {
@@ -137,7 +153,9 @@ export class Aggregator {
         if (entries.length > 0) {
           const prepared = await this.prepare(entries);
           await counting;
-          counting = this.count(prepared).catch((err: Error) => {
+          counting = (async () => {
+            for (const chunk of prepared) await this.count(chunk);
+          })().catch((err: Error) => {
             // The entries stay pending; XAUTOCLAIM hands them to a coordinator after claim_idle.
             this.log.error({ err: err.message, entries: entries.length }, 'counting failures failed; they stay pending');
           });
@@ -172,6 +190,24 @@ export class Aggregator {
     }
   }
 
+  /**
+   * Drop the reports every coordinator is done with, so that the stream holds the backlog and not
+   * a history of what was counted (MAXLEN alone kept the newest `stream_maxlen` entries, counted
+   * or not: hundreds of MB under a flood). Entries are delivered in order, so everything before
+   * the oldest pending entry (or, with none pending, up to the last delivered one) was
+   * acknowledged. `~` lets Redis drop whole nodes only, which is cheap.
+   */
+  private async trimCounted(): Promise<void> {
+    const [pending, oldest] = (await this.writer.xpending(this.keys.failures, COORDINATOR_GROUP)) as [number, string | null];
+    let floor = Number(pending) > 0 ? oldest : undefined;
+    if (!floor) {
+      const groups = (await this.writer.xinfo('GROUPS', this.keys.failures)) as unknown[][];
+      const group = groups.find((g) => g[g.indexOf('name') + 1] === COORDINATOR_GROUP);
+      floor = group ? String(group[group.indexOf('last-delivered-id') + 1]) : undefined;
+    }
+    if (floor && floor !== '0-0') await this.writer.xtrim(this.keys.failures, 'MINID', '~', floor);
+  }
+
   /** Log a whitelisted address at most once a minute, not once per failure of a flood. */
   private noteIgnored(jail: string, addr: string, reason: string): void {
     const key = `${jail}|${addr}`;
@@ -184,57 +220,79 @@ export class Aggregator {
 
   /** Decode, filter and count one batch of stream entries. */
   async process(entries: Array<[string, string[]]>): Promise<void> {
-    await this.count(await this.prepare(entries));
+    for (const chunk of await this.prepare(entries)) await this.count(chunk);
   }
 
-  /** Decode and filter a batch (this process' share of the work). */
-  private async prepare(entries: Array<[string, string[]]>): Promise<Prepared> {
-    const counted: CountedFailure[] = [];
-    const ackOnly: string[] = [];
-    const jails = new Set<string>();
+  /**
+   * Decode and filter a batch (this process' share of the work), cut into script calls of at most
+   * MAX_FAILURES_PER_CALL failures at entry boundaries.
+   */
+  private async prepare(entries: Array<[string, string[]]>): Promise<Prepared[]> {
+    const calls: Prepared[] = [];
+    let counted: CountedFailure[] = [];
+    let acks: string[] = [];
+    let jails = new Set<string>();
+    const cut = () => {
+      if (acks.length > 0) calls.push({ policies: this.scriptPolicies(jails), counted, acks });
+      counted = [];
+      acks = [];
+      jails = new Set();
+    };
     for (const [id, fields] of entries) {
       this.stats.read++;
-      const d = decodeFailure(fields);
+      const d = decodeReport(fields);
       if (!d.ok) {
         this.stats.malformed++;
-        this.log.warn({ id, reason: d.reason }, 'malformed failure entry skipped');
-        ackOnly.push(id);
+        this.log.warn({ id, reason: d.reason }, 'malformed failure report skipped');
+        acks.push(id);
         continue;
       }
-      const f = d.value;
-      const policy = this.policy.jails.get(f.jail);
-      if (!policy) {
-        this.stats.unknownJail++;
-        if (!this.warnedJails.has(f.jail)) {
-          this.warnedJails.add(f.jail);
-          this.log.warn({ jail: f.jail, host: f.host }, 'failure for a jail this coordinator does not have; not counted');
+      const report = d.value;
+      for (const r of report.rejected) {
+        this.stats.malformed++;
+        this.log.warn({ id, index: r.index, host: report.host, reason: r.reason }, 'malformed failure skipped');
+      }
+      if (counted.length > 0 && counted.length + report.failures.length > MAX_FAILURES_PER_CALL) cut();
+      for (const f of report.failures) {
+        const policy = this.policy.jails.get(f.jail);
+        if (!policy) {
+          this.stats.unknownJail++;
+          if (!this.warnedJails.has(f.jail)) {
+            this.warnedJails.add(f.jail);
+            this.log.warn({ jail: f.jail, host: f.host }, 'failure for a jail this coordinator does not have; not counted');
+          }
+          continue;
         }
-        ackOnly.push(id);
-        continue;
+        const ignored = policy.whitelist.checkLocal(f.addr) ?? (policy.whitelist.hasCommand ? await policy.whitelist.checkCommand(f.addr) : undefined);
+        if (ignored) {
+          this.stats.ignored++;
+          this.noteIgnored(f.jail, f.addr, ignored);
+          continue;
+        }
+        // Per-prefix counting: every address of an IPv6 network counts toward, and bans, the network.
+        const addr = policy.ipv6prefix < 128 && f.addr.includes(':') ? containingNetwork(parseBanTarget(f.addr), policy.ipv6prefix).text : f.addr;
+        counted.push({ eid: f.eid, jail: f.jail, addr, time: failureTime(id, f.time, f.sent), host: f.host });
+        jails.add(f.jail);
       }
-      const ignored = policy.whitelist.checkLocal(f.addr) ?? (policy.whitelist.hasCommand ? await policy.whitelist.checkCommand(f.addr) : undefined);
-      if (ignored) {
-        this.stats.ignored++;
-        this.noteIgnored(f.jail, f.addr, ignored);
-        ackOnly.push(id);
-        continue;
-      }
-      // Per-prefix counting: every address of an IPv6 network counts toward, and bans, the network.
-      const addr = policy.ipv6prefix < 128 && f.addr.includes(':') ? containingNetwork(parseBanTarget(f.addr), policy.ipv6prefix).text : f.addr;
-      counted.push({ id, eid: f.eid, jail: f.jail, addr, time: failureTime(id, f.time, f.sent), host: f.host });
-      jails.add(f.jail);
+      acks.push(id);
     }
+    cut();
+    return calls;
+  }
+
+  /** The policies a call needs: those of its failures' jails, and every recidive jail. */
+  private scriptPolicies(jails: ReadonlySet<string>): ScriptPolicy[] {
     const policies: ScriptPolicy[] = [...this.policy.recidives];
     for (const j of jails) {
       const p = this.policy.jails.get(j)!.script;
       if (!p.countsBans) policies.push(p);
     }
-    return { policies, counted, ackOnly };
+    return policies;
   }
 
   /** Count a prepared batch with the script (Redis' share of the work). */
-  private async count({ policies, counted, ackOnly }: Prepared): Promise<void> {
-    const result = await this.scripts.recordFailures(this.clock(), policies, counted, ackOnly);
+  private async count({ policies, counted, acks }: Prepared): Promise<void> {
+    const result = await this.scripts.recordFailures(this.clock(), policies, counted, acks);
     if (result.bans.length > 0 && this.waitForReplica) {
       // Replication is asynchronous: a ban decided just before the primary dies could be missing
       // on the replica Sentinel promotes. Waiting (briefly) for one replica closes most of that window.

@@ -18,7 +18,7 @@ import { startRedis, randomCluster, type TestRedis } from '../../test/helpers/re
 import { startDaemon, type Daemon } from '../../test/helpers/spawn.js';
 import { hostConfig } from '../../test/helpers/cluster-procs.js';
 import { clusterKeys } from '../../common/protocol/keys.js';
-import { encodeFailure } from '../../common/protocol/messages.js';
+import { encodeReport, LIMITS, type ReportedFailure } from '../../common/protocol/messages.js';
 
 const N = Number(process.env.N ?? 200_000);
 const ADDRS = Number(process.env.ADDRS ?? 50_000);
@@ -29,6 +29,23 @@ const counts = process.argv.slice(2).map(Number).filter((n) => n > 0);
 
 function addr(i: number): string {
   return `2001:db8:${(1 + (i >>> 16)).toString(16)}:${(i & 0xffff).toString(16)}:1::1`;
+}
+
+/**
+ * One agent's batch: failures `from`..`to` of host `h<batch number % 50>` in reports of up to
+ * 100, encoded exactly as agent/reporter.ts encodes them.
+ */
+function reports(from: number, to: number, eidPrefix: string, now: number): string[][] {
+  const host = `h${Math.floor(from / BATCH) % 50}`;
+  const out: string[][] = [];
+  for (let start = from; start < to; start += LIMITS.reportFailures) {
+    const failures: ReportedFailure[] = [];
+    for (let i = start; i < Math.min(to, start + LIMITS.reportFailures); i++) {
+      failures.push({ jail: 'sshd', addr: addr(i % ADDRS), eid: `${eidPrefix}-${i}`, time: now, line: 'Failed password for root from x port 22 ssh2' });
+    }
+    out.push(encodeReport(host, now, failures));
+  }
+  return out;
 }
 
 async function commandStats(c: Redis): Promise<Map<string, { calls: number; usec: number }>> {
@@ -54,9 +71,7 @@ async function drainRun(redis: TestRedis, coordinators: number): Promise<number>
     const now = Date.now();
     for (let from = 0; from < N; from += BATCH) {
       const p = client.pipeline();
-      for (let i = from; i < Math.min(N, from + BATCH); i++) {
-        p.xadd(keys.failures, '*', ...encodeFailure({ jail: 'sshd', addr: addr(i % ADDRS), eid: `d-${i}`, time: now, sent: now, host: `h${i % 50}`, line: 'Failed password for root from x port 22 ssh2' }));
-      }
+      for (const fields of reports(from, Math.min(N, from + BATCH), 'd', now)) p.xadd(keys.failures, '*', ...fields);
       await p.exec();
     }
     for (let i = 0; i < coordinators; i++) {
@@ -110,10 +125,7 @@ async function pipelineRun(redis: TestRedis, coordinators: number): Promise<{ ra
         next = Math.min(N, from + BATCH);
         const p = client.pipeline();
         const now = Date.now();
-        for (let i = from; i < next; i++) {
-          p.xadd(keys.failures, 'MAXLEN', '~', 1_000_000, '*',
-            ...encodeFailure({ jail: 'sshd', addr: addr(i % ADDRS), eid: `b-${i}`, time: now, sent: now, host: `h${i % 50}`, line: 'Failed password for root from x port 22 ssh2' }));
-        }
+        for (const fields of reports(from, next, 'b', now)) p.xadd(keys.failures, 'MAXLEN', '~', 100_000, '*', ...fields);
         await p.exec();
       }
     };

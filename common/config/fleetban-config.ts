@@ -45,7 +45,7 @@ export interface CoordinatorSettings {
   readonly consumer: string;
   /** Entries read from the failures stream per round. */
   readonly batch: number;
-  /** Approximate cap of the failures and decisions streams (XADD MAXLEN ~). */
+  /** Approximate cap, in entries, of the failures stream (reports of 1-100 failures) and the decisions stream (XADD MAXLEN ~). */
   readonly streamMaxlen: number;
   /** Seconds between sweeps that remove expired bans. */
   readonly expireInterval: number;
@@ -194,8 +194,8 @@ export function loadFleetbanConfig(dir: string): FleetbanConfig {
     },
     coordinator: {
       consumer: get('coordinator', 'consumer') ?? `${host}-${process.pid}`,
-      batch: integer('coordinator', 'batch', 1000, 1),
-      streamMaxlen: integer('coordinator', 'stream_maxlen', 1_000_000, 1000),
+      batch: integer('coordinator', 'batch', 200, 1),
+      streamMaxlen: integer('coordinator', 'stream_maxlen', 100_000, 1000),
       expireInterval: seconds('coordinator', 'expire_interval', '1s'),
       claimIdle: seconds('coordinator', 'claim_idle', '30s'),
       dbpurgeage: seconds('coordinator', 'dbpurgeage', '1d'),

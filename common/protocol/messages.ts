@@ -10,8 +10,14 @@ import { PROTOCOL_VERSION } from './version.js';
 export const LIMITS = {
   /** Matched log text kept with a failure; longer lines are cut, never rejected. */
   lineChars: 1024,
-  /** Whole stream entry; anything bigger was not written by fleetban. */
+  /** Whole decision entry; anything bigger was not written by fleetban. */
   entryBytes: 8192,
+  /** Failures in one report at most. */
+  reportFailures: 100,
+  /** What an agent aims at per report, so that a report never nears {@link LIMITS.reportBytes}. */
+  reportTargetBytes: 64 * 1024,
+  /** Whole report entry; anything bigger was not written by fleetban. */
+  reportBytes: 256 * 1024,
   nameChars: 64,
   hostChars: 253,
   reasonChars: 256,
@@ -93,41 +99,100 @@ export interface Heartbeat {
 
 type Fields = string[];
 
-/** @returns the flat field list for XADD */
-export function encodeFailure(e: FailureEvent): Fields {
-  return [
-    'v', String(PROTOCOL_VERSION),
-    'jail', e.jail,
-    'addr', e.addr,
-    'eid', e.eid,
-    'time', String(Math.round(e.time)),
-    'sent', String(Math.round(e.sent)),
-    'host', e.host,
-    'line', e.line.length > LIMITS.lineChars ? e.line.slice(0, LIMITS.lineChars) : e.line,
-  ];
+/** A failure as it travels inside a report: host and send time belong to the report. */
+export type ReportedFailure = Omit<FailureEvent, 'host' | 'sent'>;
+
+/**
+ * Encode one report: up to {@link LIMITS.reportFailures} failures of one host in one stream entry.
+ * One entry per failure cost Redis an XADD and a share of XREADGROUP for each (more than half of
+ * the counting script's own time) and this process an ioredis command each; a report amortises
+ * both over a whole batch. Failures are a JSON array of `[eid, jail, addr, time, line]`.
+ * @param sent when the report goes out, on the host clock
+ * @returns the flat field list for XADD
+ */
+export function encodeReport(host: string, sent: number, failures: readonly ReportedFailure[]): Fields {
+  const rows = failures.map((f) => [f.eid, f.jail, f.addr, Math.round(f.time), f.line.length > LIMITS.lineChars ? f.line.slice(0, LIMITS.lineChars) : f.line]);
+  return ['v', String(PROTOCOL_VERSION), 'host', host, 'sent', String(Math.round(sent)), 'failures', JSON.stringify(rows)];
 }
 
-/** @param fields flat list as returned by XREAD/XREADGROUP */
-export function decodeFailure(fields: Fields): Decoded<FailureEvent> {
-  const m = toMap(fields);
+/**
+ * Split failures into reports that stay well inside the entry limits: at most
+ * {@link LIMITS.reportFailures} failures and about {@link LIMITS.reportTargetBytes} of text each
+ * (a line of control characters grows sixfold in JSON, so the count alone does not bound the size).
+ * A report holds one host's failures (a spool written under an earlier host name is kept apart).
+ */
+export function splitIntoReports<T extends ReportedFailure & { readonly host: string }>(failures: readonly T[]): T[][] {
+  const reports: T[][] = [];
+  let current: T[] = [];
+  let bytes = 0;
+  for (const f of failures) {
+    const size = 96 + Math.min(f.line.length, LIMITS.lineChars) * 6;
+    if (current.length > 0 && (current.length >= LIMITS.reportFailures || bytes + size > LIMITS.reportTargetBytes || f.host !== current[0]!.host)) {
+      reports.push(current);
+      current = [];
+      bytes = 0;
+    }
+    current.push(f);
+    bytes += size;
+  }
+  if (current.length > 0) reports.push(current);
+  return reports;
+}
+
+/** A decoded report: the failures that passed validation, and why the others did not. */
+export interface DecodedReport {
+  readonly host: string;
+  readonly sent: number;
+  readonly failures: FailureEvent[];
+  /** Failures of the report that were malformed (index in the report, reason); each is skipped alone. */
+  readonly rejected: Array<{ index: number; reason: string }>;
+}
+
+/**
+ * Decode a report. A damaged envelope (version, host, send time, not JSON, over the limits)
+ * rejects the entry; a damaged failure inside a good envelope rejects only that failure.
+ * @param fields flat list as returned by XREADGROUP
+ */
+export function decodeReport(fields: Fields): Decoded<DecodedReport> {
+  const m = toMap(fields, LIMITS.reportBytes);
   if (!m.ok) return m;
   const f = m.value;
   const version = checkVersion(f);
   if (version) return { ok: false, reason: version };
-  const jail = f.get('jail');
-  if (!jail || !JAIL_NAME_RE.test(jail)) return bad('jail', jail);
-  const addr = f.get('addr');
-  const target = addr ? tryParseAddress(addr) : undefined;
-  if (!target || target.text !== addr) return bad('addr', addr);
-  const time = Number(f.get('time'));
-  if (!Number.isSafeInteger(time) || time <= 0) return bad('time', f.get('time'));
-  const eid = f.get('eid');
-  if (!eid || !EVENT_ID_RE.test(eid)) return bad('eid', eid);
-  const sent = Number(f.get('sent'));
-  if (!Number.isSafeInteger(sent) || sent <= 0) return bad('sent', f.get('sent'));
   const host = f.get('host');
   if (!host || !HOST_NAME_RE.test(host)) return bad('host', host);
-  return { ok: true, value: { jail, addr, eid, time, sent, host, line: f.get('line') ?? '' } };
+  const sent = Number(f.get('sent'));
+  if (!Number.isSafeInteger(sent) || sent <= 0) return bad('sent', f.get('sent'));
+  let rows: unknown;
+  try {
+    rows = JSON.parse(f.get('failures') ?? '');
+  } catch {
+    return bad('failures', f.get('failures'));
+  }
+  if (!Array.isArray(rows)) return bad('failures', f.get('failures'));
+  if (rows.length > LIMITS.reportFailures) return { ok: false, reason: `report of ${rows.length} failures is over the ${LIMITS.reportFailures} limit` };
+  const failures: FailureEvent[] = [];
+  const rejected: DecodedReport['rejected'] = [];
+  for (let index = 0; index < rows.length; index++) {
+    const reason = checkReportedFailure(rows[index]);
+    if (reason) rejected.push({ index, reason });
+    else {
+      const [eid, jail, addr, time, line] = rows[index] as [string, string, string, number, string];
+      failures.push({ eid, jail, addr, time, sent, host, line });
+    }
+  }
+  return { ok: true, value: { host, sent, failures, rejected } };
+}
+
+function checkReportedFailure(row: unknown): string | undefined {
+  if (!Array.isArray(row) || row.length !== 5) return 'not a [eid, jail, addr, time, line] row';
+  const [eid, jail, addr, time, line] = row as unknown[];
+  if (typeof eid !== 'string' || !EVENT_ID_RE.test(eid)) return bad('eid', String(eid)).reason;
+  if (typeof jail !== 'string' || !JAIL_NAME_RE.test(jail)) return bad('jail', String(jail)).reason;
+  if (typeof addr !== 'string' || tryParseAddress(addr)?.text !== addr) return bad('addr', String(addr)).reason;
+  if (typeof time !== 'number' || !Number.isSafeInteger(time) || time <= 0) return bad('time', String(time)).reason;
+  if (typeof line !== 'string') return bad('line', String(line)).reason;
+  return undefined;
 }
 
 /** @returns the flat field list for XADD of a decision */
@@ -228,7 +293,7 @@ function checkVersion(f: Map<string, string>): string | undefined {
   return undefined;
 }
 
-function toMap(fields: Fields): Decoded<Map<string, string>> {
+function toMap(fields: Fields, maxBytes: number = LIMITS.entryBytes): Decoded<Map<string, string>> {
   if (!Array.isArray(fields) || fields.length % 2 !== 0) return { ok: false, reason: 'odd number of fields' };
   let bytes = 0;
   const m = new Map<string, string>();
@@ -238,7 +303,7 @@ function toMap(fields: Fields): Decoded<Map<string, string>> {
     bytes += k.length + v.length;
     m.set(k, v);
   }
-  if (bytes > LIMITS.entryBytes) return { ok: false, reason: `entry of ${bytes} bytes is over the ${LIMITS.entryBytes} byte limit` };
+  if (bytes > maxBytes) return { ok: false, reason: `entry of ${bytes} bytes is over the ${maxBytes} byte limit` };
   return { ok: true, value: m };
 }
 

@@ -7,8 +7,6 @@ import { commandName, defineScripts } from './loader.js';
 
 /** A failure handed to the counting script; its time is on the coordinators' (Redis') clock. */
 export interface CountedFailure {
-  /** Stream entry id, acknowledged by the script. */
-  readonly id: string;
   /** The agent's event id: what makes a failure sent twice count once. */
   readonly eid: string;
   readonly jail: string;
@@ -76,10 +74,13 @@ export class ClusterScripts {
   }
 
   /**
-   * Count failures, ban by the jails' policies, and XACK the ids (plus `ackOnly`) in one atomic step.
+   * Count failures, ban by the jails' policies, and XACK the stream entries they came in, in one
+   * atomic step.
    * @param policies the policies of the failures' jails and of every ban-counting (recidive) jail
+   * @param acks ids of the stream entries (reports) this call settles: those of the failures and
+   *   those with nothing to count (malformed, whitelisted, unknown jail)
    */
-  async recordFailures(now: number, policies: readonly ScriptPolicy[], failures: readonly CountedFailure[], ackOnly: readonly string[] = []): Promise<RecordResult> {
+  async recordFailures(now: number, policies: readonly ScriptPolicy[], failures: readonly CountedFailure[], acks: readonly string[] = []): Promise<RecordResult> {
     const k = this.keys;
     const args: Array<string | number> = [
       k.failures, k.bans, k.banExpiry, k.decisions, k.stats, k.failingPrefix,
@@ -91,9 +92,9 @@ export class ClusterScripts {
         p.durationsMs.length, ...p.durationsMs);
     }
     args.push(failures.length);
-    // Tab-joined: none of the fields can contain a tab (validated by decodeFailure).
-    for (const f of failures) args.push(`${f.id}\t${f.eid}\t${f.jail}\t${f.addr}\t${f.time}\t${f.host}`);
-    args.push(...ackOnly);
+    // Tab-joined: none of the fields can contain a tab (validated by decodeReport).
+    for (const f of failures) args.push(`${f.eid}\t${f.jail}\t${f.addr}\t${f.time}\t${f.host}`);
+    args.push(...acks);
     const out = (await this.call('recordFailures')(...args)) as Array<string | number>;
     const results = out.slice(0, failures.length).map(Number);
     const bans: RecordResult['bans'] = [];

@@ -14,9 +14,9 @@
         name, findtime ms, maxretry, minhosts, overalljails (0/1), rndtime ms, counts bans (0/1),
         T, then T ban durations in ms indexed by earlier bans (last one repeats; -1 permanent)
       then N, the number of failures, then one argument per failure, its fields joined by tabs:
-        stream id, event id, jail, addr, time ms, host
-        (one packed argument instead of six: each argument costs more to pass than to split)
-      then the stream ids to acknowledge without counting (malformed, ignored entries)
+        event id, jail, addr, time ms, host
+        (one packed argument instead of five: each argument costs more to pass than to split)
+      then the ids of the stream entries (reports) to acknowledge
     Output:
       one result per failure: its count in the window (below maxretry it may still include
         failures that have left the window; they are trimmed once the count could ban), or
@@ -137,12 +137,10 @@ countFailure = function(p, addr, t, eid, host)
 end
 
 local results = {}
-local acks = {}
 local n = tonumber(ARGV[o])
 o = o + 1
 for i = o, o + n - 1 do
-  local id, eid, jail, addr, t, host = string.match(ARGV[i], '^([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t(.*)$')
-  acks[#acks + 1] = id
+  local eid, jail, addr, t, host = string.match(ARGV[i], '^([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t(.*)$')
   local p = policies[jail]
   if p then results[#results + 1] = countFailure(p, addr, tonumber(t), eid, host) else results[#results + 1] = -4 end
 end
@@ -167,8 +165,7 @@ for name, touched in pairs(perJail) do
   rcall('PEXPIRE', failing, touched.p.findtime)
 end
 
-for i = o + n, #ARGV do acks[#acks + 1] = ARGV[i] end
-if #acks > 0 then rcall('XACK', KEYS[1], group, unpack(acks)) end
+if #ARGV >= o + n then rcall('XACK', KEYS[1], group, unpack(ARGV, o + n)) end
 
 for i = 1, #bans do results[#results + 1] = bans[i] end
 return results

@@ -6,6 +6,8 @@ import { join } from 'node:path';
 import { startRedis, randomCluster, type TestRedis } from '../helpers/redis-server.js';
 import { startDaemon, runCli, writeConfig, sshdFailure, type Daemon } from '../helpers/spawn.js';
 import { clusterKeys } from '../../common/protocol/keys.js';
+import { PROTOCOL_VERSION } from '../../common/protocol/version.js';
+import { LIMITS } from '../../common/protocol/messages.js';
 
 /**
  * Coordinator and three agents as separate processes on loopback, dry-run firewalls, a real
@@ -120,11 +122,14 @@ test('manual ban: bad addresses refused with a reason; a restarted agent re-appl
 test('malformed entries in both streams are logged and skipped; nobody is banned, nothing crashes', async () => {
   const c = redis.client();
   const keys = clusterKeys(cluster);
-  await c.xadd(keys.failures, '*', 'v', '1', 'jail', 'sshd', 'addr', '198.51.100.66; reboot', 'time', '1', 'host', 'evil');
-  await c.xadd(keys.failures, '*', 'v', '1', 'x', 'y'.repeat(10_000));
-  await c.xadd(keys.decisions, '*', 'v', '1', 'op', 'ban', 'jail', 'sshd', 'addr', '0.0.0.0/0', 'since', '1', 'until', '-1');
+  const v = String(PROTOCOL_VERSION);
+  // A good envelope around one injected address: that failure alone is skipped.
+  await c.xadd(keys.failures, '*', 'v', v, 'host', 'evil', 'sent', '1', 'failures', JSON.stringify([['e-1', 'sshd', '198.51.100.66; reboot', 1, '']]));
+  await c.xadd(keys.failures, '*', 'v', v, 'x', 'y'.repeat(LIMITS.reportBytes));
+  await c.xadd(keys.decisions, '*', 'v', v, 'op', 'ban', 'jail', 'sshd', 'addr', '0.0.0.0/0', 'since', '1', 'until', '-1');
   await c.xadd(keys.decisions, '*', 'garbage', 'x'.repeat(20_000));
-  await coordinator.waitFor((l) => l.msg === 'malformed failure entry skipped' && String(l.reason).includes('byte limit'), 5000, 'coordinator skip');
+  await coordinator.waitFor((l) => l.msg === 'malformed failure skipped' && String(l.reason).startsWith('invalid addr'), 5000, 'coordinator skips the failure');
+  await coordinator.waitFor((l) => l.msg === 'malformed failure report skipped' && String(l.reason).includes('byte limit'), 5000, 'coordinator skips the report');
   await Promise.all(hosts.map((h) => agents[h]!.waitFor((l) => l.msg === 'malformed decision skipped', 5000, `${h} skip`)));
   // Still alive and still working: a fresh ban goes through.
   const r = await runCli(['--config', dirs.coord!, 'ban', '198.51.100.99']);

@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import type { Redis } from 'ioredis';
 import { writeConfig } from './spawn.js';
 import type { ClusterKeys } from '../../common/protocol/keys.js';
-import { encodeFailure, type FailureEvent } from '../../common/protocol/messages.js';
+import { decodeReport, encodeReport, splitIntoReports, type FailureEvent } from '../../common/protocol/messages.js';
 
 /** What one host's configuration directory needs in the reliability tests. */
 export interface HostConfig {
@@ -52,11 +52,21 @@ export async function xaddFailures(redis: Redis, keys: ClusterKeys, events: read
   for (let i = 0; i < events.length; i += batch) {
     const p = redis.pipeline();
     const sent = Date.now();
-    for (const e of events.slice(i, i + batch)) p.xadd(keys.failures, 'MAXLEN', '~', 1_000_000, '*', ...encodeFailure({ ...e, sent }));
+    for (const r of splitIntoReports(events.slice(i, i + batch))) p.xadd(keys.failures, 'MAXLEN', '~', 1_000_000, '*', ...encodeReport(r[0]!.host, sent, r));
     const res = (await p.exec()) ?? [];
     const err = res.find(([e]) => e);
     if (err) throw err[0];
   }
+}
+
+/** @returns the number of failures in the failures stream (its entries are reports of several) */
+export async function failuresInStream(redis: Redis, keys: ClusterKeys): Promise<number> {
+  let n = 0;
+  for (const [, fields] of await redis.xrange(keys.failures, '-', '+')) {
+    const d = decodeReport(fields);
+    if (d.ok) n += d.value.failures.length;
+  }
+  return n;
 }
 
 /** @returns a counter of the stats hash, 0 when absent */

@@ -4,7 +4,7 @@ import type { Redis } from 'ioredis';
 import { startRedis, randomCluster, type TestRedis } from '../helpers/redis-server.js';
 import { clusterKeys, COORDINATOR_GROUP } from '../../common/protocol/keys.js';
 import { ClusterScripts, COUNT_RESULT, type CountedFailure, type ScriptPolicy } from '../../common/scripts/index.js';
-import { decodeDecision, encodeFailure } from '../../common/protocol/messages.js';
+import { decodeDecision, encodeReport } from '../../common/protocol/messages.js';
 
 let server: TestRedis;
 let redis: Redis;
@@ -25,7 +25,7 @@ function setup(policies: ScriptPolicy[] = POLICIES) {
   const keys = clusterKeys(randomCluster());
   const raw = new ClusterScripts(redis, keys);
   const scripts = {
-    recordFailures: (now: number, failures: CountedFailure[], ackOnly: string[] = []) => raw.recordFailures(now, policies, failures, ackOnly),
+    recordFailures: (now: number, failures: CountedFailure[], acks: string[] = []) => raw.recordFailures(now, policies, failures, acks),
     ban: raw.ban.bind(raw), unban: raw.unban.bind(raw), flush: raw.flush.bind(raw), expire: raw.expire.bind(raw), snapshot: raw.snapshot.bind(raw),
   };
   return { keys, scripts };
@@ -34,7 +34,7 @@ function setup(policies: ScriptPolicy[] = POLICIES) {
 let seq = 0;
 function failure(jail: string, addr: string, time: number, host = 'h1'): CountedFailure {
   seq++;
-  return { id: `${time}-${seq}`, eid: `e-${seq}`, jail, addr, time, host };
+  return { eid: `e-${seq}`, jail, addr, time, host };
 }
 
 async function decisions(keys: ReturnType<typeof clusterKeys>) {
@@ -113,19 +113,19 @@ test('a redelivered event, or one an agent sent twice, is counted once', async (
   assert.deepEqual((await scripts.recordFailures(T0, [f])).results, [1]);
   assert.deepEqual((await scripts.recordFailures(T0, [f])).results, [COUNT_RESULT.duplicate]);
   // Same event id in a new stream entry (a pipeline resent after its reply was lost).
-  assert.deepEqual((await scripts.recordFailures(T0, [{ ...f, id: `${T0}-999999` }])).results, [COUNT_RESULT.duplicate]);
+  assert.deepEqual((await scripts.recordFailures(T0, [{ ...f }], [`${T0}-999999`])).results, [COUNT_RESULT.duplicate]);
   assert.deepEqual((await scripts.recordFailures(T0, [failure('sshd', '192.0.2.1', T0)])).results, [2]);
 });
 
 test('counting acknowledges the stream entries in the consumer group, malformed ones too', async () => {
   const { keys, scripts } = setup();
   await redis.xgroup('CREATE', keys.failures, COORDINATOR_GROUP, '$', 'MKSTREAM');
-  const good = await redis.xadd(keys.failures, '*', ...encodeFailure({ jail: 'sshd', addr: '198.51.100.9', eid: 'a-1', time: T0, sent: T0, host: 'h1', line: 'x' }));
+  const good = await redis.xadd(keys.failures, '*', ...encodeReport('h1', T0, [{ jail: 'sshd', addr: '198.51.100.9', eid: 'a-1', time: T0, line: 'x' }]));
   const bad = await redis.xadd(keys.failures, '*', 'garbage', 'yes');
   const read = (await redis.xreadgroup('GROUP', COORDINATOR_GROUP, 'c1', 'COUNT', 10, 'STREAMS', keys.failures, '>')) as Array<[string, unknown[]]>;
   assert.equal(read[0]![1].length, 2);
   assert.equal(((await redis.xpending(keys.failures, COORDINATOR_GROUP)) as [number])[0], 2);
-  await scripts.recordFailures(T0, [{ ...failure('sshd', '198.51.100.9', T0), id: good! }], [bad!]);
+  await scripts.recordFailures(T0, [failure('sshd', '198.51.100.9', T0)], [good!, bad!]);
   assert.equal(((await redis.xpending(keys.failures, COORDINATOR_GROUP)) as [number])[0], 0);
 });
 

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startRedis, randomCluster, type TestRedis } from '../helpers/redis-server.js';
 import { startDaemon, runCli, sshdFailure, type Daemon } from '../helpers/spawn.js';
-import { hostConfig, isBan, stat, waitUntil } from '../helpers/cluster-procs.js';
+import { hostConfig, isBan, stat, waitUntil, failuresInStream } from '../helpers/cluster-procs.js';
 import { clusterKeys, COORDINATOR_GROUP } from '../../common/protocol/keys.js';
 
 /**
@@ -52,7 +52,7 @@ test('agents without a coordinator keep enforcing and reporting; a late coordina
   for (let i = 0; i < 3; i++) appendFileSync(logs.h1, sshdFailure(attacker, 'h1'));
   for (let i = 0; i < 2; i++) appendFileSync(logs.h2, sshdFailure(attacker, 'h2'));
   lines += 5;
-  await waitUntil(async () => (await client.xlen(keys.failures)) === lines, 10_000, `${lines} failures in the stream`);
+  await waitUntil(async () => (await failuresInStream(client, keys)) === lines, 10_000, `${lines} failures in the stream`);
   // Nobody counts them yet.
   await new Promise((r) => setTimeout(r, 1500));
   assert.equal(await stat(client, keys, 'sshd:failed'), 0);
