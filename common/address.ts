@@ -93,7 +93,7 @@ export function containingNetwork(target: BanTarget, prefix: number): BanTarget 
 
 /** A list of addresses and networks to test membership against (ignoreip). */
 export class AddressMatcher {
-  private readonly ranges: Array<[ipaddr.IPv4 | ipaddr.IPv6, number]> = [];
+  private readonly ranges: Array<{ family: 4 | 6; words: number[]; prefix: number }> = [];
 
   /** @param entries addresses or CIDRs; an invalid one throws InvalidInputError naming it */
   constructor(entries: Iterable<string> = []) {
@@ -102,8 +102,7 @@ export class AddressMatcher {
 
   add(entry: string): void {
     const target = parseBanTarget(entry.includes('/') ? normalizeLooseCidr(entry) : entry);
-    const [addr] = target.text.split('/');
-    this.ranges.push([ipaddr.parse(addr!), target.prefix]);
+    this.ranges.push({ family: target.family, words: wordsOf(target.text.split('/')[0]!), prefix: target.prefix });
   }
 
   get size(): number {
@@ -112,16 +111,121 @@ export class AddressMatcher {
 
   /** @returns true when `addr` (address or CIDR text, canonical) lies inside any entry */
   contains(addr: string): boolean {
-    const target = tryParseAddress(addr.split('/')[0]!);
-    if (!target) return false;
-    const parsed = ipaddr.parse(target.text);
-    const ownPrefix = addr.includes('/') ? Number(addr.split('/')[1]) : target.prefix;
-    for (const [range, bits] of this.ranges) {
-      if (range.kind() !== parsed.kind() || ownPrefix < bits) continue;
-      if ((parsed as ipaddr.IPv4).match(range as ipaddr.IPv4, bits)) return true;
+    if (this.ranges.length === 0) return false;
+    const slash = addr.indexOf('/');
+    const base = slash === -1 ? addr : addr.slice(0, slash);
+    let words = canonicalWords(base);
+    if (!words) {
+      const target = tryParseAddress(base);
+      if (!target) return false;
+      words = wordsOf(target.text);
+    }
+    const max = words.length * 32;
+    const ownPrefix = slash === -1 ? max : Number(addr.slice(slash + 1));
+    for (const range of this.ranges) {
+      if (range.words.length !== words.length || ownPrefix < range.prefix) continue;
+      if (samePrefix(words, range.words, range.prefix)) return true;
     }
     return false;
   }
+}
+
+/** True when the first `bits` bits of two addresses' words agree. */
+function samePrefix(a: readonly number[], b: readonly number[], bits: number): boolean {
+  let i = 0;
+  for (; bits >= 32; bits -= 32, i++) if (a[i] !== b[i]) return false;
+  if (bits === 0) return true;
+  const mask = (0xffffffff << (32 - bits)) >>> 0;
+  return ((a[i]! & mask) >>> 0) === ((b[i]! & mask) >>> 0);
+}
+
+/** Words of any canonical address (the fast path, else ipaddr.js' bytes). */
+function wordsOf(canonical: string): number[] {
+  const fast = canonicalWords(canonical);
+  if (fast) return fast;
+  const bytes = ipaddr.parse(canonical).toByteArray();
+  const words: number[] = [];
+  for (let i = 0; i < bytes.length; i += 4) words.push(((bytes[i]! << 24) | (bytes[i + 1]! << 16) | (bytes[i + 2]! << 8) | bytes[i + 3]!) >>> 0);
+  return words;
+}
+
+const DOTTED_QUAD_RE = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/;
+
+/**
+ * The 32-bit words (one for IPv4, four for IPv6) of an address written exactly as
+ * tryParseAddress() prints it; undefined for anything else, and for the rare canonical forms
+ * this shortcut does not decide (several runs of zero groups, IPv4-mapped), which callers hand
+ * to tryParseAddress(). It runs for every failure a coordinator counts: ipaddr.js takes ~4 µs to
+ * parse and print an IPv6 address here, and the coordinator validated and whitelisted each
+ * failure's address that way (most of its CPU time under a flood). Tested against
+ * tryParseAddress() on generated addresses.
+ */
+export function canonicalWords(text: string): number[] | undefined {
+  if (text.length > 39) return undefined;
+  if (!text.includes(':')) {
+    if (!DOTTED_QUAD_RE.test(text)) return undefined;
+    const [a, b, c, d] = text.split('.').map(Number) as [number, number, number, number];
+    return [((a << 24) | (b << 16) | (c << 8) | d) >>> 0];
+  }
+  // One pass over the characters: hextets are lowercase hex without leading zeros, '::' at most once.
+  const groups: number[] = [];
+  const n = text.length;
+  let gapAt = -1;
+  let i = 0;
+  if (text.charCodeAt(0) === 58) {
+    if (text.charCodeAt(1) !== 58) return undefined;
+    gapAt = 0;
+    i = 2;
+  }
+  while (i < n) {
+    let value = 0;
+    const start = i;
+    for (; i < n && i - start < 5; i++) {
+      const c = text.charCodeAt(i);
+      const hex = c >= 48 && c <= 57 ? c - 48 : c >= 97 && c <= 102 ? c - 87 : -1;
+      if (hex === -1) break;
+      value = value * 16 + hex;
+    }
+    const digits = i - start;
+    if (digits === 0 || digits > 4 || (digits > 1 && text.charCodeAt(start) === 48)) return undefined;
+    groups.push(value);
+    if (i === n) break;
+    if (text.charCodeAt(i) !== 58 || groups.length > 8) return undefined;
+    i++;
+    if (text.charCodeAt(i) === 58) {
+      if (gapAt !== -1) return undefined;
+      gapAt = groups.length;
+      i++;
+    } else if (i === n) {
+      return undefined;
+    }
+  }
+  const compressed = 8 - groups.length;
+  if (gapAt === -1 ? compressed !== 0 : compressed < 2) return undefined;
+  if (gapAt !== -1) groups.splice(gapAt, 0, ...new Array<number>(compressed).fill(0));
+  // Canonical: '::' stands for the only run of two or more zero groups, all of it. Where the
+  // form is decided differently (several such runs: ipaddr.js and RFC 5952 break ties
+  // differently), leave it to tryParseAddress().
+  let runs = 0;
+  for (let i = 0; i < 8;) {
+    if (groups[i] !== 0) { i++; continue; }
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i >= 2) {
+      runs++;
+      if (gapAt === -1 || i !== gapAt || j - i !== compressed) return undefined;
+    }
+    i = j;
+  }
+  if (runs > 1) return undefined;
+  // IPv4-mapped addresses are canonically IPv4.
+  if (groups[0] === 0 && groups[1] === 0 && groups[2] === 0 && groups[3] === 0 && groups[4] === 0 && groups[5] === 0xffff) return undefined;
+  return [0, 2, 4, 6].map((i) => ((groups[i]! << 16) | groups[i + 1]!) >>> 0);
+}
+
+/** True when `text` is an address in the canonical form tryParseAddress() gives. */
+export function isCanonicalAddress(text: string): boolean {
+  return canonicalWords(text) !== undefined || tryParseAddress(text)?.text === text;
 }
 
 /** ignoreip lists often write networks with host bits set (127.0.0.1/8); accept them as the network. */

@@ -26,7 +26,10 @@ export interface ClusterKeys {
   readonly acks: string;
   /** Hash: counters such as `sshd:failed` and `sshd:banned`. */
   readonly stats: string;
-  /** Prefix of the per-(jail, address) failure windows: sorted sets of event ids scored by time. */
+  /**
+   * Prefix of the per-jail failure windows: one hash per jail, field = address, value = the
+   * window's failures as `<time ms>,<event id>,<host>;` entries (written by recordFailures).
+   */
   readonly failureWindowPrefix: string;
   /** Prefix of the per-jail sets of addresses with failures in their window (fail2ban "currently failed"). */
   readonly failingPrefix: string;
@@ -40,8 +43,8 @@ export interface ClusterKeys {
   readonly control: string;
   /** The ban history of one address. */
   history(addr: string): string;
-  /** The key of one failure window. */
-  failureWindow(jail: string, addr: string): string;
+  /** The hash of one jail's failure windows (field = address). */
+  failureWindows(jail: string): string;
   /** The key of one jail's set of currently failing addresses. */
   failing(jail: string): string;
 }
@@ -70,7 +73,7 @@ export function clusterKeys(cluster: string): ClusterKeys {
     coordinators: `${prefix}:coordinators`,
     control: `${prefix}:control`,
     history: (addr) => `${prefix}:history:${addr}`,
-    failureWindow: (jail, addr) => `${failureWindowPrefix}${banId(jail, addr)}`,
+    failureWindows: (jail) => `${failureWindowPrefix}${jail}`,
     failing: (jail) => `${failingPrefix}${jail}`,
   };
 }

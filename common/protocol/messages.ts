@@ -1,4 +1,4 @@
-import { parseBanTarget, tryParseAddress } from '../address.js';
+import { isCanonicalAddress, parseBanTarget } from '../address.js';
 import { PROTOCOL_VERSION } from './version.js';
 
 /**
@@ -189,7 +189,7 @@ function checkReportedFailure(row: unknown): string | undefined {
   const [eid, jail, addr, time, line] = row as unknown[];
   if (typeof eid !== 'string' || !EVENT_ID_RE.test(eid)) return bad('eid', String(eid)).reason;
   if (typeof jail !== 'string' || !JAIL_NAME_RE.test(jail)) return bad('jail', String(jail)).reason;
-  if (typeof addr !== 'string' || tryParseAddress(addr)?.text !== addr) return bad('addr', String(addr)).reason;
+  if (typeof addr !== 'string' || !isCanonicalAddress(addr)) return bad('addr', String(addr)).reason;
   if (typeof time !== 'number' || !Number.isSafeInteger(time) || time <= 0) return bad('time', String(time)).reason;
   if (typeof line !== 'string') return bad('line', String(line)).reason;
   return undefined;

@@ -16,6 +16,6 @@ local historyPrefix, retention = ARGV[10], tonumber(ARGV[11])
 --- @include "includes/record-ban"
 
 local jail, addr = ARGV[1], ARGV[2]
-rcall('DEL', ARGV[9] .. jail .. '|' .. addr)
+rcall('HDEL', ARGV[9] .. jail, addr)
 local existed, id = recordBan(jail, addr, tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5], ARGV[6], 0)
 return { 1 - existed, id }

@@ -47,6 +47,26 @@ export interface Snapshot {
   readonly damaged: string[];
 }
 
+/** One failure in a window, as recordFailures keeps it. */
+export interface WindowEntry {
+  readonly time: number;
+  readonly eid: string;
+  readonly host: string;
+}
+
+/**
+ * The failures counted for (jail, addr) and not yet dropped: below maxretry a window may still
+ * hold failures older than findtime (recordFailures trims only when the count could ban).
+ */
+export async function readWindow(redis: Redis, keys: ClusterKeys, jail: string, addr: string): Promise<WindowEntry[]> {
+  const packed = await redis.hget(keys.failureWindows(jail), addr);
+  if (!packed) return [];
+  return packed.split(';').filter(Boolean).map((entry) => {
+    const [time = '', eid = '', host = ''] = entry.split(',');
+    return { time: Number(time), eid, host };
+  });
+}
+
 type ScriptFn = (...args: Array<string | number>) => Promise<unknown>;
 
 /**
@@ -91,12 +111,34 @@ export class ClusterScripts {
       args.push(p.jail, p.findtimeMs, p.maxretry, p.minhosts, p.overalljails ? 1 : 0, p.rndtimeMs, p.countsBans ? 1 : 0,
         p.durationsMs.length, ...p.durationsMs);
     }
-    args.push(failures.length);
-    // Tab-joined: none of the fields can contain a tab (validated by decodeReport).
-    for (const f of failures) args.push(`${f.eid}\t${f.jail}\t${f.addr}\t${f.time}\t${f.host}`);
+    // Grouped by jail and address, each window entry pre-formatted: Redis runs one script at a
+    // time, so whatever needs no state is done here rather than in Lua (see the script's header).
+    const byJail = new Map<string, Map<string, number[]>>();
+    failures.forEach((f, i) => {
+      let addrs = byJail.get(f.jail);
+      if (!addrs) byJail.set(f.jail, (addrs = new Map()));
+      const list = addrs.get(f.addr);
+      if (list) list.push(i);
+      else addrs.set(f.addr, [i]);
+    });
+    const order: number[] = [];
+    args.push(byJail.size);
+    for (const [jail, addrs] of byJail) {
+      args.push(jail, addrs.size);
+      for (const [addr, list] of addrs) {
+        args.push(addr, list.length);
+        for (const i of list) {
+          const f = failures[i]!;
+          // None of the fields can hold ',' or ';' (validated by decodeReport).
+          args.push(Math.round(f.time), `,${f.eid},${f.host};`);
+          order.push(i);
+        }
+      }
+    }
     args.push(...acks);
     const out = (await this.call('recordFailures')(...args)) as Array<string | number>;
-    const results = out.slice(0, failures.length).map(Number);
+    const results = new Array<number>(failures.length);
+    order.forEach((i, k) => { results[i] = Number(out[k]); });
     const bans: RecordResult['bans'] = [];
     for (let i = failures.length; i + 2 < out.length; i += 3) {
       bans.push({ jail: String(out[i]), addr: String(out[i + 1]), until: Number(out[i + 2]) });

@@ -1,8 +1,21 @@
 --[[
   Count a batch of failures cluster-wide in a sliding window per (jail, address), ban when the
   jail's policy says so, and acknowledge the stream entries, all atomically. A failure is counted
-  once even when it is delivered again, or sent twice by its agent: the agent's event id is the
-  window member, and ZADD of a present member adds nothing.
+  once even when it is delivered again, or sent twice by its agent: its event id and host are kept
+  in the window, and a failure already there adds nothing.
+
+  Windows: one hash per jail (window key prefix .. jail), field = address, value = the window's
+  failures as `<time>,<event id>,<host>;` entries (neither ids nor host names can hold ',' or ';').
+  A key with a TTL per (jail, address) cost a key allocation, a ZADD and a PEXPIRE per failure,
+  which was most of this script's Redis time; a batch now reads its windows with one HMGET per
+  jail and writes them back with one HSET. Fields leave with their address' last failure: the
+  jail's failing set (address -> time of its newest failure) says which windows have gone stale,
+  and the whole hash expires findtime after the jail's last batch.
+
+  Redis runs one script at a time, so this script's own work is what bounds the cluster's
+  counting rate. The caller therefore does everything that needs no state: it groups the batch by
+  jail and address and pre-formats every window entry, so that per failure this script does a
+  lookup, a search and one string concatenation (every new Lua string costs ~0.25 us here).
 
     Input:
       KEYS[1] failures stream   KEYS[2] bans hash       KEYS[3] ban expiry zset
@@ -13,17 +26,20 @@
       ARGV[10] number of jail policies P, then per policy:
         name, findtime ms, maxretry, minhosts, overalljails (0/1), rndtime ms, counts bans (0/1),
         T, then T ban durations in ms indexed by earlier bans (last one repeats; -1 permanent)
-      then N, the number of failures, then one argument per failure, its fields joined by tabs:
-        event id, jail, addr, time ms, host
-        (one packed argument instead of five: each argument costs more to pass than to split)
+      then J, the number of jails in the batch, and per jail:
+        name, A (its addresses), then per address: addr, K (its failures), then per failure two
+        arguments: time ms, and `,<event id>,<host>;` (the window entry without its time)
       then the ids of the stream entries (reports) to acknowledge
     Output:
-      one result per failure: its count in the window (below maxretry it may still include
-        failures that have left the window; they are trimmed once the count could ban), or
-        -1 counted but already banned (reported once the count reaches maxretry),
+      one result per failure, in input order: its count in the window (below maxretry it may
+        still include failures that have left the window; they are trimmed once the count could
+        ban), or -1 counted but already banned (reported once the count reaches maxretry),
         -2 outside the window (too old), -3 duplicate delivery, -4 unknown jail
       followed by the bans made as triples: jail, addr, until (ms, -1 permanent)
     A window holds failures with time > now - findtime; a failure from the future counts at now.
+    Once its count reaches maxretry a window is trimmed to the failures still inside it, and to
+    the newest maxretry of them (more cannot change a decision), so a window that cannot ban
+    (minhosts not met, or the address is banned already) stays small under a flood.
     A jail that counts bans (cluster recidive) gets one failure for every ban in any other jail.
 ]]
 local rcall = redis.call
@@ -54,8 +70,47 @@ for _ = 1, tonumber(ARGV[10]) do
 end
 
 local bans = {}
-local perJail = {}
+-- jail name -> { p, key, values = { addr -> window string or false }, dirty = { addr -> true },
+--   failed = failures counted, failing = { addr -> newest failure time, or false once banned } }
+local jails = {}
 local countFailure
+
+local function jailState(p)
+  local j = jails[p.name]
+  if not j then
+    j = { p = p, key = windowPrefix .. p.name, values = {}, dirty = {}, failed = 0, failing = {} }
+    jails[p.name] = j
+  end
+  return j
+end
+
+local function entries(v)
+  local n, i = 0, 1
+  while true do
+    i = string.find(v, ';', i, true)
+    if not i then return n end
+    n = n + 1
+    i = i + 1
+  end
+end
+
+-- Entries still inside the window, at most `cap` of them, newest kept.
+local function trimWindow(v, floor, cap)
+  local kept = {}
+  for t, rest in string.gmatch(v, '(%d+)(,[^;]*;)') do
+    local tn = tonumber(t)
+    if tn > floor then kept[#kept + 1] = { tn, t .. rest } end
+  end
+  if #kept > cap then
+    table.sort(kept, function(a, b) return a[1] < b[1] end)
+    local newest = {}
+    for i = #kept - cap + 1, #kept do newest[#newest + 1] = kept[i] end
+    kept = newest
+  end
+  local parts = {}
+  for i = 1, #kept do parts[i] = kept[i][2] end
+  return table.concat(parts), #kept
+end
 
 local function banAddress(p, addr, origin, failures)
   local prior = earlierBans(addr, p.name, p.overall, now)
@@ -72,100 +127,169 @@ local function banAddress(p, addr, origin, failures)
   bans[#bans + 1] = addr
   bans[#bans + 1] = untilMs
   if not p.countsBans then
-    for _, r in ipairs(recidives) do countFailure(r, addr, now, 'ban:' .. p.name .. ':' .. now, origin) end
+    local tstr = string.format('%d', now)
+    for _, r in ipairs(recidives) do
+      countFailure(r, jailState(r), addr, now, tstr, ',ban:' .. p.name .. ':' .. tstr .. ',' .. origin .. ';')
+    end
   end
 end
 
-countFailure = function(p, addr, t, eid, host)
-  if t > now then t = now end
+-- Count one failure of addr in jail state j; `tag` is its window entry without the time.
+countFailure = function(p, j, addr, t, tstr, tag)
+  if t > now then
+    t = now
+    tstr = string.format('%d', now)
+  end
   if t <= now - p.findtime then return -2 end
-  local banId = p.name .. '|' .. addr
-  local window = windowPrefix .. banId
-  if rcall('ZADD', window, t, eid .. '|' .. host) == 0 then return -3 end
-  local count = rcall('ZCARD', window)
+  local v = j.values[addr]
+  if v == nil then
+    v = rcall('HGET', j.key, addr)
+    j.values[addr] = v
+  end
+  local count
+  if v then
+    if string.find(v, tag, 1, true) then return -3 end
+    count = entries(v) + 1
+    v = v .. tstr .. tag
+  else
+    count = 1
+    v = tstr .. tag
+  end
   -- Failures that left the window are dropped only when they could make a difference: below
-  -- maxretry even the stale ones cannot ban, so the trim (a Redis call per failure) waits until
-  -- the raw count reaches it. A window thus never holds more than maxretry - 1 members untrimmed.
-  if count >= p.maxretry then
-    rcall('ZREMRANGEBYSCORE', window, '-inf', now - p.findtime)
-    count = rcall('ZCARD', window)
-    -- A window that cannot ban (minhosts not met) must not grow without bound under a flood.
-    local cap = math.max(1000, p.maxretry)
-    if count > cap then
-      rcall('ZREMRANGEBYRANK', window, 0, count - cap - 1)
-      count = cap
-    end
-  end
-  -- Counters and the jail's currently-failing set are written once per jail per batch, below:
-  -- per failure they were half of this script's Redis calls.
-  local touched = perJail[p.name]
-  if not touched then
-    touched = { p = p, failed = 0, failing = {} }
-    perJail[p.name] = touched
-  end
-  touched.failed = touched.failed + 1
-  touched.failing[addr] = t
+  -- maxretry even the stale ones cannot ban. A window thus never holds more than maxretry
+  -- entries, stale ones included.
+  if count >= p.maxretry then v, count = trimWindow(v, now - p.findtime, p.maxretry) end
+  j.failed = j.failed + 1
+  local seen = j.failing[addr]
+  if not seen or t > seen then j.failing[addr] = t end
   local enoughHosts = true
   local hostsKey
   if p.minhosts > 1 then
-    hostsKey = hostsPrefix .. banId
-    rcall('HSET', hostsKey, host, t)
+    hostsKey = hostsPrefix .. p.name .. '|' .. addr
+    rcall('HSET', hostsKey, string.match(tag, ',([^,]*);$'), t)
     rcall('PEXPIRE', hostsKey, p.findtime)
     local distinct = 0
     local all = rcall('HGETALL', hostsKey)
-    for j = 1, #all, 2 do
-      if tonumber(all[j + 1]) > now - p.findtime then distinct = distinct + 1 else rcall('HDEL', hostsKey, all[j]) end
+    for k = 1, #all, 2 do
+      if tonumber(all[k + 1]) > now - p.findtime then distinct = distinct + 1 else rcall('HDEL', hostsKey, all[k]) end
     end
     enoughHosts = distinct >= p.minhosts
   end
+  j.dirty[addr] = true
   -- Whether the address is banned already matters only once it could be banned: checking at the
   -- threshold instead of for every failure saves a Redis call per failure. Failures of a banned
   -- address are counted (fail2ban counts them too); they cannot ban it twice.
-  if count >= p.maxretry and enoughHosts and rcall('HEXISTS', bansKey, banId) == 1 then
-    rcall('PEXPIRE', window, p.findtime)
+  if count >= p.maxretry and enoughHosts and rcall('HEXISTS', bansKey, p.name .. '|' .. addr) == 1 then
+    j.values[addr] = v
     return -1
   end
   if count >= p.maxretry and enoughHosts then
-    rcall('DEL', window)
+    j.values[addr] = false
     if hostsKey then rcall('DEL', hostsKey) end
-    touched.failing[addr] = false
-    banAddress(p, addr, host, count)
+    j.failing[addr] = false
+    banAddress(p, addr, string.match(tag, ',([^,]*);$'), count)
   else
-    rcall('PEXPIRE', window, p.findtime)
+    j.values[addr] = v
   end
   return count
 end
 
-local results = {}
-local n = tonumber(ARGV[o])
-o = o + 1
-for i = o, o + n - 1 do
-  local eid, jail, addr, t, host = string.match(ARGV[i], '^([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t(.*)$')
-  local p = policies[jail]
-  if p then results[#results + 1] = countFailure(p, addr, tonumber(t), eid, host) else results[#results + 1] = -4 end
+-- Keep each call's argument list well inside Lua's unpack limit.
+local function callInChunks(command, key, items, per)
+  local args = { command, key }
+  for i = 1, #items do
+    args[#args + 1] = items[i]
+    if #args - 2 >= per then rcall(unpack(args)); args = { command, key } end
+  end
+  if #args > 2 then rcall(unpack(args)) end
 end
-for name, touched in pairs(perJail) do
-  rcall('HINCRBY', statsKey, name .. ':failed', touched.failed)
+
+local results = {}
+local numJails = tonumber(ARGV[o])
+o = o + 1
+for _ = 1, numJails do
+  local p = policies[ARGV[o]]
+  local numAddrs = tonumber(ARGV[o + 1])
+  o = o + 2
+  if not p then
+    for _ = 1, numAddrs do
+      local k = tonumber(ARGV[o + 1])
+      for _ = 1, k do results[#results + 1] = -4 end
+      o = o + 2 + 2 * k
+    end
+  else
+    local j = jailState(p)
+    -- Every window of the jail's addresses in one read (in slices, for unpack's sake).
+    -- (Not those a recidive count of this very call has already loaded, and maybe changed.)
+    local pending = {}
+    local scan = o
+    for _ = 1, numAddrs do
+      if j.values[ARGV[scan]] == nil then pending[#pending + 1] = ARGV[scan] end
+      scan = scan + 2 + 2 * tonumber(ARGV[scan + 1])
+    end
+    for from = 1, #pending, 1000 do
+      local args = { 'HMGET', j.key }
+      for i = from, math.min(#pending, from + 999) do args[#args + 1] = pending[i] end
+      local got = rcall(unpack(args))
+      for i = 1, #got do j.values[pending[from + i - 1]] = got[i] end
+    end
+    for _ = 1, numAddrs do
+      local addr = ARGV[o]
+      local k = tonumber(ARGV[o + 1])
+      o = o + 2
+      for _ = 1, k do
+        local tstr = ARGV[o]
+        results[#results + 1] = countFailure(p, j, addr, tonumber(tstr), tstr, ARGV[o + 1])
+        o = o + 2
+      end
+    end
+  end
+end
+
+for name, j in pairs(jails) do
+  local set, del = {}, {}
+  for addr in pairs(j.dirty) do
+    local v = j.values[addr]
+    if v then
+      set[#set + 1] = addr
+      set[#set + 1] = v
+    else
+      del[#del + 1] = addr
+    end
+  end
+  callInChunks('HSET', j.key, set, 4000)
+  callInChunks('HDEL', j.key, del, 4000)
+  rcall('HINCRBY', statsKey, name .. ':failed', j.failed)
   local failing = KEYS[6] .. name
-  local add, del = { 'ZADD', failing }, { 'ZREM', failing }
-  for addr, t in pairs(touched.failing) do
+  local findtime = j.p.findtime
+  local add, gone = {}, {}
+  for addr, t in pairs(j.failing) do
     if t then
       add[#add + 1] = t
       add[#add + 1] = addr
     else
-      del[#del + 1] = addr
+      gone[#gone + 1] = addr
     end
-    -- Keep each call's argument list well inside Lua's unpack limit.
-    if #add >= 4000 then rcall(unpack(add)); add = { 'ZADD', failing } end
-    if #del >= 4000 then rcall(unpack(del)); del = { 'ZREM', failing } end
   end
-  if #add > 2 then rcall(unpack(add)) end
-  if #del > 2 then rcall(unpack(del)) end
-  rcall('ZREMRANGEBYSCORE', failing, '-inf', now - touched.p.findtime)
-  rcall('PEXPIRE', failing, touched.p.findtime)
+  -- GT: a late-arriving older failure must not make an address look stale while newer ones are in its window.
+  for from = 1, #add, 4000 do
+    local args = { 'ZADD', failing, 'GT' }
+    for i = from, math.min(#add, from + 3999) do args[#args + 1] = add[i] end
+    rcall(unpack(args))
+  end
+  callInChunks('ZREM', failing, gone, 4000)
+  -- Windows whose newest failure has left them: a bounded share per batch, so a flood that
+  -- ends all at once costs no single long call (the hash's TTL catches the rest).
+  local stale = rcall('ZRANGEBYSCORE', failing, '-inf', now - findtime, 'LIMIT', 0, 2000)
+  if #stale > 0 then
+    callInChunks('HDEL', j.key, stale, 4000)
+    callInChunks('ZREM', failing, stale, 4000)
+  end
+  rcall('PEXPIRE', failing, findtime)
+  rcall('PEXPIRE', j.key, findtime)
 end
 
-if #ARGV >= o + n then rcall('XACK', KEYS[1], group, unpack(ARGV, o + n)) end
+if #ARGV >= o then rcall('XACK', KEYS[1], group, unpack(ARGV, o)) end
 
 for i = 1, #bans do results[#results + 1] = bans[i] end
 return results

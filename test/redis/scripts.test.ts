@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import type { Redis } from 'ioredis';
 import { startRedis, randomCluster, type TestRedis } from '../helpers/redis-server.js';
 import { clusterKeys, COORDINATOR_GROUP } from '../../common/protocol/keys.js';
-import { ClusterScripts, COUNT_RESULT, type CountedFailure, type ScriptPolicy } from '../../common/scripts/index.js';
+import { ClusterScripts, COUNT_RESULT, readWindow, type CountedFailure, type ScriptPolicy } from '../../common/scripts/index.js';
 import { decodeDecision, encodeReport } from '../../common/protocol/messages.js';
 
 let server: TestRedis;
@@ -96,7 +96,7 @@ test('two jails count separately; IPv6 addresses count like IPv4', async () => {
   const fifth = await scripts.recordFailures(T0 + 20, [failure('sshd', v6, T0 + 20)]);
   assert.deepEqual(fifth.bans.map((b) => `${b.jail}|${b.addr}`), [`sshd|${v6}`]);
   assert.equal(await redis.hexists(keys.bans, `postfix|${v6}`), 0);
-  assert.equal(await redis.zcard(keys.failureWindow('postfix', v6)), 4);
+  assert.equal((await readWindow(redis, keys, 'postfix', v6)).length, 4);
 });
 
 test('failures from several hosts add up cluster-wide', async () => {
@@ -197,13 +197,18 @@ test('minhosts: one host alone never bans; the second distinct host does', async
   assert.equal(r.bans.length, 1);
 });
 
-test('a window that cannot ban stays bounded under a flood', async () => {
+test('a window that cannot ban stays bounded under a flood, newest failures kept', async () => {
   const { keys, scripts } = setup([jailPolicy('sshd', { maxretry: 3, minhosts: 2 })]);
   const addr = '203.0.113.78';
   const batch: CountedFailure[] = [];
   for (let i = 0; i < 1500; i++) batch.push(failure('sshd', addr, T0 + i, 'one-host'));
-  await scripts.recordFailures(T0 + 2000, batch);
-  assert.equal(await redis.zcard(keys.failureWindow('sshd', addr)), 1000);
+  const r = await scripts.recordFailures(T0 + 2000, batch);
+  assert.deepEqual(r.results.slice(-3), [3, 3, 3], 'every failure past the third finds a full window');
+  const window = await readWindow(redis, keys, 'sshd', addr);
+  assert.deepEqual(window.map((e) => e.time), [T0 + 1497, T0 + 1498, T0 + 1499]);
+  // A second host still completes the ban from the bounded window.
+  const second = await scripts.recordFailures(T0 + 2001, [failure('sshd', addr, T0 + 2001, 'h2')]);
+  assert.equal(second.bans.length, 1);
 });
 
 test('cluster recidive: bans in other jails count as failures of the recidive jail', async () => {
@@ -227,5 +232,5 @@ test('a failure for a jail without a policy is acknowledged and not counted', as
   const { keys, scripts } = setup();
   const r = await scripts.recordFailures(T0, [failure('nosuchjail', '192.0.2.3', T0)]);
   assert.deepEqual(r.results, [COUNT_RESULT.unknownJail]);
-  assert.equal(await redis.exists(keys.failureWindow('nosuchjail', '192.0.2.3')), 0);
+  assert.equal(await redis.exists(keys.failureWindows('nosuchjail')), 0);
 });

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseTimeSpec, formatDuration, PERMANENT } from '../../common/config/time-spec.js';
-import { parseBanTarget, tryParseAddress, AddressMatcher, containingNetwork } from '../../common/address.js';
+import { parseBanTarget, tryParseAddress, AddressMatcher, containingNetwork, canonicalWords, isCanonicalAddress } from '../../common/address.js';
 import { clusterKeys, banId } from '../../common/protocol/keys.js';
 import { encodeReport, decodeReport, splitIntoReports, decodeDecision, encodeDecision, LIMITS } from '../../common/protocol/messages.js';
 import { PROTOCOL_VERSION } from '../../common/protocol/version.js';
@@ -51,11 +51,67 @@ test('ignoreip matching accepts loose networks like 127.0.0.1/8', () => {
   assert.equal(m.contains('2001:db8::1'), false);
   assert.equal(m.contains('198.51.100.0/25'), true);
   assert.equal(m.contains('198.51.0.0/16'), false);
+  // IPv6 networks whose prefix ends inside a 32-bit word, in the middle of one, and at its edge.
+  const v6 = new AddressMatcher(['2001:db8:1::/48', '2001:db8:ff00::/40', '2001:db8:0:1::/64', '2001:db8:aaaa:bbbb:cccc:dddd:eeee:fff0/124']);
+  assert.equal(v6.contains('2001:db8:1:2::5'), true);
+  assert.equal(v6.contains('2001:db8:2::1'), false);
+  assert.equal(v6.contains('2001:db8:ffab::1'), true);
+  assert.equal(v6.contains('2001:db8:feff::1'), false);
+  assert.equal(v6.contains('2001:db8:0:1:ffff::'), true);
+  assert.equal(v6.contains('2001:db8:0:2::1'), false);
+  assert.equal(v6.contains('2001:db8:aaaa:bbbb:cccc:dddd:eeee:fffe'), true);
+  assert.equal(v6.contains('2001:db8:aaaa:bbbb:cccc:dddd:eeee:ffef'), false);
+  assert.equal(v6.contains('2001:DB8:1::5'), true, 'a non-canonical spelling is parsed the slow way');
+  assert.equal(v6.contains('192.0.2.1'), false, 'families never mix');
+});
+
+test('the fast canonical-address check agrees with ipaddr.js on every spelling', () => {
+  // Deterministic pseudo-random hextets with many zero runs: the cases where canonical form is subtle.
+  let seed = 20261126;
+  const rand = (n: number) => {
+    seed = (seed * 1103515245 + 12345) >>> 0;
+    return (seed >>> 8) % n;
+  };
+  const spellings = (groups: number[]): string[] => {
+    const full = groups.map((g) => g.toString(16));
+    const out = [full.join(':'), groups.map((g) => g.toString(16).padStart(4, '0')).join(':'), full.join(':').toUpperCase()];
+    // Every possible '::' placement, canonical or not.
+    for (let i = 0; i < 8; i++) {
+      for (let j = i + 1; j <= 8; j++) {
+        if (groups.slice(i, j).every((g) => g === 0)) out.push(`${full.slice(0, i).join(':')}::${full.slice(j).join(':')}`);
+      }
+    }
+    return out;
+  };
+  let canonical = 0;
+  let fast = 0;
+  for (let n = 0; n < 3000; n++) {
+    const groups = Array.from({ length: 8 }, () => (rand(3) === 0 ? [0, 1, 0xffff, 0xdb8, 0x2001, 0xabc][rand(6)]! : rand(3) === 0 ? 0 : rand(65536)));
+    if (rand(10) === 0) groups.splice(0, 6, 0, 0, 0, 0, 0, 0xffff);
+    for (const text of spellings(groups)) {
+      const expected = tryParseAddress(text)?.text === text;
+      assert.equal(isCanonicalAddress(text), expected, text);
+      const words = canonicalWords(text);
+      if (expected) canonical++;
+      if (words) {
+        fast++;
+        assert.ok(expected, `${text} taken as canonical by the fast path only`);
+        assert.deepEqual(words, [0, 2, 4, 6].map((i) => ((groups[i]! << 16) | groups[i + 1]!) >>> 0), text);
+      }
+    }
+  }
+  assert.ok(fast > canonical * 0.8, `the fast path decides most canonical addresses (${fast} of ${canonical})`);
+  for (const text of ['192.0.2.1', '0.0.0.0', '255.255.255.255', '198.51.100.7']) assert.ok(canonicalWords(text), text);
+  for (const text of ['192.0.2.01', '256.0.0.1', '192.0.2', '1.2.3.4.5', '::ffff:192.0.2.1', '::ffff:c000:201', 'fe80::1%eth0', '2001:db8::1/64', '']) {
+    assert.equal(canonicalWords(text), undefined, text);
+    assert.equal(isCanonicalAddress(text), tryParseAddress(text)?.text === text, text);
+  }
+  assert.deepEqual(canonicalWords('203.0.113.9'), [(203 << 24 >>> 0) + (113 << 8) + 9]);
 });
 
 test('every key of a cluster shares one hash tag', () => {
   const k = clusterKeys('prod');
-  const keys = [k.failures, k.decisions, k.bans, k.banExpiry, k.hosts, k.stats, k.failureWindow('sshd', '2001:db8::1'), k.failing('sshd')];
+  const keys = [k.failures, k.decisions, k.bans, k.banExpiry, k.hosts, k.stats, k.failureWindows('sshd'), k.failing('sshd')];
   for (const key of keys) assert.match(key, /^fb:\{prod\}:/);
   assert.equal(new Set(keys).size, keys.length);
   assert.equal(banId('sshd', '192.0.2.1'), 'sshd|192.0.2.1');

@@ -2,6 +2,7 @@
 local function removeBan(bansKey, expiryKey, windowPrefix, banId)
   local existed = rcall('HDEL', bansKey, banId)
   rcall('ZREM', expiryKey, banId)
-  rcall('DEL', windowPrefix .. banId)
+  local sep = string.find(banId, '|', 1, true)
+  if sep then rcall('HDEL', windowPrefix .. string.sub(banId, 1, sep - 1), string.sub(banId, sep + 1)) end
   return existed
 end
