@@ -99,6 +99,22 @@ test('two jails count separately; IPv6 addresses count like IPv4', async () => {
   assert.equal((await readWindow(redis, keys, 'postfix', v6)).length, 4);
 });
 
+test('stale windows leave the jail hash with a later batch; a late older failure keeps a live one', async () => {
+  const { keys, scripts } = setup();
+  const FIND = 600_000;
+  await scripts.recordFailures(T0, [failure('sshd', '192.0.2.61', T0), failure('sshd', '192.0.2.62', T0)]);
+  // .63: a newer failure first, then an older one that arrives late (a host's backlog).
+  await scripts.recordFailures(T0 + 100_000, [failure('sshd', '192.0.2.63', T0 + 100_000)]);
+  await scripts.recordFailures(T0 + 100_001, [failure('sshd', '192.0.2.63', T0 + 1)]);
+  assert.equal(await redis.zscore(keys.failing('sshd'), '192.0.2.63'), String(T0 + 100_000));
+  await scripts.recordFailures(T0 + FIND + 50, [failure('sshd', '192.0.2.64', T0 + FIND + 50)]);
+  const fields = (await redis.hkeys(keys.failureWindows('sshd'))).sort();
+  assert.deepEqual(fields, ['192.0.2.63', '192.0.2.64'], 'the windows of .61 and .62 are gone; .63 still has a failure inside findtime');
+  assert.deepEqual((await redis.zrange(keys.failing('sshd'), 0, -1)).sort(), ['192.0.2.63', '192.0.2.64']);
+  const ttl = await redis.pttl(keys.failureWindows('sshd'));
+  assert.ok(ttl > 0 && ttl <= FIND, `the hash expires within findtime of the last batch (${ttl} ms)`);
+});
+
 test('failures from several hosts add up cluster-wide', async () => {
   const { scripts } = setup();
   const hosts = ['h1', 'h2', 'h3', 'h4', 'h5'];
@@ -114,6 +130,11 @@ test('a redelivered event, or one an agent sent twice, is counted once', async (
   assert.deepEqual((await scripts.recordFailures(T0, [f])).results, [COUNT_RESULT.duplicate]);
   // Same event id in a new stream entry (a pipeline resent after its reply was lost).
   assert.deepEqual((await scripts.recordFailures(T0, [{ ...f }], [`${T0}-999999`])).results, [COUNT_RESULT.duplicate]);
+  // Resent later, its `sent` stamp is newer, so the coordinator places it at another time: still the same failure.
+  assert.deepEqual((await scripts.recordFailures(T0 + 50, [{ ...f, time: T0 + 40 }])).results, [COUNT_RESULT.duplicate]);
+  // Twice in one batch.
+  const g = failure('sshd', '192.0.2.2', T0);
+  assert.deepEqual((await scripts.recordFailures(T0, [g, { ...g }])).results, [1, COUNT_RESULT.duplicate]);
   assert.deepEqual((await scripts.recordFailures(T0, [failure('sshd', '192.0.2.1', T0)])).results, [2]);
 });
 
