@@ -194,14 +194,33 @@ countFailure = function(p, j, addr, t, tstr, tag)
   return count
 end
 
--- Keep each call's argument list well inside Lua's unpack limit.
-local function callInChunks(command, key, items, per)
-  local args = { command, key }
+-- Keep each call's argument list well inside Lua's unpack limit: `head` (command, key, options)
+-- then `items` in slices of `per`.
+local function callInChunks(head, items, per)
+  local args = { unpack(head) }
   for i = 1, #items do
     args[#args + 1] = items[i]
-    if #args - 2 >= per then rcall(unpack(args)); args = { command, key } end
+    if #args - #head >= per then rcall(unpack(args)); args = { unpack(head) } end
   end
-  if #args > 2 then rcall(unpack(args)) end
+  if #args > #head then rcall(unpack(args)) end
+end
+
+-- Split a table of key -> value (false: to delete) into a flat list of pairs, in the order the
+-- command wants them (field value, or score member), and a list of keys to delete.
+local function partition(map, scoreFirst)
+  local pairsList, gone = {}, {}
+  for key, value in pairs(map) do
+    if not value then
+      gone[#gone + 1] = key
+    elseif scoreFirst then
+      pairsList[#pairsList + 1] = value
+      pairsList[#pairsList + 1] = key
+    else
+      pairsList[#pairsList + 1] = key
+      pairsList[#pairsList + 1] = value
+    end
+  end
+  return pairsList, gone
 end
 
 local results = {}
@@ -247,43 +266,24 @@ for _ = 1, numJails do
 end
 
 for name, j in pairs(jails) do
-  local set, del = {}, {}
-  for addr in pairs(j.dirty) do
-    local v = j.values[addr]
-    if v then
-      set[#set + 1] = addr
-      set[#set + 1] = v
-    else
-      del[#del + 1] = addr
-    end
-  end
-  callInChunks('HSET', j.key, set, 4000)
-  callInChunks('HDEL', j.key, del, 4000)
+  local changed = {}
+  for addr in pairs(j.dirty) do changed[addr] = j.values[addr] end
+  local set, del = partition(changed, false)
+  callInChunks({ 'HSET', j.key }, set, 4000)
+  callInChunks({ 'HDEL', j.key }, del, 4000)
   rcall('HINCRBY', statsKey, name .. ':failed', j.failed)
   local failing = KEYS[6] .. name
   local findtime = j.p.findtime
-  local add, gone = {}, {}
-  for addr, t in pairs(j.failing) do
-    if t then
-      add[#add + 1] = t
-      add[#add + 1] = addr
-    else
-      gone[#gone + 1] = addr
-    end
-  end
+  local add, gone = partition(j.failing, true)
   -- GT: a late-arriving older failure must not make an address look stale while newer ones are in its window.
-  for from = 1, #add, 4000 do
-    local args = { 'ZADD', failing, 'GT' }
-    for i = from, math.min(#add, from + 3999) do args[#args + 1] = add[i] end
-    rcall(unpack(args))
-  end
-  callInChunks('ZREM', failing, gone, 4000)
+  callInChunks({ 'ZADD', failing, 'GT' }, add, 4000)
+  callInChunks({ 'ZREM', failing }, gone, 4000)
   -- Windows whose newest failure has left them: a bounded share per batch, so a flood that
   -- ends all at once costs no single long call (the hash's TTL catches the rest).
   local stale = rcall('ZRANGEBYSCORE', failing, '-inf', now - findtime, 'LIMIT', 0, 2000)
   if #stale > 0 then
-    callInChunks('HDEL', j.key, stale, 4000)
-    callInChunks('ZREM', failing, stale, 4000)
+    callInChunks({ 'HDEL', j.key }, stale, 4000)
+    callInChunks({ 'ZREM', failing }, stale, 4000)
   end
   rcall('PEXPIRE', failing, findtime)
   rcall('PEXPIRE', j.key, findtime)
