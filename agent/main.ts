@@ -124,7 +124,9 @@ export async function startAgent(dir: string, options: AgentOptions = {}): Promi
           matchers.set(origin, matcher);
         }
         const debug = jailLog.isLevelEnabled('debug');
-        for (const m of matcher.feedBatch(lines)) {
+        // A file source hands over its decoded chunk: the matcher walks the lines in place.
+        const failures = Array.isArray(lines) ? matcher.feedBatch(lines) : matcher.feedChunk(lines.text, lines);
+        for (const m of failures) {
           reporter.report({ jail: jail.name, addr: m.addr, time: m.time ?? now(), host, line: m.text });
           if (debug) jailLog.debug({ addr: m.addr, origin }, 'failure');
         }

@@ -32,7 +32,7 @@ import { open, readdir, stat, type FileHandle } from 'node:fs/promises';
 import { watch, type FSWatcher, type Stats } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { basename, dirname, join, resolve } from 'node:path';
-import type { LogSource } from './source.js';
+import type { LineBatch, LineChunk, LogSource } from './source.js';
 import type { LineEncoding } from './encoding.js';
 import { JsonStateFile } from './state-file.js';
 import { expandGlob, globMatches, hasGlob, literalParent } from './glob.js';
@@ -138,7 +138,7 @@ export class FileTailSource implements LogSource {
   private readonly saved = new Map<string, PositionRecord>();
   private readonly state: JsonStateFile<StateDoc> | undefined;
   private scratch: Buffer;
-  private onLines: ((lines: string[], origin: string) => void) | undefined;
+  private onLines: ((lines: LineBatch, origin: string) => void) | undefined;
   private pumping: Promise<void> | undefined;
   private pollTimer: NodeJS.Timeout | undefined;
   private rescanTimer: NodeJS.Timeout | undefined;
@@ -173,7 +173,7 @@ export class FileTailSource implements LogSource {
    * Open the files that exist, position them (end, beginning or saved offset), start watching.
    * @param onLines receives complete lines of one file, in file order, at most one chunk per call
    */
-  async start(onLines: (lines: string[], origin: string) => void): Promise<void> {
+  async start(onLines: (lines: LineBatch, origin: string) => void): Promise<void> {
     if (this.onLines) throw new Error(`source ${this.name} already started`);
     this.onLines = onLines;
     this.scratch = Buffer.allocUnsafe(this.opts.readChunkBytes + this.opts.maxLineBytes);
@@ -624,15 +624,18 @@ export class FileTailSource implements LogSource {
       h.readPos += bytesRead;
       h.grew = true;
       if (h.fp === undefined && h.readPos - bytesRead === 0) h.fp = await this.fingerprint(h.fh);
-      const lines = this.split(h, buf, carryLen + bytesRead);
-      if (lines.length > 0) this.deliver(lines, f.path);
+      for (const batch of this.split(h, buf, carryLen + bytesRead)) this.deliver(batch, f.path);
       this.state?.markDirty();
     }
     return true;
   }
 
-  /** Turn `buf[0, end)` (carry + new bytes) into complete lines; keep the unfinished rest in `h.carry`. */
-  private split(h: Handle, buf: Buffer, end: number): string[] {
+  /**
+   * Turn `buf[0, end)` (carry + new bytes) into complete lines; keep the unfinished rest in `h.carry`.
+   * @returns the batches to deliver, in order: usually one chunk (the decoded lines as one string,
+   *   see LineChunk), the lines one by one when they hold carriage returns to strip
+   */
+  private split(h: Handle, buf: Buffer, end: number): LineBatch[] {
     const max = this.opts.maxLineBytes;
     const lastNl = buf.lastIndexOf(NEWLINE, end - 1);
     if (lastNl < 0) {
@@ -640,7 +643,7 @@ export class FileTailSource implements LogSource {
       else if (end > max) {
         h.carry = undefined;
         h.skipping = true;
-        return [this.decodeCut(buf, 0, end)];
+        return [[this.decodeCut(buf, 0, end)]];
       } else h.carry = Buffer.from(buf.subarray(0, end));
       return [];
     }
@@ -649,24 +652,17 @@ export class FileTailSource implements LogSource {
       start = buf.indexOf(NEWLINE) + 1;
       h.skipping = false;
     }
-    let lines: string[] = [];
+    const batches: LineBatch[] = [];
     if (start <= lastNl) {
       const text = buf.toString(this.opts.encoding, start, lastNl);
-      lines = text.split('\n');
-      if (text.includes('\r')) {
+      if (!text.includes('\r')) batches.push(this.chunkOf(text));
+      else {
+        const lines = text.split('\n');
         for (let i = 0; i < lines.length; i++) {
           const l = lines[i] as string;
-          if (l.endsWith('\r')) lines[i] = l.slice(0, -1);
+          lines[i] = this.cutLong(l.endsWith('\r') ? l.slice(0, -1) : l);
         }
-      }
-      // A UTF-16 unit is at most 3 UTF-8 bytes, so only lines longer than max/3 need a byte count.
-      const charLimit = this.opts.encoding === 'latin1' ? max : Math.floor(max / 3);
-      for (let i = 0; i < lines.length; i++) {
-        const l = lines[i] as string;
-        if (l.length > charLimit && Buffer.byteLength(l, this.opts.encoding) > max) {
-          const b = Buffer.from(l, this.opts.encoding);
-          lines[i] = this.decodeCut(b, 0, b.length);
-        }
+        batches.push(lines);
       }
     }
     const rest = end - lastNl - 1;
@@ -674,10 +670,26 @@ export class FileTailSource implements LogSource {
     else if (rest > max) {
       h.carry = undefined;
       h.skipping = true;
-      lines.push(this.decodeCut(buf, lastNl + 1, end));
+      batches.push([this.decodeCut(buf, lastNl + 1, end)]);
     } else h.carry = Buffer.from(buf.subarray(lastNl + 1, end));
-    return lines;
+    return batches;
   }
+
+  /** Decoded lines handed over as they are (the matcher walks them in place). */
+  private chunkOf(text: string): LineChunk {
+    // A UTF-16 unit is at most 3 UTF-8 bytes, so only lines longer than max/3 need a byte count.
+    const longerThan = this.opts.encoding === 'latin1' ? this.opts.maxLineBytes : Math.floor(this.opts.maxLineBytes / 3);
+    return { text, longerThan, cut: this.cutLong };
+  }
+
+  /** A line as delivered: cut to maxLineBytes when it is longer. */
+  private readonly cutLong = (line: string): string => {
+    const { maxLineBytes: max, encoding } = this.opts;
+    const charLimit = encoding === 'latin1' ? max : Math.floor(max / 3);
+    if (line.length <= charLimit || Buffer.byteLength(line, encoding) <= max) return line;
+    const b = Buffer.from(line, encoding);
+    return this.decodeCut(b, 0, b.length);
+  };
 
   /** Decode at most maxLineBytes of `buf[start, end)`, not splitting a UTF-8 character. */
   private decodeCut(buf: Buffer, start: number, end: number): string {
@@ -697,7 +709,7 @@ export class FileTailSource implements LogSource {
     h.carry = undefined;
   }
 
-  private deliver(lines: string[], origin: string): void {
+  private deliver(lines: LineBatch, origin: string): void {
     try {
       this.onLines?.(lines, origin);
     } catch (err) {

@@ -8,7 +8,8 @@
  * --runs    fleetban timing runs (default 5); best and median are printed
  * --keep    keep the generated log and the outputs (their directory is printed)
  * Each fleetban run is its own process (bench/filter/fleetban-run.ts): it reads the file in
- * chunks and calls matcher.feed(line) for every line, as the agent does; its peak RSS is printed.
+ * 256 KiB chunks and hands each chunk's decoded lines to matcher.feedChunk(), as the agent's file
+ * source and agent/main.ts do; its peak RSS is printed.
  */
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
@@ -40,7 +41,7 @@ const F2B_TIMEOUT_MS = 20 * 60_000;
 interface RunResult {
   lines: number;
   failures: number;
-  /** wall time of read + split + match */
+  /** wall time of read + decode + match */
   ms: number;
   /** wall time inside the matcher only */
   filterMs: number;
@@ -64,7 +65,7 @@ async function timedRuns(label: string, log: string, filter: string, extra: stri
     const r = await fleetban(log, filter, extra);
     runs.push(r);
     console.log(
-      `  ${label} run ${i + 1}: filter ${fmt(rate(r.lines, r.filterMs))} lines/s, read+split+filter ${fmt(rate(r.lines, r.ms))} lines/s ` +
+      `  ${label} run ${i + 1}: filter ${fmt(rate(r.lines, r.filterMs))} lines/s, read+decode+filter ${fmt(rate(r.lines, r.ms))} lines/s ` +
         `(${r.filterMs.toFixed(0)} / ${r.ms.toFixed(0)} ms wall, ${r.cpuMs.toFixed(0)} ms CPU, ${fmt(r.failures)} failures, peak RSS ${r.maxRssMB.toFixed(1)} MB)`,
     );
   }
@@ -75,7 +76,7 @@ interface Summary {
   /** filter only: best and median lines/s */
   best: number;
   median: number;
-  /** read + split + filter */
+  /** read + decode + filter */
   e2eBest: number;
   e2eMedian: number;
   rss: number;
@@ -109,7 +110,7 @@ async function main(): Promise<void> {
     for (const [k, n] of kinds) console.log(`  ${k.padEnd(30)} ${String(n).padStart(8)}  ${((100 * n) / LINES).toFixed(1).padStart(5)}%`);
 
     const floor = await fleetban(log, 'sshd', ['--read-only']);
-    console.log(`read + split only (harness floor): ${fmt(rate(floor.lines, floor.ms))} lines/s, peak RSS ${floor.maxRssMB.toFixed(1)} MB`);
+    console.log(`read + decode only (harness floor): ${fmt(rate(floor.lines, floor.ms))} lines/s, peak RSS ${floor.maxRssMB.toFixed(1)} MB`);
 
     console.log(`fleetban, filter.d/sshd.conf (fleetban's), ${RUNS} runs:`);
     const ours = summary(await timedRuns('fleetban', log, 'sshd', []));
@@ -172,16 +173,16 @@ async function main(): Promise<void> {
     console.log('|---|---:|---:|---:|');
     const ratio = (x: number): string => (f2bRate ? `${(x / f2bRate).toFixed(1)}x` : '-');
     const row = (name: string, best: number, median: number | string): void => console.log(`| ${name} | ${fmt(best)} | ${typeof median === 'number' ? fmt(median) : median} | ${ratio(best)} |`);
-    row("fleetban, own sshd.conf: filter only (matcher.feed)", ours.best, ours.median);
-    row("fleetban, own sshd.conf: read + split + filter", ours.e2eBest, ours.e2eMedian);
+    row("fleetban, own sshd.conf: filter only (matcher.feedChunk)", ours.best, ours.median);
+    row("fleetban, own sshd.conf: read + decode + filter", ours.e2eBest, ours.e2eMedian);
     if (debian) {
       row("fleetban engine, Debian's sshd.conf: filter only", debian.best, debian.median);
-      row("fleetban engine, Debian's sshd.conf: read + split + filter", debian.e2eBest, debian.e2eMedian);
+      row("fleetban engine, Debian's sshd.conf: read + decode + filter", debian.e2eBest, debian.e2eMedian);
     }
     console.log(`| fail2ban-regex 1.0.2, Debian's sshd.conf (one run, wall, incl. startup) | ${f2bRate ? fmt(f2bRate) : 'skipped'} | - | ${f2bRate ? '1.0x' : '-'} |`);
     row('grep -c (floor)', grepRate, '-');
-    row('read + split only (harness floor)', rate(floor.lines, floor.ms), '-');
-    console.log(`fleetban peak RSS: ${ours.rss.toFixed(1)} MB (read + split alone: ${floor.maxRssMB.toFixed(1)} MB)`);
+    row('read + decode only (harness floor)', rate(floor.lines, floor.ms), '-');
+    console.log(`fleetban peak RSS: ${ours.rss.toFixed(1)} MB (read + decode alone: ${floor.maxRssMB.toFixed(1)} MB)`);
     if (f2bNote) console.log(f2bNote);
     for (const [title, a] of agreements) printAgreement(title, a);
     if (KEEP) console.log(`kept: ${dir}`);

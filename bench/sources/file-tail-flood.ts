@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import { FileTailSource } from '../../agent/sources/file-tail.js';
+import { linesOf } from '../../agent/sources/source.js';
 
 const LINES = Number(process.argv.find((a) => /^\d+$/.test(a)) ?? 1_000_000);
 const WITH_TAIL = process.argv.includes('--tail');
@@ -58,7 +59,8 @@ async function followFlood(dir: string): Promise<void> {
   let batches = 0;
   let lastOk = true;
   const src = new FileTailSource({ name: 'bench', patterns: [path], encoding: 'utf8' });
-  await src.start((lines) => {
+  await src.start((batch) => {
+    const lines = linesOf(batch);
     batches++;
     got += lines.length;
     lastOk &&= lines[lines.length - 1]?.endsWith(' ssh2') ?? false;
@@ -82,9 +84,9 @@ async function readFlood(dir: string): Promise<void> {
   let batches = 0;
   const src = new FileTailSource({ name: 'bench', patterns: [path], encoding: 'utf8', startAt: 'beginning' });
   const t0 = performance.now();
-  await src.start((lines) => {
+  await src.start((batch) => {
     batches++;
-    got += lines.length;
+    got += linesOf(batch).length;
   });
   await until(() => got >= LINES);
   const t1 = performance.now();

@@ -25,10 +25,10 @@ interface Template {
   readonly name: string;
   readonly lineBegin: boolean;
   find(line: string): DateHit | undefined;
-  /** Only the syslog fast template: where its date ends in the line (-1: not there), without computing the time. */
-  dateEnd?(line: string): number;
-  /** Only the syslog fast template: the time of a line dateEnd() accepted. */
-  timeOf?(line: string): number;
+  /** Only the syslog fast template: where its date ends in the line at `[at, end)` of `text`, relative to `at` (-1: not there), without computing the time. */
+  dateEnd?(text: string, at: number, end: number): number;
+  /** Only the syslog fast template: the time of the line at `at` that dateEnd() accepted, given the current time. */
+  timeOf?(text: string, at: number, current: number): number;
 }
 
 const MONTHS = ['jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep', 'oct', 'nov', 'dec'];
@@ -164,13 +164,26 @@ export class DateDetector {
    */
   skim(line: string): number {
     const last = this.last;
-    return last?.dateEnd ? last.dateEnd(line) : -1;
+    return last?.dateEnd ? last.dateEnd(line, 0, line.length) : -1;
   }
 
-  /** @returns the time of a line that skim() accepted */
-  skimmedTime(line: string): number {
+  /**
+   * skim() for the line at `[at, end)` of a chunk of lines, without cutting it out.
+   * @returns the end of the date relative to `at`, or -1
+   */
+  skimAt(text: string, at: number, end: number): number {
+    const last = this.last;
+    return last?.dateEnd ? last.dateEnd(text, at, end) : -1;
+  }
+
+  /**
+   * @param current the time now (epoch ms), which decides the year of a date without one; a
+   *   caller matching a batch of lines may read the clock once for all of them
+   * @returns the time of a line that skim() accepted
+   */
+  skimmedTime(line: string, current: number = now(), at = 0): number {
     const last = this.last!;
-    return last.timeOf ? last.timeOf(line) : last.find(line)!.time;
+    return last.timeOf ? last.timeOf(line, at, current) : last.find(line)!.time;
   }
 
   private count(hit: DateHit): DateHit {
@@ -508,39 +521,42 @@ function syslogFastTemplate(): Template {
   let yearEnd = -1;
   let nowYear = 0;
   const name = '{^LN-BEG}(?:%a )?%b %d %k:%M:%S(?:\\.%f)?(?: %ExY)?';
-  // "Mmm dd HH:MM:" of the last line that passed: lines come in bursts, and one string comparison
-  // costs less than checking thirteen characters one by one.
-  let okPrefix = '\u0000';
+  // "Mmm dd HH:MM:" of the last line that passed, as character codes: lines come in bursts, and
+  // comparing thirteen codes costs less than checking them one by one for what they mean (and,
+  // measured, much less than startsWith() on the slices of a chunk that lines usually are).
+  const okPrefix = new Int32Array(13).fill(-1);
   return {
     name,
     lineBegin: true,
-    dateEnd(line: string): number {
-      if (line.startsWith(okPrefix)) {
-        const s = twoDigits(line, 13);
+    dateEnd(text: string, at: number, end: number): number {
+      let j = 0;
+      if (end - at >= 15) while (j < 13 && text.charCodeAt(at + j) === okPrefix[j]) j++;
+      if (j === 13) {
+        const s = twoDigits(text, at + 13);
         if (s < 0 || s > 61) return -1;
-        if (line.length > 15) {
-          const next = line.charCodeAt(15);
-          if (next === 46 || (next === 32 && digit(line.charCodeAt(16)) >= 0) || isWordChar(next)) return -1;
+        if (end - at > 15) {
+          const next = text.charCodeAt(at + 15);
+          if (next === 46 || (next === 32 && end - at > 16 && digit(text.charCodeAt(at + 16)) >= 0) || isWordChar(next)) return -1;
         }
         return 15;
       }
+      const line = at === 0 && end === text.length ? text : text.slice(at, end);
       if (syslogMonth(line) < 0) return -1;
-      okPrefix = (' ' + line.slice(0, 13)).slice(1);
+      for (let k = 0; k < 13; k++) okPrefix[k] = line.charCodeAt(k);
       return 15;
     },
     find(line: string): DateHit | undefined {
       const month = syslogMonth(line);
       if (month < 0) return undefined;
-      return { time: this.timeOf!(line), start: 0, end: 15, template: name };
+      return { time: this.timeOf!(line, 0, now()), start: 0, end: 15, template: name };
     },
-    timeOf(line: string): number {
-      const month = MONTH_CODES.get((line.charCodeAt(0) << 16) | (line.charCodeAt(1) << 8) | line.charCodeAt(2))!;
-      const d1 = line.charCodeAt(4);
-      const day = (d1 === 32 ? 0 : d1 - 48) * 10 + line.charCodeAt(5) - 48;
-      const h = (line.charCodeAt(7) - 48) * 10 + line.charCodeAt(8) - 48;
-      const mi = (line.charCodeAt(10) - 48) * 10 + line.charCodeAt(11) - 48;
-      const s = (line.charCodeAt(13) - 48) * 10 + line.charCodeAt(14) - 48;
-      const current = now();
+    timeOf(text: string, at: number, current: number): number {
+      const month = MONTH_CODES.get((text.charCodeAt(at) << 16) | (text.charCodeAt(at + 1) << 8) | text.charCodeAt(at + 2))!;
+      const d1 = text.charCodeAt(at + 4);
+      const day = (d1 === 32 ? 0 : d1 - 48) * 10 + text.charCodeAt(at + 5) - 48;
+      const h = (text.charCodeAt(at + 7) - 48) * 10 + text.charCodeAt(at + 8) - 48;
+      const mi = (text.charCodeAt(at + 10) - 48) * 10 + text.charCodeAt(at + 11) - 48;
+      const s = (text.charCodeAt(at + 13) - 48) * 10 + text.charCodeAt(at + 14) - 48;
       if (current < yearStart || current >= yearEnd) {
         nowYear = new Date(current).getFullYear();
         yearStart = new Date(nowYear, 0, 1).getTime();

@@ -156,6 +156,15 @@ export class FailRegex {
   }
 
   /**
+   * true when matchHeadAt() can run on a chunk of lines as well as on the line alone: without
+   * lookaround or backreferences (atomic groups are printed with both), the head only reads what
+   * it consumes, so a match that ends within the line is the line's own.
+   */
+  get headAtReadsOnlyWhatItMatches(): boolean {
+    return this.headAt !== undefined && !/\(\?<?[=!]|\\[1-9]|\\k</.test(this.headAt.source);
+  }
+
+  /**
    * matchHead() on `line.slice(offset)` without slicing: the content starts at
    * `offset + m[0].length - 1` in the line.
    */

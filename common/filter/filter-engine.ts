@@ -1,8 +1,9 @@
 import v8 from 'node:v8';
 import { containingNetwork, tryParseAddress } from '../address.js';
+import { now } from '../clock.js';
 import { DateDetector } from './date-detector.js';
 import { FailRegex, type UseDns } from './fail-regex.js';
-import type { FailureMatch, Filter, LineMatcher } from './types.js';
+import type { FailureMatch, Filter, LineMatcher, LongLines } from './types.js';
 
 // A pathological line must not hang an agent. V8 can switch a regex that backtracks excessively to
 // its linear-time engine; that covers every pattern without lookaround or backreferences. Patterns
@@ -272,10 +273,19 @@ export class CompiledFilter implements Filter {
       },
       feedBatch(lines: readonly string[]): FailureMatch[] {
         const out: FailureMatch[] = [];
+        m.startBatch();
         for (let i = 0; i < lines.length; i++) {
           const f = m.feedFailure(lines[i]!);
           if (f !== undefined) out.push(f);
         }
+        m.endBatch();
+        return out;
+      },
+      feedChunk(text: string, long?: LongLines): FailureMatch[] {
+        const out: FailureMatch[] = [];
+        m.startBatch();
+        m.feedChunk(text, out, long);
+        m.endBatch();
         return out;
       },
     };
@@ -317,14 +327,24 @@ export class DetailedMatcher {
   private readonly mlfid = new Map<string, MlfEntry>();
   private evictCursor: MapIterator<string> | undefined;
   private lastTime: number | undefined;
-  /** The latest dated line when skim() found its date and its time is not computed yet. */
+  /**
+   * The latest dated line when skim() found its date and its time is not computed yet: the line,
+   * or the chunk that holds it at skimmedAt.
+   */
   private skimmed: string | undefined;
+  private skimmedAt = 0;
+  /** The clock as read once for the current batch; -1: not read yet; undefined: no batch */
+  private batchNow: number | undefined;
   private readonly addrCache = new Map<string, string | null>();
   private out: Outcome = { kind: 'missed', regex: -1, ignore: -1, host: undefined, addr: undefined, user: undefined, text: '', groups: undefined };
   /** ignoreregex is tried before the prefregex (fail2ban does so when there are few of them) */
   private readonly ignoreFirst: boolean;
   /** single-line filter whose prefregex (if any) has a head: lines can be rejected cheaply */
   private readonly quick: boolean;
+  /** quick, and the head runs at an offset: the agent's leanFailure() applies */
+  private readonly lean: boolean;
+  /** lean, and the head may run on a chunk of lines (see feedChunk()) */
+  private readonly chunkable: boolean;
 
   /**
    * @param def the filter's compiled parts
@@ -338,6 +358,8 @@ export class DetailedMatcher {
     this.plan = plan ?? buildPlan(def);
     this.ignoreFirst = def.ignoreregex.length > 0 && def.ignoreregex.length < def.failregex.length - 2;
     this.quick = def.maxlines === 1 && (def.prefregex === undefined || def.prefregex.hasHead);
+    this.lean = this.quick && !this.ignoreFirst && (def.prefregex === undefined || def.prefregex.hasHeadAt);
+    this.chunkable = this.lean && (def.prefregex === undefined || def.prefregex.headAtReadsOnlyWhatItMatches);
   }
 
   /** Date template hits so far. */
@@ -386,8 +408,10 @@ export class DetailedMatcher {
     const line = rawLine.length > def.maxLineLength ? rawLine.slice(0, def.maxLineLength) : rawLine;
     let stripped: string | undefined;
     let dateEnd = this.dates.skim(line);
-    if (dateEnd >= 0) this.skimmed = line;
-    else {
+    if (dateEnd >= 0) {
+      this.skimmed = line;
+      this.skimmedAt = 0;
+    } else {
       dateEnd = 0;
       const hit = this.dates.find(line);
       if (hit) {
@@ -406,10 +430,118 @@ export class DetailedMatcher {
     return o.user !== undefined ? { addr: o.addr, time, user: o.user, text: o.text } : { addr: o.addr, time, text: o.text };
   }
 
+  /**
+   * The agent's path for a chunk of lines: what feedFailure() gives for each of `text.split('\n')`,
+   * without cutting the chunk into lines: the date check and the prefregex head run on the chunk,
+   * and only lines that match a failregex are copied.
+   * @param text complete lines separated by '\n' (none after the last)
+   * @param out receives the failures, in order
+   * @param long how the source cuts lines longer than its limit, if it has one
+   */
+  feedChunk(text: string, out: FailureMatch[], long?: LongLines): void {
+    const n = text.length;
+    for (let start = 0; ; ) {
+      let end = text.indexOf('\n', start);
+      if (end < 0) end = n;
+      const f = this.chunkLine(text, start, end, long);
+      if (f !== undefined) out.push(f);
+      if (end === n) return;
+      start = end + 1;
+    }
+  }
+
+  /** feedFailure() for the line at `[start, end)` of a chunk (see feedChunk()). */
+  private chunkLine(text: string, start: number, end: number, long: LongLines | undefined): FailureMatch | undefined {
+    if (this.chunkable && end - start <= this.def.maxLineLength && (long === undefined || end - start <= long.longerThan)) {
+      const dateEnd = this.dates.skimAt(text, start, end);
+      if (dateEnd >= 0) {
+        this.skimmed = text;
+        this.skimmedAt = start;
+        const f = this.leanFailure(text, start, end, start + dateEnd, false);
+        if (f !== null) return f;
+      }
+    }
+    let line = text.slice(start, end);
+    if (long !== undefined && line.length > long.longerThan) line = long.cut(line);
+    return this.feedFailure(line);
+  }
+
+  /**
+   * The agent's path for a line whose date ends where the content may begin: quickly() on the
+   * line where a caller's chunk holds it, giving the failure itself instead of an Outcome.
+   * @param text the line, or a chunk of lines holding it at [start, end)
+   * @param dateEnd where the line's date ends in `text`
+   * @param checkNewline the line may hold a newline (a caller's line, not one cut from a chunk)
+   * @returns the failure, undefined when there is none, null when the line needs the general path
+   */
+  private leanFailure(text: string, start: number, end: number, dateEnd: number, checkNewline: boolean): FailureMatch | undefined | null {
+    const def = this.def;
+    const pref = def.prefregex;
+    let cs = dateEnd;
+    let hm: RegExpExecArray | null = null;
+    if (pref !== undefined) {
+      // A head that fails on the chunk fails on the line alone (it has no lookaround, and what
+      // matches within the line matches the same in the chunk); one that ran past the line's end
+      // is no answer for the line.
+      hm = pref.matchHeadAt(text, dateEnd);
+      if (hm === null) return undefined;
+      cs = dateEnd + hm[0].length - 1;
+      if (cs >= end) return null;
+      if (checkNewline && text.indexOf('\n', cs) >= 0) return null;
+    }
+    const d = this.plan.dispatch;
+    const code = text.charCodeAt(cs);
+    const cands = code < 128 ? d.ascii[code]! : (d.other.get(code) ?? d.wild);
+    const fr = def.failregex;
+    let k = 0;
+    while (k < cands.length && !fr[cands[k]!]!.mayStartAt(text, cs)) k++;
+    if (k === cands.length) return undefined;
+    // The private copy of the line (see quickly()): failregexes run on its content, and what is
+    // kept (the text, the groups) are slices of it.
+    const own = `${start === 0 && end === text.length ? text : text.slice(start, end)}\n`;
+    const buf = own.slice(cs - start);
+    for (let first = true; k < cands.length; k++, first = false) {
+      const i = cands[k]!;
+      const r = fr[i]!;
+      if (!first && !r.mayStartAt(buf, 0)) continue;
+      const m = r.match(buf, false);
+      if (!m) continue;
+      if (this.findIgnore(buf) >= 0) return undefined;
+      const groups = this.plan.schema.empty();
+      // These values are slices of the caller's line or chunk: mergeMultiLine() copies what it keeps.
+      if (hm !== null) fill(this.plan.head!, hm, groups);
+      fill(this.plan.fail[i]!, m, groups);
+      const lineText = own.slice(0, end - start);
+      this.reset(lineText);
+      const o = this.settle(groups, lineText);
+      if (o.kind !== 'failure' || o.addr === undefined) return undefined;
+      const time = this.currentLastTime();
+      return o.user !== undefined ? { addr: o.addr, time, user: o.user, text: o.text } : { addr: o.addr, time, text: o.text };
+    }
+    return undefined;
+  }
+
+  /**
+   * Lines fed until endBatch() share one reading of the clock (the year of a syslog date without
+   * one is decided against it): a batch takes milliseconds, and reading the clock for every
+   * failure cost more than the rest of turning its date into a time.
+   */
+  startBatch(): void {
+    this.batchNow = -1;
+  }
+
+  /** See startBatch(). */
+  endBatch(): void {
+    this.batchNow = undefined;
+  }
+
   /** Time of the latest dated line (the current one when it has a date). */
   private currentLastTime(): number | undefined {
     if (this.skimmed !== undefined) {
-      this.lastTime = this.dates.skimmedTime(this.skimmed);
+      let current = this.batchNow;
+      if (current === undefined) current = now();
+      else if (current < 0) current = this.batchNow = now();
+      this.lastTime = this.dates.skimmedTime(this.skimmed, current, this.skimmedAt);
       this.skimmed = undefined;
     }
     return this.lastTime;
@@ -611,7 +743,7 @@ export class DetailedMatcher {
     if (entry) {
       // Report the lines that led to this failure, then start over, as fail2ban clears the
       // matches of a connection once they were reported.
-      o.text = entry.lines.length === 1 ? entry.lines[0]! : entry.lines.join('\n');
+      o.text = joinLines(entry.lines);
       entry.lines = [];
     } else o.text = text;
     if (ip !== undefined) {
@@ -690,10 +822,13 @@ export class DetailedMatcher {
       g[S.mlfgained] = undefined;
       if (gained) entry.pending = false;
       const fromHead = this.plan.headSlot;
+      const idSlot = S.mlfid;
       for (let i = 0; i < fail.length; i++) {
         const v = fail[i];
-        if (v === undefined) continue;
-        // Head values (the connection id, mostly) are slices of the source's chunk.
+        // The entry was found by its connection id, so that value is there already (comparing
+        // it, a slice of the caller's line, is a slow string comparison in V8).
+        if (v === undefined || i === idSlot) continue;
+        // Head values are slices of the caller's line or chunk.
         if (fromHead[i]) {
           if (g[i] !== v) g[i] = detach(v);
         } else g[i] = v;
@@ -756,6 +891,16 @@ function isCanonicalIPv4(s: string): boolean {
 function networkOf(ip: string, cidr: number): string | undefined {
   const parsed = tryParseAddress(ip);
   return parsed ? containingNetwork(parsed, cidr).text : undefined;
+}
+
+/**
+ * `lines.join('\n')` by concatenation: most failures report one or two lines, for which the join
+ * builtin's set-up costs more than the strings it builds.
+ */
+function joinLines(lines: readonly string[]): string {
+  let s = lines[0]!;
+  for (let i = 1; i < lines.length; i++) s = `${s}\n${lines[i]!}`;
+  return s;
 }
 
 function joinBuf(lines: readonly BufferedLine[]): string {

@@ -2,7 +2,7 @@ import { fileURLToPath } from 'node:url';
 import { loadFilterFrom } from './filter-loader.js';
 import type { Filter } from './types.js';
 
-export type { Filter, LineMatcher, FailureMatch } from './types.js';
+export type { Filter, LineMatcher, FailureMatch, LongLines } from './types.js';
 export { CompiledFilter, DetailedMatcher, type LineResult } from './filter-engine.js';
 export { parseFilterSpec } from './filter-loader.js';
 

@@ -23,6 +23,26 @@ export interface LineMatcher {
    * @returns the failures they completed, in order
    */
   feedBatch(lines: readonly string[]): FailureMatch[];
+  /**
+   * Feed the lines of a chunk as feedBatch(text.split('\n')) would, without a string per line
+   * (lines that match nothing are never cut out of the chunk).
+   * @param text complete lines separated by '\n', no newline after the last
+   * @param long how the caller cuts lines longer than its own limit (what feedBatch() would have
+   *   been given for them)
+   * @returns the failures they completed, in order
+   */
+  feedChunk(text: string, long?: LongLines): FailureMatch[];
+}
+
+/** How a source cuts over-long lines, for LineMatcher.feedChunk(). */
+export interface LongLines {
+  /** lines longer than this many UTF-16 units go through cut() */
+  readonly longerThan: number;
+  /**
+   * @param line a whole line of the chunk
+   * @returns the line as the source delivers it
+   */
+  cut(line: string): string;
 }
 
 /** A loaded, compiled filter. */

@@ -97,19 +97,23 @@ test('prefregex head: a newline in the content takes the general path', () => {
   }
 });
 
-/** Feeds the same lines to both matchers; every line must give the same failure (or none). */
+/**
+ * Feeds the same lines to both matchers; every line must give the same failure (or none). The
+ * agent's chunk path (all lines as one string) must give the same failures too.
+ */
 function assertAgree(filter: CompiledFilter, lines: readonly string[], where: string): number {
   const fast = filter.createMatcher();
   const detailed = filter.createDetailedMatcher();
-  let failures = 0;
+  const all: unknown[] = [];
   for (const line of lines) {
     const r = detailed.feed(line);
     const want = r.kind === 'failure' && r.addr !== undefined ? [r.user !== undefined ? { addr: r.addr, time: r.time, user: r.user, text: r.text } : { addr: r.addr, time: r.time, text: r.text }] : [];
     const got = fast.feed(line);
     assert.deepEqual(got, want, `${where}: ${line}`);
-    failures += want.length;
+    all.push(...want);
   }
-  return failures;
+  if (lines.length > 0) assert.deepEqual(filter.createMatcher().feedChunk(lines.join('\n')), all, `${where}: feedChunk`);
+  return all.length;
 }
 
 function sampleLines(path: string): string[] {
@@ -215,4 +219,51 @@ test('failure text: the lines that led to a failure, then only what came after',
   // batches give the same failures as single lines
   const batch = loadFilter('sshd', { dirs: [builtinFilterDir()] }).createMatcher();
   assert.deepEqual(batch.feedBatch([a, b, c]).map((f) => f.text), [`${a}\n${b}`, c]);
+});
+
+test('chunks: lines found in place give what feedBatch() gives for the same lines', () => {
+  pinClock(new Date(2026, 10, 26, 12, 0, 0).getTime());
+  try {
+    const sshd = loadFilter('sshd', { dirs: [builtinFilterDir()] });
+    const fail = (t: string, pid: number, ip: string): string => `Nov 26 09:00:${t} h1 sshd[${pid}]: Failed password for root from ${ip} port 22 ssh2`;
+    const lines = [
+      // the head would run from the end of a date-only line into the next line: the line alone decides
+      'Nov 26 09:00:00 ',
+      fail('01', 1, '192.0.2.1'),
+      '',
+      'Nov 26 09:00:02',
+      'no date h1 sshd[1]: Failed password for root from 192.0.2.2 port 22 ssh2',
+      fail('03', 2, '192.0.2.3'),
+      `Nov 26 09:00:04 h1 sshd[3]: Failed password for ${'x'.repeat(100)} from 192.0.2.4 port 22 ssh2`,
+      fail('05', 3, '2001:db8::5'),
+    ];
+    const batch = sshd.createMatcher().feedBatch(lines);
+    assert.equal(batch.length, 4);
+    assert.deepEqual(sshd.createMatcher().feedChunk(lines.join('\n')), batch);
+    // A source's limit: lines longer than it are cut before matching, exactly as it would deliver them.
+    const long = { longerThan: 90, cut: (l: string): string => l.slice(0, 95) };
+    const cut = lines.map((l) => (l.length > long.longerThan ? long.cut(l) : l));
+    const shortened = sshd.createMatcher().feedBatch(cut);
+    assert.equal(shortened.length, 3, 'the cut line lost its address');
+    assert.deepEqual(sshd.createMatcher().feedChunk(lines.join('\n'), long), shortened);
+  } finally {
+    pinClock(undefined);
+  }
+});
+
+test('chunks: a head that could look past the line (atomic group) is run on the line alone', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'fb-chunk-'));
+  try {
+    writeFileSync(join(dir, 'atomic.conf'), '[Definition]\nprefregex = ^(?>\\s*\\S+\\s+)<F-CONTENT>.+</F-CONTENT>$\nfailregex = ^fail <HOST>$\n');
+    const f = loadFilter('atomic', { dirs: [dir] }) as CompiledFilter;
+    assert.equal(f.def.prefregex!.headAtReadsOnlyWhatItMatches, false);
+    const lines = ['Nov 26 09:00:00 h1', 'fail 192.0.2.1', 'Nov 26 09:00:01 h1 fail 192.0.2.2', 'Nov 26 09:00:02 h1 fail 192.0.2.3'];
+    const batch = f.createMatcher().feedBatch(lines);
+    assert.deepEqual(batch.map((x) => x.addr), ['192.0.2.2', '192.0.2.3']);
+    assert.deepEqual(f.createMatcher().feedChunk(lines.join('\n')), batch);
+    const sshd = loadFilter('sshd', { dirs: [builtinFilterDir()] }) as CompiledFilter;
+    assert.ok(sshd.def.prefregex!.headAtReadsOnlyWhatItMatches, 'the sshd head runs on chunks');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

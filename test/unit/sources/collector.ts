@@ -1,16 +1,19 @@
 import { waitUntil } from '../../helpers/wait.js';
-import type { LogSource } from '../../../agent/sources/source.js';
+import { linesOf, type LineBatch, type LogSource } from '../../../agent/sources/source.js';
 
 /** Records every batch a source delivers, for assertions on order, duplicates and batching. */
 export class Collector {
   readonly lines: string[] = [];
   readonly origins: string[] = [];
+  /** every batch as delivered (lines or a chunk) */
+  readonly raw: LineBatch[] = [];
   batches = 0;
 
   /** The callback to pass to `LogSource.start`. */
-  readonly onLines = (lines: string[], origin: string): void => {
+  readonly onLines = (batch: LineBatch, origin: string): void => {
     this.batches++;
-    for (const l of lines) {
+    this.raw.push(batch);
+    for (const l of linesOf(batch)) {
       this.lines.push(l);
       this.origins.push(origin);
     }

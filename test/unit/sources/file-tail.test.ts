@@ -389,4 +389,23 @@ describe('FileTailSource', () => {
       assert.equal(c.lines[3], 'end');
     });
   });
+
+  test('plain lines arrive as one decoded chunk, CRLF lines one by one; both cut long lines alike', async () => {
+    const dir = await freshDir();
+    const log = join(dir, 'chunk.log');
+    await writeFile(log, '');
+    await withSource([log], { maxLineBytes: 1024 }, async (c) => {
+      // The long lines lie inside one read: the chunk's cut() must do what the line path does.
+      await appendFile(log, `a\n${'é'.repeat(2000)}\n${'z'.repeat(1500)}\nb\n`);
+      await waitFor(() => c.lines.length >= 4, 'chunk lines');
+      assert.deepEqual(c.lines, ['a', 'é'.repeat(512), 'z'.repeat(1024), 'b']);
+      const chunk = c.raw[0]!;
+      assert.ok(!Array.isArray(chunk), 'a chunk, not lines');
+      assert.equal(chunk.text.split('\n').length, 4);
+      await appendFile(log, `c\r\n${'é'.repeat(2000)}\r\nd\r\n`);
+      await waitFor(() => c.lines.length >= 7, 'CRLF lines');
+      assert.deepEqual(c.lines.slice(4), ['c', 'é'.repeat(512), 'd']);
+      assert.ok(Array.isArray(c.raw[c.raw.length - 1]), 'carriage returns are stripped line by line');
+    });
+  });
 });
