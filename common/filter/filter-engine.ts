@@ -489,12 +489,9 @@ export class DetailedMatcher {
       if (cs >= end) return null;
       if (checkNewline && text.indexOf('\n', cs) >= 0) return null;
     }
-    const d = this.plan.dispatch;
-    const code = text.charCodeAt(cs);
-    const cands = code < 128 ? d.ascii[code]! : (d.other.get(code) ?? d.wild);
+    const cands = this.candidatesAt(text, cs);
     const fr = def.failregex;
-    let k = 0;
-    while (k < cands.length && !fr[cands[k]!]!.mayStartAt(text, cs)) k++;
+    let k = this.firstStartingAt(cands, text, cs);
     if (k === cands.length) return undefined;
     // The private copy of the line (see quickly()): failregexes run on its content, and what is
     // kept (the text, the groups) are slices of it.
@@ -519,6 +516,21 @@ export class DetailedMatcher {
       return o.user !== undefined ? { addr: o.addr, time, user: o.user, text: o.text } : { addr: o.addr, time, text: o.text };
     }
     return undefined;
+  }
+
+  /** The failregexes the dispatch allows for content starting at `cs` (by its first character). */
+  private candidatesAt(subject: string, cs: number): readonly number[] {
+    const d = this.plan.dispatch;
+    const code = subject.charCodeAt(cs);
+    return code < 128 ? d.ascii[code]! : (d.other.get(code) ?? d.wild);
+  }
+
+  /** @returns the index in `cands` of the first failregex whose literal prefix stands at `cs`, or cands.length */
+  private firstStartingAt(cands: readonly number[], subject: string, cs: number): number {
+    const fr = this.def.failregex;
+    let k = 0;
+    while (k < cands.length && !fr[cands[k]!]!.mayStartAt(subject, cs)) k++;
+    return k;
   }
 
   /**
@@ -670,12 +682,9 @@ export class DetailedMatcher {
       // prefregex may backtrack to a later start of the content.
       if (subject.indexOf('\n', cs) >= 0) return undefined;
     }
-    const d = this.plan.dispatch;
-    const code = subject.charCodeAt(cs);
-    const cands = code < 128 ? d.ascii[code]! : (d.other.get(code) ?? d.wild);
+    const cands = this.candidatesAt(subject, cs);
     const fr = def.failregex;
-    let k = 0;
-    while (k < cands.length && !fr[cands[k]!]!.mayStartAt(subject, cs)) k++;
+    let k = this.firstStartingAt(cands, subject, cs);
     if (k === cands.length) return null;
     // One copy of the line with the newline fail2ban appends; the buffers are slices of it, so
     // what the multi-line cache keeps does not pin the chunk the line was cut from.
