@@ -141,7 +141,8 @@ export class Aggregator {
         }
         if (now() - lastTrim > TRIM_INTERVAL_MS) {
           lastTrim = now();
-          await this.trimCounted();
+          // Trimming is housekeeping: a failure here must not look like a failed read.
+          await this.trimCounted().catch((err: Error) => this.log.warn({ err: err.message }, 'trimming counted reports from the stream failed; retrying in a second'));
         }
         const entries = await (ahead ?? this.read(cursor));
         ahead = undefined;
