@@ -42,7 +42,7 @@ const MAX_BATCH = 2000;
 /**
  * Failures per call of the counting script at most (an entry is never split across calls, since
  * it is acknowledged with its failures): Redis runs nothing else during a call, so a call of
- * ~2,000 failures (~20-30 ms) bounds the latency it adds to every other client.
+ * ~2,000 failures (~13 ms of Redis at ~6.5 µs each) bounds the latency it adds to every other client.
  */
 const MAX_FAILURES_PER_CALL = 2000;
 
