@@ -19,7 +19,7 @@ import type { Redis } from 'ioredis';
 import { startRedis, randomCluster, type TestRedis } from '../../test/helpers/redis-server.js';
 import { startDaemon, type Daemon } from '../../test/helpers/spawn.js';
 import { hostConfig } from '../../test/helpers/cluster-procs.js';
-import { clusterKeys } from '../../common/protocol/keys.js';
+import { clusterKeys, type ClusterKeys } from '../../common/protocol/keys.js';
 import { encodeReport, LIMITS, type ReportedFailure } from '../../common/protocol/messages.js';
 
 const N = Number(process.env.N ?? 200_000);
@@ -79,6 +79,13 @@ function cpuMeter(redisPid: number, daemons: Daemon[]): () => CpuShare {
   };
 }
 
+/** Coordinators that have joined the failures stream's consumer group (0 before it exists). */
+async function consumersInGroup(client: Redis, keys: ClusterKeys): Promise<number> {
+  const groups = (await client.xinfo('GROUPS', keys.failures).catch(() => [])) as unknown[][];
+  const g = groups[0];
+  return g ? Number(g[g.indexOf('consumers') + 1]) : 0;
+}
+
 async function commandStats(c: Redis): Promise<Map<string, { calls: number; usec: number }>> {
   const out = new Map<string, { calls: number; usec: number }>();
   for (const m of (await c.info('commandstats')).matchAll(/cmdstat_([a-z|]+):calls=(\d+),usec=(\d+)/g)) {
@@ -113,9 +120,7 @@ async function drainRun(redis: TestRedis, redisPid: number, coordinators: number
     let meter: (() => CpuShare) | undefined;
     for (;;) {
       if (!started) {
-        const groups = await client.xinfo('GROUPS', keys.failures).catch(() => []) as unknown[][];
-        const g = groups[0] as unknown[] | undefined;
-        if (g && Number(g[g.indexOf('consumers') + 1]) >= coordinators) {
+        if ((await consumersInGroup(client, keys)) >= coordinators) {
           started = process.hrtime.bigint();
           meter = cpuMeter(redisPid, daemons);
         }
@@ -145,9 +150,7 @@ async function pipelineRun(redis: TestRedis, redisPid: number, coordinators: num
     }
     // Wait for the consumer group instead of a log line (warn level hides 'coordinator started').
     for (let i = 0; i < 300; i++) {
-      const groups = await client.xinfo('GROUPS', keys.failures).catch(() => []) as unknown[][];
-      const g = groups[0] as unknown[] | undefined;
-      if (g && Number(g[g.indexOf('consumers') + 1]) >= coordinators) break;
+      if ((await consumersInGroup(client, keys)) >= coordinators) break;
       await new Promise((r) => setTimeout(r, 100));
     }
     await client.config('RESETSTAT');

@@ -381,11 +381,8 @@ export class DetailedMatcher {
     if (knownTime === undefined) {
       const hit = this.dates.find(line);
       if (hit) {
-        if (hit.start === 0) dateEnd = hit.end;
-        else {
-          dateEnd = -1;
-          stripped = line.slice(0, hit.start) + line.slice(hit.end);
-        }
+        dateEnd = hit.start === 0 ? hit.end : -1;
+        stripped = withoutDate(line, hit);
         time = hit.time;
         dateTemplate = hit.template;
         this.lastTime = time;
@@ -415,11 +412,8 @@ export class DetailedMatcher {
       dateEnd = 0;
       const hit = this.dates.find(line);
       if (hit) {
-        if (hit.start === 0) dateEnd = hit.end;
-        else {
-          dateEnd = -1;
-          stripped = line.slice(0, hit.start) + line.slice(hit.end);
-        }
+        dateEnd = hit.start === 0 ? hit.end : -1;
+        stripped = withoutDate(line, hit);
         this.lastTime = hit.time;
         this.skimmed = undefined;
       }
@@ -922,4 +916,12 @@ function countNewlines(s: string, from: number, to: number): number {
   let n = 0;
   for (let i = s.indexOf('\n', from); i >= 0 && i < to; i = s.indexOf('\n', i + 1)) n++;
   return n;
+}
+
+/**
+ * The line without a date found inside it (fail2ban matches the rest), or undefined when the date
+ * opens the line: then the content simply starts where the date ends.
+ */
+function withoutDate(line: string, hit: { start: number; end: number }): string | undefined {
+  return hit.start === 0 ? undefined : line.slice(0, hit.start) + line.slice(hit.end);
 }
