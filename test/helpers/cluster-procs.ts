@@ -1,8 +1,36 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { after } from 'node:test';
 import type { Redis } from 'ioredis';
-import { writeConfig } from './spawn.js';
+import { writeConfig, type Daemon } from './spawn.js';
 import type { ClusterKeys } from '../../common/protocol/keys.js';
 import { decodeReport, encodeReport, splitIntoReports, type FailureEvent } from '../../common/protocol/messages.js';
+
+/** What a test file starts, stopped and removed after its tests (see testProcesses()). */
+export interface TestProcesses {
+  /** Scratch directory for configs, logs and state. */
+  readonly work: string;
+  /** Daemons to stop (push each one started). */
+  readonly daemons: Daemon[];
+  /** Servers to stop after the daemons: a TestRedis, a Sentinel set-up. */
+  readonly servers: Array<{ stop(): Promise<void> }>;
+}
+
+/**
+ * The cleanup every process test needs, registered once: after the file's tests, daemons are
+ * stopped (with `signal`), then servers, then the scratch directory is removed.
+ * @param name part of the scratch directory's name
+ */
+export function testProcesses(name: string, signal?: NodeJS.Signals): TestProcesses {
+  const t: TestProcesses = { work: mkdtempSync(join(tmpdir(), `fleetban-${name}-`)), daemons: [], servers: [] };
+  after(async () => {
+    await Promise.all(t.daemons.map((d) => d.stop(signal)));
+    for (const s of t.servers) await s.stop();
+    rmSync(t.work, { recursive: true, force: true });
+  });
+  return t;
+}
 
 /** What one host's configuration directory needs in the reliability tests. */
 export interface HostConfig {

@@ -1,11 +1,10 @@
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { appendFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startRedis, randomCluster, type TestRedis } from '../helpers/redis-server.js';
+import { startRedis, randomCluster } from '../helpers/redis-server.js';
 import { startDaemon, sshdFailure, type Daemon } from '../helpers/spawn.js';
-import { hostConfig, isBan, stat, waitUntil } from '../helpers/cluster-procs.js';
+import { testProcesses, hostConfig, isBan, stat, waitUntil } from '../helpers/cluster-procs.js';
 import { clusterKeys, banId } from '../../common/protocol/keys.js';
 import { readWindow } from '../../common/scripts/index.js';
 
@@ -16,18 +15,11 @@ import { readWindow } from '../../common/scripts/index.js';
  */
 const MIN = 60_000;
 const SKEW = { a: -7 * MIN, b: 5 * MIN, c: -12 * MIN, coord: 3 * MIN };
-let redis: TestRedis | undefined;
-const daemons: Daemon[] = [];
-const work = mkdtempSync(join(tmpdir(), 'fleetban-skew-'));
-
-after(async () => {
-  await Promise.all(daemons.map((d) => d.stop()));
-  await redis?.stop();
-  rmSync(work, { recursive: true, force: true });
-});
+const { work, daemons, servers } = testProcesses('skew');
 
 test('agents minutes apart count into one window; real ages, not host clocks, decide what is too old', { timeout: 60_000 }, async () => {
-  redis = await startRedis();
+  const redis = await startRedis();
+  servers.push(redis);
   const cluster = randomCluster();
   const keys = clusterKeys(cluster);
   const coordinator = startDaemon(['--config', hostConfig({ cluster, url: redis.url, host: 'coord', work }), 'coordinator'],
@@ -38,7 +30,7 @@ test('agents minutes apart count into one window; real ages, not host clocks, de
   const logs = Object.fromEntries(hosts.map((h) => [h, join(work, `${h}.log`)])) as Record<(typeof hosts)[number], string>;
   const agents = Object.fromEntries(hosts.map((h) => {
     writeFileSync(logs[h], '');
-    const d = startDaemon(['--config', hostConfig({ cluster, url: redis!.url, host: h, work, logpath: logs[h] }), 'agent'],
+    const d = startDaemon(['--config', hostConfig({ cluster, url: redis.url, host: h, work, logpath: logs[h] }), 'agent'],
       { FLEETBAN_CLOCK_SKEW_MS: String(SKEW[h]) });
     daemons.push(d);
     return [h, d];

@@ -1,11 +1,9 @@
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { startRedis, randomCluster, type TestRedis } from '../helpers/redis-server.js';
+import type { Redis } from 'ioredis';
+import { startRedis, randomCluster } from '../helpers/redis-server.js';
 import { startDaemon, type Daemon } from '../helpers/spawn.js';
-import { hostConfig, xaddFailures, stat, waitUntil, banDecisions } from '../helpers/cluster-procs.js';
+import { testProcesses, hostConfig, xaddFailures, stat, waitUntil, banDecisions } from '../helpers/cluster-procs.js';
 import { clusterKeys, COORDINATOR_GROUP } from '../../common/protocol/keys.js';
 import type { FailureEvent } from '../../common/protocol/messages.js';
 import { PROTOCOL_VERSION } from '../../common/protocol/version.js';
@@ -20,15 +18,7 @@ const ATTACKERS = 10;
 const MAXRETRY = 50;
 const TOTAL = 20_000;
 
-let redis: TestRedis | undefined;
-const daemons: Daemon[] = [];
-const work = mkdtempSync(join(tmpdir(), 'fleetban-coordcrash-'));
-
-after(async () => {
-  await Promise.all(daemons.map((d) => d.stop('SIGKILL')));
-  await redis?.stop();
-  rmSync(work, { recursive: true, force: true });
-});
+const { work, daemons, servers } = testProcesses('coordcrash', 'SIGKILL');
 
 /** Attackers send exactly maxretry failures each, so every valid event counts and none arrives after a ban. */
 function floodEvents(): Array<Omit<FailureEvent, 'sent'>> {
@@ -48,8 +38,7 @@ function floodEvents(): Array<Omit<FailureEvent, 'sent'>> {
   return events;
 }
 
-async function pendingOf(consumer: string): Promise<number> {
-  const c = redis!.client();
+async function pendingOf(c: Redis, consumer: string): Promise<number> {
   const [, , , consumers] = (await c.xpending(clusterKeys(cluster).failures, COORDINATOR_GROUP)) as [number, string, string, Array<[string, string]> | null];
   return Number(consumers?.find(([name]) => name === consumer)?.[1] ?? 0);
 }
@@ -57,7 +46,8 @@ async function pendingOf(consumer: string): Promise<number> {
 const cluster = randomCluster();
 
 test('a coordinator killed -9 mid-flood: its entries are claimed, every failure counted exactly once', { timeout: 120_000 }, async () => {
-  redis = await startRedis();
+  const redis = await startRedis();
+  servers.push(redis);
   const keys = clusterKeys(cluster);
   const names = ['c1', 'c2', 'c3'];
   const coords = new Map<string, Daemon>();
@@ -88,7 +78,7 @@ test('a coordinator killed -9 mid-flood: its entries are claimed, every failure 
     victim.proc.kill('SIGSTOP');
     await xaddFailures(writer, keys, events.slice(next, next + 500));
     next += 500;
-    await waitUntil(async () => (held = await pendingOf('c2')) > 0, 1000, 'c2 to hold entries').catch(() => undefined);
+    await waitUntil(async () => (held = await pendingOf(writer, 'c2')) > 0, 1000, 'c2 to hold entries').catch(() => undefined);
     if (held === 0) victim.proc.kill('SIGCONT');
   }
   assert.ok(held > 0, 'the frozen coordinator never held entries; cannot test the crash');

@@ -1,11 +1,10 @@
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { appendFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startRedis, randomCluster, type TestRedis } from '../helpers/redis-server.js';
+import { startRedis, randomCluster } from '../helpers/redis-server.js';
 import { startDaemon, runCli, sshdFailure, type Daemon } from '../helpers/spawn.js';
-import { hostConfig, isBan, stat, waitUntil, failuresInStream } from '../helpers/cluster-procs.js';
+import { testProcesses, hostConfig, isBan, stat, waitUntil, failuresInStream } from '../helpers/cluster-procs.js';
 import { clusterKeys, COORDINATOR_GROUP } from '../../common/protocol/keys.js';
 
 /**
@@ -13,18 +12,11 @@ import { clusterKeys, COORDINATOR_GROUP } from '../../common/protocol/keys.js';
  * reporting into the stream. When a coordinator starts, it processes the backlog from the start
  * of the stream, in order, and the bans it implies follow.
  */
-let redis: TestRedis | undefined;
-const daemons: Daemon[] = [];
-const work = mkdtempSync(join(tmpdir(), 'fleetban-nocoord-'));
-
-after(async () => {
-  await Promise.all(daemons.map((d) => d.stop()));
-  await redis?.stop();
-  rmSync(work, { recursive: true, force: true });
-});
+const { work, daemons, servers } = testProcesses('nocoord');
 
 test('agents without a coordinator keep enforcing and reporting; a late coordinator works off the backlog', { timeout: 60_000 }, async () => {
-  redis = await startRedis();
+  const redis = await startRedis();
+  servers.push(redis);
   const cluster = randomCluster();
   const keys = clusterKeys(cluster);
   const logs = { h1: join(work, 'h1.log'), h2: join(work, 'h2.log') };

@@ -1,11 +1,10 @@
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startRedis, randomCluster, type TestRedis } from '../helpers/redis-server.js';
-import { startDaemon, sshdFailure, type Daemon } from '../helpers/spawn.js';
-import { hostConfig, stat, waitUntil } from '../helpers/cluster-procs.js';
+import { startRedis, randomCluster } from '../helpers/redis-server.js';
+import { startDaemon, sshdFailure } from '../helpers/spawn.js';
+import { testProcesses, hostConfig, stat, waitUntil } from '../helpers/cluster-procs.js';
 import { clusterKeys } from '../../common/protocol/keys.js';
 
 /**
@@ -22,15 +21,7 @@ const COUNT = Number(process.env.FLEETBAN_FLOOD_COUNT ?? 50_000);
 // then rightly not be counted), short enough to watch the windows expire within the test.
 const FINDTIME_S = 45;
 const CHUNK = 10_000;
-let redis: TestRedis | undefined;
-const daemons: Daemon[] = [];
-const work = mkdtempSync(join(tmpdir(), 'fleetban-flood-'));
-
-after(async () => {
-  await Promise.all(daemons.map((d) => d.stop()));
-  await redis?.stop();
-  rmSync(work, { recursive: true, force: true });
-});
+const { work, daemons, servers } = testProcesses('flood');
 
 /** @returns the n-th flood address, canonical (RFC 5952) as the agent reports it */
 function floodAddr(n: number): string {
@@ -43,7 +34,8 @@ function rssKiB(pid: number): number {
 }
 
 test(`${COUNT} distinct attackers once each: memory bounded by the windows, daemons flat`, { timeout: 120_000 + COUNT / 2 }, async (t) => {
-  redis = await startRedis();
+  const redis = await startRedis();
+  servers.push(redis);
   const cluster = randomCluster();
   const keys = clusterKeys(cluster);
   const log = join(work, 'flood.log');

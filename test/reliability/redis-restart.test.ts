@@ -1,11 +1,10 @@
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { appendFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startRedis, randomCluster, type TestRedis } from '../helpers/redis-server.js';
-import { startDaemon, sshdFailure, type Daemon } from '../helpers/spawn.js';
-import { hostConfig, isBan, isUnban, stat, waitUntil } from '../helpers/cluster-procs.js';
+import { startRedis, randomCluster } from '../helpers/redis-server.js';
+import { startDaemon, sshdFailure } from '../helpers/spawn.js';
+import { testProcesses, hostConfig, isBan, isUnban, stat, waitUntil } from '../helpers/cluster-procs.js';
 import { clusterKeys, banId } from '../../common/protocol/keys.js';
 
 /**
@@ -14,18 +13,11 @@ import { clusterKeys, banId } from '../../common/protocol/keys.js';
  * seen while Redis was down is delivered afterwards, and a ban decided after the restart — which
  * needs the counts from before it — reaches every agent. Nobody lifts the ban made before.
  */
-let redis: TestRedis | undefined;
-const daemons: Daemon[] = [];
-const work = mkdtempSync(join(tmpdir(), 'fleetban-restart-'));
-
-after(async () => {
-  await Promise.all(daemons.map((d) => d.stop()));
-  await redis?.stop();
-  rmSync(work, { recursive: true, force: true });
-});
+const { work, daemons, servers } = testProcesses('restart');
 
 test('Redis restarted mid-attack: bans and counts survive, daemons reconnect, the next ban reaches everyone', { timeout: 90_000 }, async () => {
-  redis = await startRedis(['--appendonly', 'yes', '--appendfsync', 'everysec']);
+  const redis = await startRedis(['--appendonly', 'yes', '--appendfsync', 'everysec']);
+  servers.push(redis);
   const cluster = randomCluster();
   const keys = clusterKeys(cluster);
   const logs = { h1: join(work, 'h1.log'), h2: join(work, 'h2.log') };

@@ -1,14 +1,13 @@
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { appendFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { appendFileSync, existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import type { Redis } from 'ioredis';
 import { randomCluster } from '../helpers/redis-server.js';
-import { startSentinels, type SentinelSetup } from '../helpers/sentinel.js';
+import { startSentinels } from '../helpers/sentinel.js';
 import { startDaemon, sshdFailure, type Daemon } from '../helpers/spawn.js';
-import { hostConfig, isBan, isUnban, stat, waitUntil } from '../helpers/cluster-procs.js';
+import { testProcesses, hostConfig, isBan, isUnban, stat, waitUntil } from '../helpers/cluster-procs.js';
 import { clusterKeys, banId } from '../../common/protocol/keys.js';
 
 /**
@@ -23,15 +22,7 @@ const sentinelBin = spawnSync('sh', ['-c', 'command -v redis-sentinel'], { encod
 const skip = sentinelBin ? false : 'needs redis-sentinel (scripts/setup.sh --test installs it)';
 if (skip && process.env.CI) throw new Error(`CI must run the Sentinel test: ${skip}`);
 
-let setup: SentinelSetup | undefined;
-const daemons: Daemon[] = [];
-const work = mkdtempSync(join(tmpdir(), 'fleetban-sentinel-test-'));
-
-after(async () => {
-  await Promise.all(daemons.map((d) => d.stop()));
-  await setup?.stop();
-  rmSync(work, { recursive: true, force: true });
-});
+const { work, daemons, servers } = testProcesses('sentinel-test');
 
 /** The fleetban connections the primary on `port` serves, by name, with their last command. */
 async function fleetbanClients(node: Redis): Promise<Array<{ name: string; cmd: string }>> {
@@ -43,8 +34,8 @@ async function fleetbanClients(node: Redis): Promise<Array<{ name: string; cmd: 
 }
 
 test('Sentinel failovers during an attack: daemons follow the primary, no ban lost', { skip, timeout: 120_000 }, async () => {
-  setup = await startSentinels();
-  const s = setup;
+  const s = await startSentinels();
+  servers.push(s);
   const cluster = randomCluster();
   const keys = clusterKeys(cluster);
   const logs = { h1: join(work, 'h1.log'), h2: join(work, 'h2.log') };
