@@ -4,9 +4,23 @@ import type { ClusterKeys } from '../common/protocol/keys.js';
 import { compareStreamIds, decodeDecision, type Decision } from '../common/protocol/messages.js';
 import { ClusterScripts } from '../common/scripts/index.js';
 import type { Enforcer } from './enforcer.js';
+import type { DecisionGate } from './decision-gate.js';
+import { RateLimitedWarner } from '../common/log-limit.js';
 
 /** How long an acknowledgement waits; `fleetban ban --wait` returns this much later at most. */
 const ACK_DELAY_MS = 100;
+
+/**
+ * Decision entries per read. Anyone who may write the stream decides how big an entry is (three
+ * 50 MB entries took every agent from 67 to 311 MB when it read 5,000 at a time): a small count
+ * bounds what one read can hold to this many times the largest entry Redis accepts
+ * (`proto-max-bulk-len`, `client-query-buffer-limit` in deploy/redis). A burst of bans still
+ * costs only one firewall commit per this many.
+ */
+export const DECISION_READ_COUNT = 64;
+
+/** Stream entries read at most to catch up on the unbans published while this agent was away. */
+const CATCH_UP_MAX = 100_000;
 
 type StreamReply = Array<[string, Array<[string, string[]]>]> | null;
 
@@ -27,6 +41,8 @@ export class DecisionFollower {
   private readonly scripts: ClusterScripts;
   private readonly synced: Promise<void>;
   private markSynced!: () => void;
+  private readonly warner: RateLimitedWarner;
+  private readonly readers = new Map<ClusterScripts, Redis>();
 
   /**
    * @param redis a connection for this follower alone (it blocks in XREAD)
@@ -40,9 +56,13 @@ export class DecisionFollower {
     private readonly ack: (lastId: string) => void,
     private readonly enforcer: Enforcer,
     private readonly log: Logger,
+    private readonly gate?: DecisionGate,
   ) {
+    this.warner = new RateLimitedWarner(log);
     this.scripts = new ClusterScripts(redis, keys);
     const otherScripts = new ClusterScripts(other, keys);
+    this.readers.set(this.scripts, redis);
+    this.readers.set(otherScripts, other);
     this.synced = new Promise((r) => (this.markSynced = r));
     // After any reconnect the stream may have moved on or been trimmed: start again from a snapshot,
     // now, not after the read ioredis resends on the reconnected connection returns.
@@ -97,8 +117,10 @@ export class DecisionFollower {
     this.resyncing ??= (async () => {
       try {
         const snap = await scripts.snapshot();
-        for (const d of snap.damaged) this.log.warn({ entry: d }, 'damaged ban record skipped');
-        await this.enforcer.replaceAll(snap.bans);
+        for (const d of snap.damaged) this.warner.warn('damaged ban record', { entry: d.slice(0, 200) }, 'damaged ban record skipped');
+        const bans = this.gate ? snap.bans.filter((r) => this.gate!.admitRecord(r)) : snap.bans;
+        const lifts = await this.catchUp(this.readers.get(scripts)!, snap.lastId);
+        await this.enforcer.replaceAll(bans, lifts);
         this.lastId = snap.lastId;
         this.lastAppliedAt = Date.now();
         this.scheduleAck();
@@ -110,6 +132,27 @@ export class DecisionFollower {
     return this.resyncing;
   }
 
+  /**
+   * The unbans and flushes published between the newest decision applied and a snapshot: the
+   * snapshot lacks the bans they lifted, but so it would if someone had merely deleted their
+   * records, and the agent keeps a ban it holds until a signed decision lifts it.
+   */
+  private async catchUp(redis: Redis, until: string): Promise<Decision[]> {
+    const lifts: Decision[] = [];
+    if (this.lastId === '0-0' || compareStreamIds(until, this.lastId) <= 0) return lifts;
+    let start = `(${this.lastId}`;
+    for (let read = 0; read < CATCH_UP_MAX; read += DECISION_READ_COUNT) {
+      const page = (await redis.xrange(this.keys.decisions, start, until, 'COUNT', DECISION_READ_COUNT)) as Array<[string, string[]]>;
+      for (const [id, fields] of page) {
+        const d = decodeDecision(fields);
+        if (d.ok && d.value.op !== 'ban' && (!this.gate || this.gate.admit(d.value, id))) lifts.push(d.value);
+      }
+      if (page.length < DECISION_READ_COUNT) break;
+      start = `(${page[page.length - 1]![0]}`;
+    }
+    return lifts;
+  }
+
   private async run(): Promise<void> {
     let backoff = 100;
     while (this.running) {
@@ -119,7 +162,7 @@ export class DecisionFollower {
           this.resync = false;
           await this.resyncFrom(this.scripts);
         }
-        const reply = (await this.redis.xread('COUNT', 5000, 'BLOCK', 5000, 'STREAMS', this.keys.decisions, this.lastId)) as StreamReply;
+        const reply = (await this.redis.xread('COUNT', DECISION_READ_COUNT, 'BLOCK', 5000, 'STREAMS', this.keys.decisions, this.lastId)) as StreamReply;
         await this.resyncing;
         // A snapshot taken while this read waited already covers the entries up to its id.
         const entries = (reply?.[0]?.[1] ?? []).filter(([id]) => compareStreamIds(id, this.lastId) > 0);
@@ -127,8 +170,8 @@ export class DecisionFollower {
         const decisions: Decision[] = [];
         for (const [id, fields] of entries) {
           const d = decodeDecision(fields);
-          if (d.ok) decisions.push(d.value);
-          else this.log.warn({ id, reason: d.reason }, 'malformed decision skipped');
+          if (!d.ok) this.warner.warn('malformed decision', { id, reason: d.reason }, 'malformed decision skipped');
+          else if (!this.gate || this.gate.admit(d.value, id)) decisions.push(d.value);
         }
         await this.enforcer.apply(decisions);
         const newest = entries[entries.length - 1]![0];

@@ -1,8 +1,8 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { COORDINATOR_GROUP, type ClusterKeys } from '../common/protocol/keys.js';
+import { COORDINATOR_GROUP, banId, type ClusterKeys } from '../common/protocol/keys.js';
 import { decodeReport } from '../common/protocol/messages.js';
-import { ClusterScripts, type CountedFailure, type ScriptPolicy } from '../common/scripts/index.js';
+import { ClusterScripts, type CountedFailure, type DecisionSigner, type ScriptPolicy } from '../common/scripts/index.js';
 import { containingNetwork, parseBanTarget } from '../common/address.js';
 import { now } from '../common/clock.js';
 import type { ClusterPolicy } from './policy.js';
@@ -83,9 +83,10 @@ export class Aggregator {
     private readonly clock: () => number = now,
     historyRetentionMs?: number,
     private readonly waitForReplica = false,
+    signer?: DecisionSigner,
   ) {
     this.batch = Math.min(batch, MAX_BATCH);
-    this.scripts = new ClusterScripts(writer, keys, decisionsMaxlen, historyRetentionMs);
+    this.scripts = new ClusterScripts(writer, keys, decisionsMaxlen, historyRetentionMs, signer);
   }
 
   private readonly scripts: ClusterScripts;
@@ -298,6 +299,12 @@ export class Aggregator {
       // Replication is asynchronous: a ban decided just before the primary dies could be missing
       // on the replica Sentinel promotes. Waiting (briefly) for one replica closes most of that window.
       await this.writer.call('WAIT', 1, 200).catch(() => undefined);
+    }
+    if (result.bans.length > 0) {
+      // With signing on, the script parked its bans unsigned (Lua cannot sign): sign and publish
+      // them now. If this fails or this process dies here, a coordinator's sweep publishes them.
+      await this.scripts.publishParked({ ids: result.bans.map((b) => banId(b.jail, b.addr)) })
+        .catch((err: Error) => this.log.warn({ err: err.message, bans: result.bans.length }, 'publishing signed bans failed; the sweep retries'));
     }
     this.stats.counted += counted.length;
     for (const ban of result.bans) {

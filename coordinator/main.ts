@@ -6,7 +6,10 @@ import { clusterKeys } from '../common/protocol/keys.js';
 import { decodeHeartbeat } from '../common/protocol/messages.js';
 import { connectRedis } from '../common/redis.js';
 import { componentLogger } from '../common/log.js';
-import { ClusterScripts } from '../common/scripts/index.js';
+import { ClusterScripts, type DecisionSigner } from '../common/scripts/index.js';
+import { loadSigningKey } from '../common/config/keys.js';
+import { signDecision } from '../common/protocol/signing.js';
+import { ConfigError } from '../common/errors.js';
 import { FleetAddressSet } from '../common/policy/whitelist.js';
 import { Aggregator } from './aggregator.js';
 import { Expirer } from './expirer.js';
@@ -36,6 +39,25 @@ export interface CoordinatorHandle {
 /** How often a coordinator refreshes its registration and the fleet's addresses (ignoreself). */
 const REFRESH_MS = 5000;
 
+/** A ban parked for its signature this long was left by a coordinator that died before publishing it. */
+const PARKED_GRACE_MS = 10_000;
+
+/**
+ * The signer of this coordinator's decisions, from `[coordinator] signing_key`.
+ * @throws ConfigError naming the setting when the key does not load
+ */
+export function coordinatorSigner(config: FleetbanConfig): DecisionSigner | undefined {
+  const file = config.coordinator.signingKey;
+  if (!file) return undefined;
+  const where = config.sources['coordinator.signing_key'];
+  try {
+    const key = loadSigningKey(file);
+    return (d) => signDecision(key, config.cluster, d);
+  } catch (err) {
+    throw new ConfigError((err as Error).message, where?.file, where?.line, 'signing_key');
+  }
+}
+
 /**
  * Start a coordinator: count failures from the whole fleet, decide bans, expire them.
  * @param dir configuration directory
@@ -47,6 +69,8 @@ export async function startCoordinator(dir: string, override?: Partial<FleetbanC
   let loaded = loadJails(dir);
   for (const w of loaded.warnings) log.warn(w);
   const keys = clusterKeys(config.cluster);
+  const signer = coordinatorSigner(config);
+  if (!signer) log.warn('no [coordinator] signing_key: decisions go out unsigned, and agents that trust keys refuse them');
   const reader: Redis = connectRedis(config.redis, 'coordinator-reader', log);
   const writer: Redis = connectRedis(config.redis, 'coordinator', log);
   const subscriber: Redis = connectRedis(config.redis, 'coordinator-control', log);
@@ -68,9 +92,10 @@ export async function startCoordinator(dir: string, override?: Partial<FleetbanC
   const aggregator = new Aggregator(
     reader, writer, keys, config.coordinator.consumer, policy, componentLogger('coordinator.aggregator'),
     config.coordinator.batch, config.coordinator.claimIdle * 1000, maxlen, () => clock.now(), config.coordinator.dbpurgeage * 1000,
-    config.redis.url.startsWith('sentinel://'),
+    config.redis.url.startsWith('sentinel://'), signer,
   );
-  const expirer = new Expirer(new ClusterScripts(writer, keys, maxlen), config.coordinator.expireInterval * 1000,
+  const scripts = new ClusterScripts(writer, keys, maxlen, undefined, signer);
+  const expirer = new Expirer(scripts, config.coordinator.expireInterval * 1000,
     componentLogger('coordinator.expirer'), () => clock.now());
 
   let reloadedAt = Date.now();
@@ -107,6 +132,10 @@ export async function startCoordinator(dir: string, override?: Partial<FleetbanC
   const timer = setInterval(() => {
     refreshFleet().catch(() => undefined);
     register().catch(() => undefined);
+    scripts.publishParked({ olderThan: clock.now() - PARKED_GRACE_MS }).then(
+      (n) => n > 0 && log.warn({ count: n }, 'published bans another coordinator decided but did not sign (it stopped in between)'),
+      (err: Error) => log.warn({ err: err.message }, 'publishing parked bans failed; retrying'),
+    );
   }, REFRESH_MS);
   timer.unref();
   subscriber.on('message', (_channel: string, message: string) => {

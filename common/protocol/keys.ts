@@ -20,6 +20,8 @@ export interface ClusterKeys {
   readonly bans: string;
   /** Sorted set: `jail|addr` scored by expiry time in ms (permanent bans are not in it). */
   readonly banExpiry: string;
+  /** Hash: `jail|addr` -> since, bans the counting script decided that wait for a coordinator's signature. */
+  readonly unsignedBans: string;
   /** Hash: host name -> JSON heartbeat. */
   readonly hosts: string;
   /** Hash: host name -> id of the newest decision that host has applied (its acknowledgement). */
@@ -63,6 +65,7 @@ export function clusterKeys(cluster: string): ClusterKeys {
     decisions: `${prefix}:decisions`,
     bans: `${prefix}:bans`,
     banExpiry: `${prefix}:ban-expiry`,
+    unsignedBans: `${prefix}:bans-unsigned`,
     hosts: `${prefix}:hosts`,
     acks: `${prefix}:acks`,
     stats: `${prefix}:stats`,

@@ -23,7 +23,9 @@
       ARGV[1] consumer group    ARGV[2] now ms (Redis clock)   ARGV[3] window key prefix
       ARGV[4] decisions maxlen  ARGV[5] protocol version       ARGV[6] history key prefix
       ARGV[7] history retention ms   ARGV[8] window-hosts key prefix   ARGV[9] random seed
-      ARGV[10] number of jail policies P, then per policy:
+      ARGV[10] hash where bans wait for their signature ('' when decisions are not signed: they
+        are published at once; see includes/record-ban)
+      ARGV[11] number of jail policies P, then per policy:
         name, findtime ms, maxretry, minhosts, overalljails (0/1), rndtime ms, counts bans (0/1),
         T, then T ban durations in ms indexed by earlier bans (last one repeats; -1 permanent)
       then J, the number of jails in the batch, and per jail:
@@ -35,7 +37,8 @@
         still include failures that have left the window; they are trimmed once the count could
         ban), or -1 counted but already banned (reported once the count reaches maxretry),
         -2 outside the window (too old), -3 duplicate delivery, -4 unknown jail
-      followed by the bans made as triples: jail, addr, until (ms, -1 permanent)
+      followed by the bans made as triples: jail, addr, until (ms, -1 permanent), parked for
+        their signature when ARGV[10] is set
     A window holds failures with time > now - findtime; a failure from the future counts at now.
     Once its count reaches maxretry a window is trimmed to the failures still inside it, and to
     the newest maxretry of them (more cannot change a decision), so a window that cannot ban
@@ -53,12 +56,13 @@ local historyPrefix = ARGV[6]
 local retention = tonumber(ARGV[7])
 local hostsPrefix = ARGV[8]
 math.randomseed(tonumber(ARGV[9]))
+local pendingKey = ARGV[10]
 --- @include "includes/add-decision"
 --- @include "includes/record-ban"
 
 local policies, recidives = {}, {}
-local o = 11
-for _ = 1, tonumber(ARGV[10]) do
+local o = 12
+for _ = 1, tonumber(ARGV[11]) do
   local p = { name = ARGV[o], findtime = tonumber(ARGV[o + 1]), maxretry = tonumber(ARGV[o + 2]),
     minhosts = tonumber(ARGV[o + 3]), overall = ARGV[o + 4] == '1', rnd = tonumber(ARGV[o + 5]),
     countsBans = ARGV[o + 6] == '1', durations = {} }
@@ -122,6 +126,7 @@ local function banAddress(p, addr, origin, failures)
   end
   local reason = failures .. ' failures in ' .. math.floor(p.findtime / 1000) .. 's'
   if prior > 0 then reason = reason .. ', ban #' .. (prior + 1) end
+  if untilMs > now + MAX_BAN_MS then untilMs = now + MAX_BAN_MS end
   recordBan(p.name, addr, now, untilMs, reason, origin, failures)
   bans[#bans + 1] = p.name
   bans[#bans + 1] = addr

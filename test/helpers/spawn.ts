@@ -3,6 +3,7 @@ import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
+import { signingConfig } from './keys.js';
 
 /** The compiled CLI entry point. */
 export const CLI = resolve('dist/cli/main.js');
@@ -91,9 +92,14 @@ export async function runCli(args: string[], env: Record<string, string> = {}): 
   });
 }
 
-/** Write a configuration directory for one host. */
+/**
+ * Write a configuration directory for one host. A directory with a fleetban.conf gets a
+ * fleetban.local that signs with and trusts the test key pair (test/helpers/keys.ts), unless the
+ * test writes its own fleetban.local.
+ */
 export function writeConfig(files: Record<string, string>, dir = mkdtempSync(join(tmpdir(), 'fleetban-conf-'))): string {
-  for (const [name, text] of Object.entries(files)) {
+  const all = 'fleetban.conf' in files && !('fleetban.local' in files) ? { ...files, 'fleetban.local': signingConfig() } : files;
+  for (const [name, text] of Object.entries(all)) {
     mkdirSync(join(dir, name, '..'), { recursive: true });
     writeFileSync(join(dir, name), text);
   }
