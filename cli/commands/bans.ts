@@ -151,7 +151,7 @@ export function registerBanCommands(program: Command, globals: () => GlobalOptio
         if (g.json) console.log(JSON.stringify({ lifted, notBanned: missing, decision: decisionId || null, ...waited }));
         else {
           for (const l of lifted) console.log(`unbanned ${l.addr} in jail ${l.jail}`);
-          for (const a of missing) console.error(`${a} was not banned${jail === '*' ? '' : ` in jail ${jail}`}`);
+          for (const a of missing) console.error(`${a} was not banned${jail === '*' ? '' : ` in jail ${jail}`} (the unban went out anyway, for any agent that still holds it)`);
           if (waited) reportWait(waited);
         }
         if (lifted.length === 0) throw new CliError('nothing was unbanned', 1);

@@ -207,7 +207,8 @@ export class ClusterScripts {
   /**
    * @param targets [jail, addr] pairs; jail '*' lifts the address in every jail
    * @param at when the unban is decided (cluster clock): agents lift bans that started no later
-   * @returns the bans lifted, and the id of the last unban decision ('' when nothing was banned)
+   * @returns the bans lifted in Redis, and the id of the last unban decision (published for every
+   *   target, lifted here or not: agents may hold a ban whose record is gone)
    */
   async unban(origin: string, targets: ReadonlyArray<readonly [string, string]>, at: number = Date.now()): Promise<{ lifted: Array<{ jail: string; addr: string }>; decisionId: string }> {
     const k = this.keys;
