@@ -1,11 +1,13 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { ClusterKeys } from '../common/protocol/keys.js';
-import { compareStreamIds, decodeDecision, type Decision } from '../common/protocol/messages.js';
+import { compareStreamIds, decodeDecision, LIMITS, type Decision } from '../common/protocol/messages.js';
 import { ClusterScripts } from '../common/scripts/index.js';
 import type { Enforcer } from './enforcer.js';
 import type { DecisionGate } from './decision-gate.js';
 import { RateLimitedWarner } from '../common/log-limit.js';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 
 /** How long an acknowledgement waits; `fleetban ban --wait` returns this much later at most. */
 const ACK_DELAY_MS = 100;
@@ -14,15 +16,51 @@ const ACK_DELAY_MS = 100;
  * Decision entries per read. Anyone who may write the stream decides how big an entry is (three
  * 50 MB entries took every agent from 67 to 311 MB when it read 5,000 at a time): a small count
  * bounds what one read can hold to this many times the largest entry Redis accepts
- * (`proto-max-bulk-len`, `client-query-buffer-limit` in deploy/redis). A burst of bans still
- * costs only one firewall commit per this many.
+ * (`client-query-buffer-limit`, `proto-max-bulk-len` in deploy/redis). A burst of bans is read
+ * in several such reads and still applied as one firewall commit.
  */
-export const DECISION_READ_COUNT = 64;
+export const DECISION_READ_COUNT = 4;
+
+/** Decisions applied in one firewall commit at most. */
+const APPLY_BATCH = 5000;
+
+/**
+ * Text read in one burst above which the memory it held is collected at once. Legit entries are
+ * under LIMITS.entryBytes; megabytes of them are someone filling the stream. V8 collects such
+ * big strings only under heap pressure, so they piled up read after read (24 entries of 7 MB:
+ * +179 MB), though each read holds only DECISION_READ_COUNT of them.
+ */
+const COLLECT_AFTER_BYTES = 4 * 1024 * 1024;
+
+let collector: (() => void) | undefined;
+/** A full garbage collection (node exposes one on request; fleetban needs it only under attack). */
+function collectGarbage(): void {
+  if (!collector) {
+    setFlagsFromString('--expose-gc');
+    collector = runInNewContext('gc') as () => void;
+  }
+  collector();
+}
 
 /** Stream entries read at most to catch up on the unbans published while this agent was away. */
 const CATCH_UP_MAX = 100_000;
 
-type StreamReply = Array<[string, Array<[string, string[]]>]> | null;
+type BufferReply = Array<[Buffer, Array<[Buffer, Buffer[]]>]> | null;
+
+/** A stream entry: its id, and its fields as text, or the reason they were not turned into text. */
+type Entry = [string, string[] | { oversized: number }];
+
+/**
+ * Entries of a read made in Buffer mode: an entry over LIMITS.entryBytes (never written by
+ * fleetban) is not turned into strings at all, so its bytes live only as long as the reply.
+ */
+function entriesOf(reply: BufferReply): Entry[] {
+  return (reply?.[0]?.[1] ?? []).map(([id, fields]) => {
+    let bytes = 0;
+    for (const f of fields) bytes += f.length;
+    return [id.toString(), bytes > LIMITS.entryBytes ? { oversized: bytes } : fields.map((f) => f.toString('utf8'))];
+  });
+}
 
 /**
  * Follows the decisions stream and applies it. On start and after every reconnect it loads the
@@ -162,19 +200,44 @@ export class DecisionFollower {
           this.resync = false;
           await this.resyncFrom(this.scripts);
         }
-        const reply = (await this.redis.xread('COUNT', DECISION_READ_COUNT, 'BLOCK', 5000, 'STREAMS', this.keys.decisions, this.lastId)) as StreamReply;
+        let reply = (await this.redis.xreadBuffer('COUNT', DECISION_READ_COUNT, 'BLOCK', 5000, 'STREAMS', this.keys.decisions, this.lastId)) as BufferReply;
         await this.resyncing;
         // A snapshot taken while this read waited already covers the entries up to its id.
-        const entries = (reply?.[0]?.[1] ?? []).filter(([id]) => compareStreamIds(id, this.lastId) > 0);
+        let entries = entriesOf(reply).filter(([id]) => compareStreamIds(id, this.lastId) > 0);
         if (entries.length === 0) continue;
         const decisions: Decision[] = [];
-        for (const [id, fields] of entries) {
-          const d = decodeDecision(fields);
-          if (!d.ok) this.warner.warn('malformed decision', { id, reason: d.reason }, 'malformed decision skipped');
-          else if (!this.gate || this.gate.admit(d.value, id)) decisions.push(d.value);
+        let newest = this.lastId;
+        // A burst is read in small reads (each entry's text is dropped once decoded) and applied
+        // as one firewall commit of up to APPLY_BATCH decisions.
+        let bytes = 0;
+        for (;;) {
+          for (const [id, fields] of entries) {
+            if (!Array.isArray(fields)) {
+              bytes += fields.oversized;
+              this.warner.warn('malformed decision', { id, reason: `entry of ${fields.oversized} bytes is over the ${LIMITS.entryBytes} byte limit` }, 'malformed decision skipped');
+              continue;
+            }
+            const d = decodeDecision(fields);
+            if (!d.ok) this.warner.warn('malformed decision', { id, reason: d.reason }, 'malformed decision skipped');
+            else if (!this.gate || this.gate.admit(d.value, id)) decisions.push(d.value);
+          }
+          newest = entries[entries.length - 1]![0];
+          if (entries.length < DECISION_READ_COUNT || decisions.length >= APPLY_BATCH) break;
+          reply = null;
+          entries = [];
+          if (bytes > COLLECT_AFTER_BYTES) {
+            this.warner.warn('oversized decisions', { bytes }, 'megabytes of decision entries read; collecting the memory they held');
+            collectGarbage();
+            bytes = 0;
+          }
+          reply = (await this.redis.xreadBuffer('COUNT', DECISION_READ_COUNT, 'STREAMS', this.keys.decisions, newest)) as BufferReply;
+          entries = entriesOf(reply);
+          if (entries.length === 0) break;
         }
+        reply = null;
+        entries = [];
+        if (bytes > COLLECT_AFTER_BYTES) collectGarbage();
         await this.enforcer.apply(decisions);
-        const newest = entries[entries.length - 1]![0];
         // A resync after a reconnect may have run meanwhile and moved past these already.
         if (compareStreamIds(newest, this.lastId) > 0) this.lastId = newest;
         this.lastAppliedAt = Date.now();

@@ -212,3 +212,17 @@ test('--bantime 1000y is cut to the longest ban every firewall accepts, and agen
   await Promise.all(hosts.map((h) => agents[h]!.waitFor(isBan('198.51.100.81'), 10_000, `${h} applies the capped ban`)));
   await allRead('198.51.100.89');
 });
+
+test('a ban the counting script parked unsigned (its coordinator died before signing) is signed and published by a coordinator', async () => {
+  const addr = '198.51.100.90';
+  const key = trustedKey();
+  // The counting step alone, as a coordinator that dies right after it leaves things.
+  const counting = new ClusterScripts(admin, keys, 100_000, undefined, (d) => signDecision(key, cluster, d));
+  const now = Date.now();
+  const res = await counting.recordFailures(now, [{ jail: 'sshd', findtimeMs: 600_000, maxretry: 1, minhosts: 1, overalljails: false, rndtimeMs: 0, countsBans: false, durationsMs: [3_600_000] }],
+    [{ eid: 'parked-1', jail: 'sshd', addr, time: now, host: 'h1' }]);
+  assert.equal(res.bans.length, 1);
+  assert.equal(await admin.hexists(keys.unsignedBans, banId('sshd', addr)), 1, 'parked, not published');
+  await Promise.all(hosts.map((h) => agents[h]!.waitFor(isBan(addr), 30_000, `${h} applies the ban the running coordinator published`)));
+  assert.equal(await admin.hlen(keys.unsignedBans), 0);
+});
