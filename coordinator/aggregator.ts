@@ -5,6 +5,7 @@ import { decodeReport } from '../common/protocol/messages.js';
 import { ClusterScripts, type CountedFailure, type DecisionSigner, type ScriptPolicy } from '../common/scripts/index.js';
 import { containingNetwork, parseBanTarget } from '../common/address.js';
 import { now } from '../common/clock.js';
+import { RateLimitedWarner } from '../common/log-limit.js';
 import type { ClusterPolicy } from './policy.js';
 
 /**
@@ -59,6 +60,8 @@ export class Aggregator {
   /** Counters for logs and tests. */
   readonly stats = { read: 0, counted: 0, malformed: 0, unknownJail: 0, ignored: 0, bans: 0 };
   private readonly warnedIgnored = new Map<string, number>();
+  /** Anyone who can write the stream can write junk at full speed: its warnings are rate-limited. */
+  private readonly warner: RateLimitedWarner;
 
   /**
    * @param redis a connection for this aggregator alone (it blocks in XREADGROUP)
@@ -86,6 +89,7 @@ export class Aggregator {
     signer?: DecisionSigner,
   ) {
     this.batch = Math.min(batch, MAX_BATCH);
+    this.warner = new RateLimitedWarner(log);
     this.scripts = new ClusterScripts(writer, keys, decisionsMaxlen, historyRetentionMs, signer);
   }
 
@@ -240,19 +244,20 @@ export class Aggregator {
       acks = [];
       jails = new Set();
     };
-    for (const [id, fields] of entries) {
+    const decoded = entries.map(([id, fields]) => [id, decodeReport(fields)] as const);
+    await this.prefetchIgnoreCommands(decoded.flatMap(([, d]) => (d.ok ? d.value.failures : [])));
+    for (const [id, d] of decoded) {
       this.stats.read++;
-      const d = decodeReport(fields);
       if (!d.ok) {
         this.stats.malformed++;
-        this.log.warn({ id, reason: d.reason }, 'malformed failure report skipped');
+        this.warner.warn('malformed report', { id, reason: d.reason }, 'malformed failure report skipped');
         acks.push(id);
         continue;
       }
       const report = d.value;
       for (const r of report.rejected) {
         this.stats.malformed++;
-        this.log.warn({ id, index: r.index, host: report.host, reason: r.reason }, 'malformed failure skipped');
+        this.warner.warn('malformed failure', { id, index: r.index, host: report.host, reason: r.reason }, 'malformed failure skipped');
       }
       if (counted.length > 0 && counted.length + report.failures.length > MAX_FAILURES_PER_CALL) cut();
       for (const f of report.failures) {
@@ -280,6 +285,18 @@ export class Aggregator {
     }
     cut();
     return calls;
+  }
+
+  /** Run the batch's ignorecommands at once (with a cap), not one failure after another. */
+  private async prefetchIgnoreCommands(failures: ReadonlyArray<{ jail: string; addr: string }>): Promise<void> {
+    const byJail = new Map<string, string[]>();
+    for (const f of failures) {
+      if (!this.policy.jails.get(f.jail)?.whitelist.hasCommand) continue;
+      let list = byJail.get(f.jail);
+      if (!list) byJail.set(f.jail, (list = []));
+      list.push(f.addr);
+    }
+    await Promise.all([...byJail].map(([jail, addrs]) => this.policy.jails.get(jail)!.whitelist.prefetch(addrs)));
   }
 
   /** The policies a call needs: those of its failures' jails, and every recidive jail. */
