@@ -133,15 +133,9 @@ export async function startAgent(dir: string, options: AgentOptions = {}): Promi
     guardRefused: gate.guarded,
   }), componentLogger('agent.heartbeat'));
 
-  // Wait briefly for the first snapshot so the kernel holds the cluster's bans before logs are
-  // followed; with Redis away, start anyway: enforcing what the kernel has and buffering reports.
-  const synced = follower.start();
-  let haveSnapshot = false;
-  void synced.then(() => (haveSnapshot = true));
-  const waited = await Promise.race([synced.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 5000).unref())]);
-  if (!waited) log.warn('cluster bans not loaded yet (Redis unreachable?); continuing and retrying in the background');
-  heartbeat.start();
-
+  // Logs are followed from before the wait for the first snapshot: with `--start-at end`, lines
+  // written during the wait (up to 5 s with Redis away) were lost. Failures found meanwhile are
+  // buffered by the reporter like any others.
   const sources: LogSource[] = [];
   for (const jail of loaded.jails) {
     const filter = filters.get(jail.name);
@@ -166,6 +160,15 @@ export async function startAgent(dir: string, options: AgentOptions = {}): Promi
       sources.push(source);
     }
   }
+
+  // Wait briefly for the first snapshot so the kernel holds the cluster's bans when the agent says
+  // it started; with Redis away, start anyway: enforcing what the kernel has and buffering reports.
+  const synced = follower.start();
+  let haveSnapshot = false;
+  void synced.then(() => (haveSnapshot = true));
+  const waited = await Promise.race([synced.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 5000).unref())]);
+  if (!waited) log.warn('cluster bans not loaded yet (Redis unreachable?); continuing and retrying in the background');
+  heartbeat.start();
 
   const reconcileTimer = setInterval(() => {
     // Until a snapshot arrived the agent does not know the cluster's bans (started while Redis was
