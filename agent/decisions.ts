@@ -178,15 +178,18 @@ export class DecisionFollower {
   private async catchUp(redis: Redis, until: string): Promise<Decision[]> {
     const lifts: Decision[] = [];
     if (this.lastId === '0-0' || compareStreamIds(until, this.lastId) <= 0) return lifts;
-    let start = `(${this.lastId}`;
+    // XREAD, not XRANGE: it is what an agent's Redis identity may run on the stream.
+    let after = this.lastId;
     for (let read = 0; read < CATCH_UP_MAX; read += DECISION_READ_COUNT) {
-      const page = (await redis.xrange(this.keys.decisions, start, until, 'COUNT', DECISION_READ_COUNT)) as Array<[string, string[]]>;
+      const page = entriesOf((await redis.xreadBuffer('COUNT', DECISION_READ_COUNT, 'STREAMS', this.keys.decisions, after)) as BufferReply);
       for (const [id, fields] of page) {
+        if (compareStreamIds(id, until) > 0) return lifts;
+        if (!Array.isArray(fields)) continue;
         const d = decodeDecision(fields);
         if (d.ok && d.value.op !== 'ban' && (!this.gate || this.gate.admit(d.value, id))) lifts.push(d.value);
       }
       if (page.length < DECISION_READ_COUNT) break;
-      start = `(${page[page.length - 1]![0]}`;
+      after = page[page.length - 1]![0];
     }
     return lifts;
   }

@@ -10,6 +10,10 @@
  *   N=500000 ADDRS=100000 REPEAT=5 node dist/bench/coordinator/run.js 1 2 3
  * Each run also prints the CPU time per failure of Redis, the coordinators and the generator
  * (from /proc): on a 2-core machine their sum, not one process, is what bounds the rate.
+ *   SIGNING=on|off|both (default both): coordinators sign every ban (Ed25519, parked by the
+ *   script and published signed) or not; both are run side by side, alternating.
+ *   MAXRETRY (default 1000: nothing bans, every failure takes the counting path; with
+ *   MAXRETRY = N/ADDRS every address is banned once, the most signing work a run can have).
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -30,6 +34,8 @@ const BATCH = 500;
 /** Pipelines in flight at once: several agents reporting at the same time. */
 const WRITERS = 4;
 const counts = process.argv.slice(2).map(Number).filter((n) => n > 0);
+const MAXRETRY = Number(process.env.MAXRETRY ?? 1000);
+const MODES = { on: [true], off: [false], both: [false, true] }[process.env.SIGNING ?? 'both'] ?? [false, true];
 
 function addr(i: number): string {
   return `2001:db8:${(1 + (i >>> 16)).toString(16)}:${(i & 0xffff).toString(16)}:1::1`;
@@ -99,7 +105,7 @@ async function commandStats(c: Redis): Promise<Map<string, { calls: number; usec
  * stream is filled first (as if agents had reported while no coordinator ran), then the clock runs
  * from the moment the coordinators have joined the group until every failure is counted.
  */
-async function drainRun(redis: TestRedis, redisPid: number, coordinators: number): Promise<{ rate: number; cpu: CpuShare }> {
+async function drainRun(redis: TestRedis, redisPid: number, coordinators: number, signing: boolean): Promise<{ rate: number; cpu: CpuShare }> {
   const cluster = randomCluster();
   const keys = clusterKeys(cluster);
   const work = mkdtempSync(join(tmpdir(), 'fleetban-bench-drain-'));
@@ -113,7 +119,7 @@ async function drainRun(redis: TestRedis, redisPid: number, coordinators: number
       await p.exec();
     }
     for (let i = 0; i < coordinators; i++) {
-      const dir = hostConfig({ cluster, url: redis.url, host: `c${i}`, work, maxretry: 1000, findtime: '10m' });
+      const dir = hostConfig({ cluster, url: redis.url, host: `c${i}`, work, maxretry: MAXRETRY, findtime: '10m', signing });
       daemons.push(startDaemon(['--config', dir, 'coordinator'], { FLEETBAN_LOG_LEVEL: 'warn' }));
     }
     let started = 0n;
@@ -136,7 +142,7 @@ async function drainRun(redis: TestRedis, redisPid: number, coordinators: number
   }
 }
 
-async function pipelineRun(redis: TestRedis, redisPid: number, coordinators: number): Promise<{ rate: number; writeRate: number; cpu: CpuShare; stats: Map<string, { calls: number; usec: number }> }> {
+async function pipelineRun(redis: TestRedis, redisPid: number, coordinators: number, signing: boolean): Promise<{ rate: number; writeRate: number; cpu: CpuShare; stats: Map<string, { calls: number; usec: number }> }> {
   const cluster = randomCluster();
   const keys = clusterKeys(cluster);
   const work = mkdtempSync(join(tmpdir(), 'fleetban-bench-coord-'));
@@ -145,7 +151,7 @@ async function pipelineRun(redis: TestRedis, redisPid: number, coordinators: num
   try {
     for (let i = 0; i < coordinators; i++) {
       // maxretry above what any address reaches: every event takes the full counting path.
-      const dir = hostConfig({ cluster, url: redis.url, host: `c${i}`, work, maxretry: 1000, findtime: '10m' });
+      const dir = hostConfig({ cluster, url: redis.url, host: `c${i}`, work, maxretry: MAXRETRY, findtime: '10m', signing });
       daemons.push(startDaemon(['--config', dir, 'coordinator'], { FLEETBAN_LOG_LEVEL: 'warn' }));
     }
     // Wait for the consumer group instead of a log line (warn level hides 'coordinator started').
@@ -214,27 +220,33 @@ try {
   console.log(`redis-benchmark EVALSHA sliding window: ${Math.round(ceiling1)}/s unpipelined, ${Math.round(ceiling16)}/s with -P 16`);
   const cpuText = (x: CpuShare) => `CPU per failure: Redis ${x.redis.toFixed(1)} µs, coordinators ${x.coordinators.toFixed(1)} µs, generator ${x.generator.toFixed(1)} µs`;
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  console.log(`maxretry ${MAXRETRY}: ${MAXRETRY * ADDRS <= N ? `every address is banned once (${ADDRS} bans per run)` : 'no address is banned'}`);
   for (const n of counts.length ? counts : [1, 2]) {
-    const ends: Array<Awaited<ReturnType<typeof pipelineRun>>> = [];
-    const drains: Array<Awaited<ReturnType<typeof drainRun>>> = [];
+    // Modes alternate run by run, so that both see the same minutes of this VM.
+    const byMode = new Map(MODES.map((m) => [m, { ends: [] as Array<Awaited<ReturnType<typeof pipelineRun>>>, drains: [] as Array<Awaited<ReturnType<typeof drainRun>>> }]));
     for (let run = 0; run < REPEAT; run++) {
-      ends.push(await pipelineRun(redis, redisPid, n));
-      await c.flushall();
-      drains.push(await drainRun(redis, redisPid, n));
-      await c.flushall();
+      for (const signing of MODES) {
+        byMode.get(signing)!.ends.push(await pipelineRun(redis, redisPid, n, signing));
+        await c.flushall();
+        byMode.get(signing)!.drains.push(await drainRun(redis, redisPid, n, signing));
+        await c.flushall();
+      }
     }
-    const best = ends.reduce((a, b) => (b.rate > a.rate ? b : a));
-    const bestDrain = drains.reduce((a, b) => (b.rate > a.rate ? b : a));
-    console.log(`${n} coordinator(s): ${Math.round(best.rate)} failures/s end to end, best (median ${Math.round(median(ends.map((r) => r.rate)))}); `
-      + `${(best.rate / ceiling1).toFixed(2)}x the unpipelined EVALSHA ceiling, ${(best.rate / ceiling16).toFixed(2)}x the -P 16 one; XADD side alone ${Math.round(best.writeRate)}/s`);
-    console.log(`  ${cpuText(best.cpu)}`);
-    const rows = [...best.stats.entries()].sort((a, b) => b[1].usec - a[1].usec).slice(0, 6);
-    for (const [name, st] of rows) {
-      console.log(`  ${name.padEnd(18)} calls ${String(st.calls).padStart(9)}  ${(st.usec / N).toFixed(2).padStart(7)} µs per failure  ${(st.usec / st.calls).toFixed(2)} µs per call`);
+    for (const [signing, { ends, drains }] of byMode) {
+      console.log(`signing ${signing ? 'on' : 'off'}:`);
+      const best = ends.reduce((a, b) => (b.rate > a.rate ? b : a));
+      const bestDrain = drains.reduce((a, b) => (b.rate > a.rate ? b : a));
+      console.log(`${n} coordinator(s): ${Math.round(best.rate)} failures/s end to end, best (median ${Math.round(median(ends.map((r) => r.rate)))}); `
+        + `${(best.rate / ceiling1).toFixed(2)}x the unpipelined EVALSHA ceiling, ${(best.rate / ceiling16).toFixed(2)}x the -P 16 one; XADD side alone ${Math.round(best.writeRate)}/s`);
+      console.log(`  ${cpuText(best.cpu)}`);
+      const rows = [...best.stats.entries()].sort((a, b) => b[1].usec - a[1].usec).slice(0, 6);
+      for (const [name, st] of rows) {
+        console.log(`  ${name.padEnd(18)} calls ${String(st.calls).padStart(9)}  ${(st.usec / N).toFixed(2).padStart(7)} µs per failure  ${(st.usec / st.calls).toFixed(2)} µs per call`);
+      }
+      console.log(`${n} coordinator(s), stream pre-filled: ${Math.round(bestDrain.rate)} failures/s counted, best (median ${Math.round(median(drains.map((r) => r.rate)))}); `
+        + `${(bestDrain.rate / ceiling1).toFixed(2)}x the unpipelined EVALSHA ceiling`);
+      console.log(`  ${cpuText(bestDrain.cpu)}`);
     }
-    console.log(`${n} coordinator(s), stream pre-filled: ${Math.round(bestDrain.rate)} failures/s counted, best (median ${Math.round(median(drains.map((r) => r.rate)))}); `
-      + `${(bestDrain.rate / ceiling1).toFixed(2)}x the unpipelined EVALSHA ceiling`);
-    console.log(`  ${cpuText(bestDrain.cpu)}`);
   }
 } finally {
   await redis.stop();

@@ -30,6 +30,11 @@ export function otherKeys(name: string): TestKeys {
   return { dir, ...generateKeyFiles(dir, name) };
 }
 
+/** fleetban.local lines for a set-up without keys, whose agents apply unsigned decisions (benchmarks' "signing off"). */
+export function unsignedConfig(): string {
+  return '[agent]\nallow_unsigned = true\n';
+}
+
 /**
  * fleetban.local lines that make a configuration directory sign with and trust the test key:
  * the defaults are secure (an agent without trusted keys does not start), and tests run that way.
