@@ -15,6 +15,7 @@ local historyPrefix, retention = ARGV[10], tonumber(ARGV[11])
 -- A manual ban is signed before this script runs (or not at all): never parked.
 local pendingKey = ''
 --- @include "includes/add-decision"
+--- @include "includes/signed-fields"
 --- @include "includes/record-ban"
 
 local jail, addr = ARGV[1], ARGV[2]

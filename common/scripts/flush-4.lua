@@ -10,6 +10,7 @@
 local rcall = redis.call
 --- @include "includes/add-decision"
 --- @include "includes/remove-ban"
+--- @include "includes/signed-fields"
 
 local jail = ARGV[1]
 local ids = {}
@@ -24,11 +25,6 @@ repeat
 until cursor == '0'
 for _, id in ipairs(ids) do removeBan(KEYS[1], KEYS[2], KEYS[4], id) end
 local fields = {'op', 'flush', 'jail', jail, 'origin', ARGV[2], 'at', ARGV[5]}
-if ARGV[6] ~= '' and ARGV[7] ~= '' then
-  fields[#fields + 1] = 'kid'
-  fields[#fields + 1] = ARGV[6]
-  fields[#fields + 1] = 'sig'
-  fields[#fields + 1] = ARGV[7]
-end
+addSignature(fields, ARGV[6], ARGV[7])
 local id = addDecision(KEYS[3], ARGV[3], ARGV[4], fields)
 return { #ids, id }

@@ -58,6 +58,7 @@ local hostsPrefix = ARGV[8]
 math.randomseed(tonumber(ARGV[9]))
 local pendingKey = ARGV[10]
 --- @include "includes/add-decision"
+--- @include "includes/signed-fields"
 --- @include "includes/record-ban"
 
 local policies, recidives = {}, {}

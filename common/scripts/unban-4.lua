@@ -13,18 +13,14 @@
 local rcall = redis.call
 --- @include "includes/add-decision"
 --- @include "includes/remove-ban"
+--- @include "includes/signed-fields"
 
 local lifted = { '' }
 local at = ARGV[4]
 
 local function publish(jail, addr, kid, sig)
   local fields = {'op', 'unban', 'jail', jail, 'origin', ARGV[1], 'addr', addr, 'at', at}
-  if kid ~= '' and sig ~= '' then
-    fields[#fields + 1] = 'kid'
-    fields[#fields + 1] = kid
-    fields[#fields + 1] = 'sig'
-    fields[#fields + 1] = sig
-  end
+  addSignature(fields, kid, sig)
   lifted[1] = addDecision(KEYS[3], ARGV[2], ARGV[3], fields)
 end
 

@@ -9,14 +9,14 @@ local MAX_BAN_MS = 3153600000000
 -- pendingKey hash (ban id -> since) without a decision: this script cannot sign, so its caller
 -- signs the parked bans and publishes them (publish-3.lua), and any coordinator publishes those
 -- a crashed one left parked.
--- Needs: addDecision, and the locals bansKey, expiryKey, decisionsKey, statsKey, historyPrefix,
+-- Needs: addDecision, addSignature, and the locals bansKey, expiryKey, decisionsKey, statsKey, historyPrefix,
 -- retention (ms), maxlen, version, pendingKey.
 local function recordBan(jail, addr, since, untilMs, reason, origin, failures, kid, sig)
   local banId = jail .. '|' .. addr
   if untilMs > since + MAX_BAN_MS then untilMs = since + MAX_BAN_MS end
   local existed = rcall('HEXISTS', bansKey, banId)
   local record = { jail = jail, addr = addr, since = since, ['until'] = untilMs, reason = reason, origin = origin, failures = failures }
-  local signed = kid ~= nil and kid ~= '' and sig ~= nil and sig ~= ''
+  local signed = addSignature({}, kid, sig)
   if signed then
     record.kid = kid
     record.sig = sig
@@ -35,12 +35,7 @@ local function recordBan(jail, addr, since, untilMs, reason, origin, failures, k
   end
   local fields = {'op', 'ban', 'jail', jail, 'origin', origin, 'addr', addr,
     'since', string.format('%d', since), 'until', string.format('%d', untilMs), 'reason', reason}
-  if signed then
-    fields[#fields + 1] = 'kid'
-    fields[#fields + 1] = kid
-    fields[#fields + 1] = 'sig'
-    fields[#fields + 1] = sig
-  end
+  addSignature(fields, kid, sig)
   return existed, addDecision(decisionsKey, maxlen, version, fields)
 end
 
