@@ -79,7 +79,7 @@ export async function startAgent(dir: string, options: AgentOptions = {}): Promi
   const loaded = options.adjustJails ? { ...read, jails: await options.adjustJails(read.jails) } : read;
   for (const w of loaded.warnings) log.warn(w);
   // The firewall's own check runs in the backend's init, against the configuration it runs with.
-  for (const w of await hostChecks(loaded.jails, { ...options.hostChecks, firewall: false })) log.warn({ check: w.check }, w.message);
+  for (const w of await hostChecks(loaded.jails, { sshdConfig: config.agent.sshdConfig, ...options.hostChecks, firewall: false })) log.warn({ check: w.check }, w.message);
   const filters = loadJailFilters(dir, loaded.jails);
   const keys = clusterKeys(config.cluster);
   const host = config.agent.host;

@@ -124,14 +124,13 @@ export function registerDaemonCommands(program: Command, globals: () => GlobalOp
   program
     .command('check-config')
     .description('parse fleetban.conf, the jails and their filters; report problems with file, line and key; check the host (sshd LogLevel, Shorewall BLACKLIST, log sources)')
-    .option('--sshd-config <file>', 'sshd configuration to check with sshd -T', '/etc/ssh/sshd_config')
-    .action(async (o: { sshdConfig: string }) => {
+    .action(async () => {
       const g = globals();
       const dir = configDir(g.config);
       const config = loadFleetbanConfig(dir);
       const loaded = loadJails(dir);
       loadJailFilters(dir, loaded.jails);
-      const host = await hostChecks(loaded.jails, { banaction: config.agent.banaction, sshdConfig: o.sshdConfig });
+      const host = await hostChecks(loaded.jails, { banaction: config.agent.banaction, sshdConfig: config.agent.sshdConfig });
       loaded.warnings.push(...host.map((w) => w.message));
       if (g.json) {
         console.log(JSON.stringify({ ok: true, dir, cluster: config.cluster, jails: loaded.jails.map((j) => j.name), warnings: loaded.warnings }));
