@@ -55,7 +55,7 @@ async function run(agentCount: number, signing: boolean): Promise<Result> {
   const decideLatencies: number[] = [];
   for (let t = 0; t < trials; t++) {
     // Documentation range 2001:db8::/32 gives every trial a fresh attacker.
-    const addr = `2001:db8:${(agentCount).toString(16)}:${signing ? 1 : 0}::${(t + 1).toString(16)}`;
+    const addr = `2001:db8:${(agentCount).toString(16)}:${signing ? 5 : 6}::${(t + 1).toString(16)}`;
     const isBan = (l: Record<string, unknown>) => l.msg === 'dry-run ban' && l.addr === addr;
     const waits = agents.map((a) => a.waitFor(isBan, 30_000));
     const decided = coordinator.waitFor((l) => l.msg === 'ban decided' && l.addr === addr, 30_000);
