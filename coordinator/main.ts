@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import type { Redis } from 'ioredis';
-import { loadFleetbanConfig, type FleetbanConfig } from '../common/config/fleetban-config.js';
+import { loadFleetbanConfig, roleRedis, type FleetbanConfig } from '../common/config/fleetban-config.js';
 import { loadJails } from '../common/config/jails.js';
 import { clusterKeys } from '../common/protocol/keys.js';
 import { decodeHeartbeat } from '../common/protocol/messages.js';
@@ -47,9 +47,10 @@ export async function startCoordinator(dir: string, override?: Partial<FleetbanC
   let loaded = loadJails(dir);
   for (const w of loaded.warnings) log.warn(w);
   const keys = clusterKeys(config.cluster);
-  const reader: Redis = connectRedis(config.redis, 'coordinator-reader', log);
-  const writer: Redis = connectRedis(config.redis, 'coordinator', log);
-  const subscriber: Redis = connectRedis(config.redis, 'coordinator-control', log);
+  const redisSettings = roleRedis(config, 'coordinator');
+  const reader: Redis = connectRedis(redisSettings, 'coordinator-reader', log);
+  const writer: Redis = connectRedis(redisSettings, 'coordinator', log);
+  const subscriber: Redis = connectRedis(redisSettings, 'coordinator-control', log);
   const maxlen = config.coordinator.streamMaxlen;
   const fleet = new FleetAddressSet();
   const refreshFleet = async (): Promise<void> => {
