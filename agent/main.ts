@@ -84,11 +84,11 @@ export async function startAgent(dir: string, options: AgentOptions = {}): Promi
   const commands: Redis = connectRedis(redisSettings, 'agent', log);
   const blocking: Redis = connectRedis(redisSettings, 'agent-decisions', log);
   const spool = new FailureSpool(join(config.agent.stateDir, 'spool'), componentLogger('agent.spool'));
-  const reporter = new Reporter(commands, keys, componentLogger('agent.reporter'), config.agent.reportBatch, 100_000, config.coordinator.streamMaxlen, spool);
+  const reporter = new Reporter(commands, keys.host(host).failures, componentLogger('agent.reporter'), config.agent.reportBatch, 100_000, config.coordinator.streamMaxlen, spool);
   // Read once: a host's addresses rarely change, and the heartbeat runs every few seconds for ever.
   const addrs = hostAddresses();
   const follower = new DecisionFollower(blocking, commands, keys, (id) => {
-    if (commands.status === 'ready') commands.hset(keys.acks, host, id).catch(() => undefined);
+    if (commands.status === 'ready') commands.set(keys.host(host).ack, id).catch(() => undefined);
   }, enforcer, componentLogger('agent.decisions'));
   const heartbeat = new HeartbeatSender(commands, keys, config.agent.heartbeat * 1000, () => ({
     host,

@@ -39,8 +39,8 @@ function addr(i: number): string {
  * One agent's batch: failures `from`..`to` of host `h<batch number % 50>` in reports of up to
  * 100, encoded exactly as agent/reporter.ts encodes them.
  */
-function reports(from: number, to: number, eidPrefix: string, now: number): string[][] {
-  const host = `h${Math.floor(from / BATCH) % 50}`;
+function reports(from: number, to: number, eidPrefix: string, now: number): { host: string; reports: string[][] } {
+  const host = `h${Math.floor(from / BATCH) % HOSTS}`;
   const out: string[][] = [];
   for (let start = from; start < to; start += LIMITS.reportFailures) {
     const failures: ReportedFailure[] = [];
@@ -49,7 +49,13 @@ function reports(from: number, to: number, eidPrefix: string, now: number): stri
     }
     out.push(encodeReport(host, now, failures));
   }
-  return out;
+  return { host, reports: out };
+}
+
+/** The agents' hosts, registered as `fleetban acl --apply` does: each reports into its own stream. */
+const HOSTS = 50;
+async function registerHosts(client: Redis, keys: ClusterKeys): Promise<void> {
+  await client.sadd(keys.registry, ...Array.from({ length: HOSTS }, (_, i) => `h${i}`));
 }
 
 /** CPU seconds (user + system) a process has used so far, from /proc. */
@@ -81,7 +87,7 @@ function cpuMeter(redisPid: number, daemons: Daemon[]): () => CpuShare {
 
 /** Coordinators that have joined the failures stream's consumer group (0 before it exists). */
 async function consumersInGroup(client: Redis, keys: ClusterKeys): Promise<number> {
-  const groups = (await client.xinfo('GROUPS', keys.failures).catch(() => [])) as unknown[][];
+  const groups = (await client.xinfo('GROUPS', keys.host('h0').failures).catch(() => [])) as unknown[][];
   const g = groups[0];
   return g ? Number(g[g.indexOf('consumers') + 1]) : 0;
 }
@@ -107,9 +113,11 @@ async function drainRun(redis: TestRedis, redisPid: number, coordinators: number
   const client = redis.client();
   try {
     const now = Date.now();
+    await registerHosts(client, keys);
     for (let from = 0; from < N; from += BATCH) {
       const p = client.pipeline();
-      for (const fields of reports(from, Math.min(N, from + BATCH), 'd', now)) p.xadd(keys.failures, '*', ...fields);
+      const r = reports(from, Math.min(N, from + BATCH), 'd', now);
+      for (const fields of r.reports) p.xadd(keys.host(r.host).failures, '*', ...fields);
       await p.exec();
     }
     for (let i = 0; i < coordinators; i++) {
@@ -143,6 +151,7 @@ async function pipelineRun(redis: TestRedis, redisPid: number, coordinators: num
   const daemons: Daemon[] = [];
   const client = redis.client();
   try {
+    await registerHosts(client, keys);
     for (let i = 0; i < coordinators; i++) {
       // maxretry above what any address reaches: every event takes the full counting path.
       const dir = hostConfig({ cluster, url: redis.url, host: `c${i}`, work, maxretry: 1000, findtime: '10m' });
@@ -164,7 +173,8 @@ async function pipelineRun(redis: TestRedis, redisPid: number, coordinators: num
         next = Math.min(N, from + BATCH);
         const p = client.pipeline();
         const now = Date.now();
-        for (const fields of reports(from, next, 'b', now)) p.xadd(keys.failures, 'MAXLEN', '~', 100_000, '*', ...fields);
+        const r = reports(from, next, 'b', now);
+        for (const fields of r.reports) p.xadd(keys.host(r.host).failures, 'MAXLEN', '~', 100_000, '*', ...fields);
         await p.exec();
       }
     };

@@ -53,6 +53,8 @@ export interface CoordinatorSettings {
   readonly claimIdle: number;
   /** Seconds a ban stays in an address' history (fail2ban's dbpurgeage); escalation looks this far back. */
   readonly dbpurgeage: number;
+  /** Reports (stream entries of 1-100 failures) one host's failure stream holds at most; past it its oldest are dropped. */
+  readonly hostQuota: number;
 }
 
 /** Which daemon or command a Redis connection is for: each may log in as its own ACL user. */
@@ -81,7 +83,7 @@ const SCHEMA: Record<string, readonly string[]> = {
   redis: ['url', 'username', 'password_file', 'tls_ca_file', 'tls_cert_file', 'tls_key_file', 'tls_servername', 'tls_verify',
     'sentinel_username', 'sentinel_password_file'],
   agent: ['host', 'banaction', 'state_dir', 'heartbeat', 'report_batch', 'reconcile', 'max_bans', 'redis_username', 'redis_password_file'],
-  coordinator: ['consumer', 'batch', 'stream_maxlen', 'expire_interval', 'claim_idle', 'dbpurgeage', 'redis_username', 'redis_password_file'],
+  coordinator: ['consumer', 'batch', 'stream_maxlen', 'expire_interval', 'claim_idle', 'dbpurgeage', 'host_quota', 'redis_username', 'redis_password_file'],
   cli: ['redis_username', 'redis_password_file'],
 };
 
@@ -235,6 +237,7 @@ export function loadFleetbanConfig(dir: string): FleetbanConfig {
       expireInterval: seconds('coordinator', 'expire_interval', '1s'),
       claimIdle: seconds('coordinator', 'claim_idle', '30s'),
       dbpurgeage: seconds('coordinator', 'dbpurgeage', '1d'),
+      hostQuota: integer('coordinator', 'host_quota', 10_000, 100),
     },
     files: set.files,
   };

@@ -3,7 +3,7 @@
  * `{cluster}` so that the Lua scripts, which touch several keys at once, work on Redis Cluster.
  */
 
-/** Consumer group of coordinators on the failures stream. */
+/** Consumer group of coordinators on every host's failure stream. */
 export const COORDINATOR_GROUP = 'coordinators';
 
 /** Cluster names become part of every key; keep them to characters that need no quoting anywhere. */
@@ -12,18 +12,12 @@ export const CLUSTER_NAME_RE = /^[A-Za-z0-9_.-]{1,64}$/;
 /** Redis keys of one cluster. */
 export interface ClusterKeys {
   readonly prefix: string;
-  /** Stream: failures reported by agents, read by the coordinator group. */
-  readonly failures: string;
   /** Stream: ban / unban / flush decisions, read by every agent. */
   readonly decisions: string;
   /** Hash: `jail|addr` -> JSON ban record (active bans). */
   readonly bans: string;
   /** Sorted set: `jail|addr` scored by expiry time in ms (permanent bans are not in it). */
   readonly banExpiry: string;
-  /** Hash: host name -> JSON heartbeat. */
-  readonly hosts: string;
-  /** Hash: host name -> id of the newest decision that host has applied (its acknowledgement). */
-  readonly acks: string;
   /** Hash: counters such as `sshd:failed` and `sshd:banned`. */
   readonly stats: string;
   /**
@@ -79,12 +73,9 @@ export function clusterKeys(cluster: string): ClusterKeys {
   const failingPrefix = `${prefix}:failing:`;
   return {
     prefix,
-    failures: `${prefix}:failures`,
     decisions: `${prefix}:decisions`,
     bans: `${prefix}:bans`,
     banExpiry: `${prefix}:ban-expiry`,
-    hosts: `${prefix}:hosts`,
-    acks: `${prefix}:acks`,
     stats: `${prefix}:stats`,
     failureWindowPrefix,
     failingPrefix,
