@@ -51,6 +51,9 @@ const MIN_PER_STREAM = 2;
 /** Reports a host's stream holds at most (about: MAXLEN ~) unless `[coordinator] host_quota` says otherwise. */
 export const DEFAULT_HOST_QUOTA = 10_000;
 
+/** Bytes a host's stream holds at most unless `[coordinator] host_quota_mb` says otherwise. */
+export const DEFAULT_HOST_QUOTA_BYTES = 64 * 1024 * 1024;
+
 /** How often counted reports are trimmed from the stream. */
 const TRIM_INTERVAL_MS = 1000;
 
@@ -94,6 +97,7 @@ export class Aggregator {
    * @param batch stream entries (reports of up to 100 failures) per read
    * @param claimIdleMs pending entries idle this long (their coordinator died) are claimed
    * @param hostQuota reports one host's stream holds at most (its oldest are dropped past it)
+   * @param hostQuotaBytes bytes one host's stream holds at most (likewise)
    */
   constructor(
     private readonly redis: Redis,
@@ -109,6 +113,7 @@ export class Aggregator {
     historyRetentionMs?: number,
     private readonly waitForReplica = false,
     private readonly hostQuota = DEFAULT_HOST_QUOTA,
+    private readonly hostQuotaBytes = DEFAULT_HOST_QUOTA_BYTES,
   ) {
     this.batch = Math.min(batch, MAX_BATCH);
     this.scripts = new ClusterScripts(writer, keys, decisionsMaxlen, historyRetentionMs);
@@ -324,23 +329,41 @@ export class Aggregator {
       });
     }
     const trim = this.writer.pipeline();
-    const quotaed: HostStream[] = [];
     for (const s of streams) {
       const floor = floors.get(s);
       if (floor && floor !== '0-0') trim.xtrim(s.key, 'MINID', '~', floor);
-      trim.xtrim(s.key, 'MAXLEN', '~', this.hostQuota);
-      quotaed.push(s);
     }
-    const results = (await trim.exec()) ?? [];
-    let r = 0;
-    for (const s of quotaed) {
-      if (floors.get(s) && floors.get(s) !== '0-0') r++;
-      const [err, dropped] = results[r++] ?? [null, 0];
-      if (!err && Number(dropped) > 0) {
-        this.stats.overQuota += Number(dropped);
-        this.log.warn({ host: s.host, dropped: Number(dropped), quota: this.hostQuota }, "host's failure stream over its quota; its oldest uncounted reports dropped");
+    await trim.exec();
+    // The quota in bytes as well as in reports: a report may be up to the server's
+    // proto-max-bulk-len, so a count alone does not bound memory. MEMORY USAGE samples a few
+    // entries (cheap); an over-quota stream is cut, exactly, to the share of it that fits.
+    const measure = this.writer.pipeline();
+    for (const s of streams) {
+      measure.xlen(s.key);
+      measure.memory('USAGE', s.key, 'SAMPLES', 16);
+    }
+    const sizes = (await measure.exec()) ?? [];
+    const cut = this.writer.pipeline();
+    const cutting: Array<{ s: HostStream; len: number; keep: number }> = [];
+    streams.forEach((s, i) => {
+      const len = Number(sizes[2 * i]?.[1] ?? 0);
+      const bytes = Number(sizes[2 * i + 1]?.[1] ?? 0);
+      let keep = Math.min(len, this.hostQuota);
+      if (bytes > this.hostQuotaBytes && len > 0) keep = Math.min(keep, Math.floor((len * this.hostQuotaBytes) / bytes));
+      if (keep < len) {
+        cut.xtrim(s.key, 'MAXLEN', keep);
+        cutting.push({ s, len, keep });
       }
-    }
+    });
+    if (cutting.length === 0) return;
+    const results = (await cut.exec()) ?? [];
+    cutting.forEach(({ s, keep }, i) => {
+      const [err, dropped] = results[i] ?? [null, 0];
+      if (err || Number(dropped) === 0) return;
+      this.stats.overQuota += Number(dropped);
+      this.log.warn({ host: s.host, dropped: Number(dropped), kept: keep, quota: this.hostQuota, quotaBytes: this.hostQuotaBytes },
+        "host's failure stream over its quota; its oldest uncounted reports dropped");
+    });
   }
 
   /** Log a whitelisted address at most once a minute, not once per failure of a flood. */

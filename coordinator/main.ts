@@ -3,7 +3,7 @@ import type { Redis } from 'ioredis';
 import { loadFleetbanConfig, roleRedis, type FleetbanConfig } from '../common/config/fleetban-config.js';
 import { loadJails } from '../common/config/jails.js';
 import { clusterKeys } from '../common/protocol/keys.js';
-import { HOST_NAME_RE, type CoordinatorRegistration } from '../common/protocol/messages.js';
+import { HOSTS_CHANGED, HOST_NAME_RE, type CoordinatorRegistration } from '../common/protocol/messages.js';
 import { agentUser } from '../common/acl.js';
 import { MAX_HOSTS, liveFleetAddresses, readFleet } from '../common/hosts.js';
 import { connectRedis } from '../common/redis.js';
@@ -85,7 +85,7 @@ export async function startCoordinator(dir: string, override?: Partial<FleetbanC
   aggregator = new Aggregator(
     reader, writer, keys, config.coordinator.consumer, policy, componentLogger('coordinator.aggregator'),
     config.coordinator.batch, config.coordinator.claimIdle * 1000, maxlen, () => clock.now(), config.coordinator.dbpurgeage * 1000,
-    config.redis.url.startsWith('sentinel://'), config.coordinator.hostQuota,
+    config.redis.url.startsWith('sentinel://'), config.coordinator.hostQuota, config.coordinator.hostQuotaMb * 1024 * 1024,
   );
   await refreshFleet().catch((err: Error) => log.warn({ err: err.message }, 'reading the fleet failed; retrying'));
   const expirer = new Expirer(new ClusterScripts(writer, keys, maxlen), config.coordinator.expireInterval * 1000,
@@ -130,6 +130,8 @@ export async function startCoordinator(dir: string, override?: Partial<FleetbanC
   timer.unref();
   subscriber.on('message', (_channel: string, message: string) => {
     if (message === 'reload') void reload();
+    // Hosts were registered (fleetban acl --apply): follow their streams now, not at the next refresh.
+    if (message === HOSTS_CHANGED) refreshFleet().catch((err: Error) => log.warn({ err: err.message }, 'reading the fleet failed; retrying'));
   });
   await subscriber.subscribe(keys.control);
   log.info({ cluster: config.cluster, consumer: config.coordinator.consumer, jails: loaded.jails.map((j) => j.name), policy: policy.digest }, 'coordinator started');

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { aclFileLine, aclPasswordHash, clusterAclUsers, userPassword } from '../../common/acl.js';
 import { configDir, loadFleetbanConfig } from '../../common/config/fleetban-config.js';
 import { CLUSTER_NAME_RE, clusterKeys } from '../../common/protocol/keys.js';
+import { HOSTS_CHANGED } from '../../common/protocol/messages.js';
 import { CliError, withContext, type GlobalOptions } from '../context.js';
 
 /** Where `fleetban acl` keeps the users' passwords unless --password-dir says otherwise. */
@@ -38,6 +39,7 @@ export function registerAclCommand(program: Command, globals: () => GlobalOption
           }
         }
         await ctx.redis.sadd(clusterKeys(cluster).registry, ...hosts);
+        await ctx.redis.publish(clusterKeys(cluster).control, HOSTS_CHANGED);
         // Persist when the server keeps its users in an aclfile; without one they live until a restart.
         const saved = await ctx.redis.call('ACL', 'SAVE').then(() => true, () => false);
         const what = `applied ${users.length} ACL users for cluster ${cluster} (${hosts.length} host${hosts.length === 1 ? '' : 's'} registered)`;

@@ -55,6 +55,8 @@ export interface CoordinatorSettings {
   readonly dbpurgeage: number;
   /** Reports (stream entries of 1-100 failures) one host's failure stream holds at most; past it its oldest are dropped. */
   readonly hostQuota: number;
+  /** Megabytes one host's failure stream holds at most (reports may be large); past it its oldest are dropped. */
+  readonly hostQuotaMb: number;
 }
 
 /** Which daemon or command a Redis connection is for: each may log in as its own ACL user. */
@@ -83,7 +85,7 @@ const SCHEMA: Record<string, readonly string[]> = {
   redis: ['url', 'username', 'password_file', 'tls_ca_file', 'tls_cert_file', 'tls_key_file', 'tls_servername', 'tls_verify',
     'sentinel_username', 'sentinel_password_file'],
   agent: ['host', 'banaction', 'state_dir', 'heartbeat', 'report_batch', 'reconcile', 'max_bans', 'redis_username', 'redis_password_file'],
-  coordinator: ['consumer', 'batch', 'stream_maxlen', 'expire_interval', 'claim_idle', 'dbpurgeage', 'host_quota', 'redis_username', 'redis_password_file'],
+  coordinator: ['consumer', 'batch', 'stream_maxlen', 'expire_interval', 'claim_idle', 'dbpurgeage', 'host_quota', 'host_quota_mb', 'redis_username', 'redis_password_file'],
   cli: ['redis_username', 'redis_password_file'],
 };
 
@@ -238,6 +240,7 @@ export function loadFleetbanConfig(dir: string): FleetbanConfig {
       claimIdle: seconds('coordinator', 'claim_idle', '30s'),
       dbpurgeage: seconds('coordinator', 'dbpurgeage', '1d'),
       hostQuota: integer('coordinator', 'host_quota', 10_000, 100),
+      hostQuotaMb: integer('coordinator', 'host_quota_mb', 64, 1),
     },
     files: set.files,
   };

@@ -31,6 +31,9 @@ export const LIMITS = {
   labelChars: 128,
 } as const;
 
+/** Message on the control channel after hosts were registered: coordinators re-read the registry at once. */
+export const HOSTS_CHANGED = 'hosts';
+
 /** An agent or coordinator is alive when it reported within this long (three missed 5 s heartbeats). */
 export const ALIVE_MS = 15_000;
 

@@ -5,7 +5,7 @@ import { after } from 'node:test';
 import type { Redis } from 'ioredis';
 import { writeConfig, type Daemon } from './spawn.js';
 import { COORDINATOR_GROUP, type ClusterKeys } from '../../common/protocol/keys.js';
-import { decodeReport, encodeReport, splitIntoReports, type FailureEvent } from '../../common/protocol/messages.js';
+import { HOSTS_CHANGED, decodeReport, encodeReport, splitIntoReports, type FailureEvent } from '../../common/protocol/messages.js';
 
 /** What a test file starts, stopped and removed after its tests (see testProcesses()). */
 export interface TestProcesses {
@@ -79,7 +79,7 @@ export const isUnban = (addr: string) => (l: Record<string, unknown>): boolean =
  */
 export async function xaddFailures(redis: Redis, keys: ClusterKeys, events: readonly Omit<FailureEvent, 'sent'>[], batch = 500): Promise<void> {
   const hosts = [...new Set(events.map((e) => e.host))];
-  if (hosts.length > 0) await redis.sadd(keys.registry, ...hosts);
+  if (hosts.length > 0 && (await redis.sadd(keys.registry, ...hosts)) > 0) await redis.publish(keys.control, HOSTS_CHANGED);
   for (let i = 0; i < events.length; i += batch) {
     const p = redis.pipeline();
     const sent = Date.now();

@@ -49,6 +49,8 @@ test('a coordinator killed -9 mid-flood: its entries are claimed, every failure 
   servers.push(redis);
   const keys = clusterKeys(cluster);
   const names = ['c1', 'c2', 'c3'];
+  // The reporting hosts, registered as `fleetban acl --apply` does, before the coordinators start.
+  await redis.client().sadd(keys.registry, 'h0', 'h1', 'h2');
   const coords = new Map<string, Daemon>();
   for (const host of names) {
     const dir = hostConfig({ cluster, url: redis.url, host, work, maxretry: MAXRETRY, claimIdle: '2s' });
