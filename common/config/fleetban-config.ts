@@ -96,9 +96,9 @@ const SCHEMA: Record<string, readonly string[]> = {
 export function roleRedis(config: Pick<FleetbanConfig, 'redis' | 'identities'>, role: RedisRole): RedisSettings {
   const id = config.identities?.[role];
   if (!id || (id.username === undefined && id.password === undefined)) return config.redis;
-  const { username: _u, password: _p, ...rest } = config.redis;
+  // Each option overrides its own counterpart of [redis].
   return {
-    ...rest,
+    ...config.redis,
     ...(id.username !== undefined ? { username: id.username } : {}),
     ...(id.password !== undefined ? { password: id.password } : {}),
   };

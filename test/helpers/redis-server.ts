@@ -95,6 +95,8 @@ export function withIdentities(conf: string, hostName: () => string): string {
 /** A real redis-server started for a test file, on a free loopback port (never 6379). */
 export interface TestRedis {
   readonly url: string;
+  /** The URL with the default (administrator) user's credentials. */
+  readonly adminUrl: string;
   readonly port: number;
   readonly dir: string;
   /** A fresh client; closed by stop(). */
@@ -135,6 +137,7 @@ export async function startRedis(extraArgs: string[] = []): Promise<TestRedis> {
     const url = process.env.REDIS_URL;
     return {
       url,
+      adminUrl: url,
       port: Number(new URL(url).port || 6379),
       dir: '',
       client: () => client(url),
@@ -173,6 +176,7 @@ export async function startRedis(extraArgs: string[] = []): Promise<TestRedis> {
   };
   return {
     url,
+    adminUrl: `redis://default:${adminPassword}@127.0.0.1:${port}`,
     port,
     dir,
     client: () => client(url),
