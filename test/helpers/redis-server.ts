@@ -41,6 +41,8 @@ export function provisionIdentities(port: number, cluster: string, hosts: readon
     commands.push(setUserCommand(u, password));
   }
   if (hosts.length > 0) commands.push(['SADD', clusterKeys(cluster).registry, ...hosts].join(' '));
+  // Into the server's ACL file, as `fleetban acl --apply` does: the users outlive a restart.
+  commands.push('ACL SAVE');
   const out = execFileSync('redis-cli', ['-p', String(port), '--user', 'default', '--pass', server.password, '--no-auth-warning'], { input: commands.join('\n') + '\n', encoding: 'utf8' });
   if (/ERR|NOPERM|WRONGPASS/.test(out)) throw new Error(`provisioning ACL users failed: ${out}`);
   return {
