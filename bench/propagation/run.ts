@@ -6,8 +6,10 @@
  *
  *   node dist/bench/propagation/run.js [agents...]      default: 3 50
  *   TRIALS=100 GAP_MS=100 node dist/bench/propagation/run.js 3
- *   SIGNING=on|off|both (default both): decisions signed by the coordinator and verified by every
- *   agent, or unsigned (agents with allow_unsigned); both runs one after the other for each size.
+ * Each size runs twice, side by side: every daemon logged in as Redis' default user ("acl off",
+ * the one shared login of before), and as its role's ACL user ("acl on", what fleetban does).
+ * "acl on" also signs: the coordinator signs every ban and every agent verifies it; "acl off"
+ * agents apply unsigned decisions (allow_unsigned).
  */
 import { appendFileSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -24,16 +26,18 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
 }
 
-interface Result { agents: number; signing: boolean; trials: number; p50: number; p99: number; max: number; decidedP50: number; decidedP99: number }
+interface Result { acl: boolean; agents: number; trials: number; p50: number; p99: number; max: number; decidedP50: number; decidedP99: number }
 
-async function run(agentCount: number, signing: boolean): Promise<Result> {
+async function run(agentCount: number, acl: boolean): Promise<Result> {
   const redis = await startRedis();
   const cluster = randomCluster();
   const work = mkdtempSync(join(tmpdir(), 'fleetban-bench-'));
+  // With the default user's credentials in the URL, the harness gives the daemons no ACL users.
+  const url = acl ? redis.url : redis.adminUrl;
   const config = (host: string, log: string) => writeConfig({
-    'fleetban.conf': `[cluster]\nname = ${cluster}\n[redis]\nurl = ${redis.url}\n[agent]\nhost = ${host}\nbanaction = dry-run\nstate_dir = ${join(work, host)}\nheartbeat = 5s\n[coordinator]\nconsumer = ${host}\n`,
+    'fleetban.conf': `[cluster]\nname = ${cluster}\n[redis]\nurl = ${url}\n[agent]\nhost = ${host}\nbanaction = dry-run\nstate_dir = ${join(work, host)}\nheartbeat = 5s\n[coordinator]\nconsumer = ${host}\n`,
     'jail.conf': `[sshd]\nenabled = true\nfilter = sshd\nport = ssh\nlogpath = ${log}\nmaxretry = 1\nbantime = 1h\n`,
-    'fleetban.local': signing ? signingConfig() : unsignedConfig(),
+    'fleetban.local': acl ? signingConfig() : unsignedConfig(),
   });
   const coordinator = startDaemon(['--config', config('coord', join(work, 'none.log')), 'coordinator']);
   await coordinator.waitFor((l) => l.msg === 'coordinator started', 30_000);
@@ -55,7 +59,7 @@ async function run(agentCount: number, signing: boolean): Promise<Result> {
   const decideLatencies: number[] = [];
   for (let t = 0; t < trials; t++) {
     // Documentation range 2001:db8::/32 gives every trial a fresh attacker.
-    const addr = `2001:db8:${(agentCount).toString(16)}:${signing ? 5 : 6}::${(t + 1).toString(16)}`;
+    const addr = `2001:db8:${(agentCount).toString(16)}::${(t + 1).toString(16)}`;
     const isBan = (l: Record<string, unknown>) => l.msg === 'dry-run ban' && l.addr === addr;
     const waits = agents.map((a) => a.waitFor(isBan, 30_000));
     const decided = coordinator.waitFor((l) => l.msg === 'ban decided' && l.addr === addr, 30_000);
@@ -73,14 +77,13 @@ async function run(agentCount: number, signing: boolean): Promise<Result> {
   await redis.stop();
   latencies.sort((a, b) => a - b);
   decideLatencies.sort((a, b) => a - b);
-  return { agents: agentCount, signing, trials, p50: percentile(latencies, 50), p99: percentile(latencies, 99), max: latencies[latencies.length - 1]!,
+  return { acl, agents: agentCount, trials, p50: percentile(latencies, 50), p99: percentile(latencies, 99), max: latencies[latencies.length - 1]!,
     decidedP50: percentile(decideLatencies, 50), decidedP99: percentile(decideLatencies, 99) };
 }
 
-const modes = { on: [true], off: [false], both: [false, true] }[process.env.SIGNING ?? 'both'] ?? [false, true];
 const results = [];
-for (const n of sizes.length ? sizes : [3, 50]) for (const signing of modes) results.push(await run(n, signing));
+for (const n of sizes.length ? sizes : [3, 50]) for (const acl of [false, true]) results.push(await run(n, acl));
 console.log('\nban propagation: failure line appended -> ban applied by every agent (ms)');
-console.log('agents  signing  trials  all-applied p50  p99  max   decided p50  p99');
-const pad = (n: number | string, w: number) => String(n).padStart(w);
-for (const r of results) console.log(`${pad(r.agents, 6)}  ${pad(r.signing ? 'on' : 'off', 7)}  ${pad(r.trials, 6)}  ${pad(r.p50, 15)}  ${pad(r.p99, 3)}  ${pad(r.max, 3)}   ${pad(r.decidedP50, 11)}  ${pad(r.decidedP99, 3)}`);
+console.log('acl  agents  trials  all-applied p50  p99  max   decided p50  p99');
+const pad = (n: number, w: number) => String(n).padStart(w);
+for (const r of results) console.log(`${r.acl ? 'on ' : 'off'}  ${pad(r.agents, 6)}  ${pad(r.trials, 6)}  ${pad(r.p50, 15)}  ${pad(r.p99, 3)}  ${pad(r.max, 3)}   ${pad(r.decidedP50, 11)}  ${pad(r.decidedP99, 3)}`);

@@ -96,6 +96,8 @@ export function registerDaemonCommands(program: Command, globals: () => GlobalOp
         stops.push(() => priv.stop());
         redis = { ...config.redis, url: `unix://${priv.socket}` };
       }
+      // The private server has no ACL users: every role logs in as its default user.
+      const identities = config.redis.private ? {} : config.identities;
       let agentSettings = config.agent;
       if (config.agent.banaction === 'auto' && !(await nftUsable())) {
         log.warn('not root or no working nft: bans are only logged (dry-run), not enforced. Run as root with nftables installed to enforce.');
@@ -107,7 +109,7 @@ export function registerDaemonCommands(program: Command, globals: () => GlobalOp
       const upKeys = ensureUpKeys(config.agent.stateDir);
       agentSettings = { ...agentSettings, trustedKeys: [...agentSettings.trustedKeys, upKeys.pubFile] };
       const coordinatorSettings = { ...config.coordinator, signingKey: config.coordinator.signingKey ?? upKeys.keyFile };
-      const override: Partial<FleetbanConfig> = { redis, agent: agentSettings, coordinator: coordinatorSettings };
+      const override: Partial<FleetbanConfig> = { redis, identities, agent: agentSettings, coordinator: coordinatorSettings };
       const coordinator = await startCoordinator(dir, override);
       stops.unshift(() => coordinator.stop());
       // The shipped default jail follows whichever sshd log this host has (auth.log or the journal).

@@ -1,9 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { signingConfig } from './keys.js';
+import { withIdentities } from './redis-server.js';
 
 /** The compiled CLI entry point. */
 export const CLI = resolve('dist/cli/main.js');
@@ -93,7 +94,8 @@ export async function runCli(args: string[], env: Record<string, string> = {}): 
 }
 
 /**
- * Write a configuration directory for one host. A directory with a fleetban.conf gets a
+ * Write a configuration directory for one host. A fleetban.conf that points at a test Redis gets
+ * per-role identities on it (agent, coordinator, admin for the CLI; see withIdentities), and a
  * fleetban.local that signs with and trusts the test key pair (test/helpers/keys.ts), unless the
  * test writes its own fleetban.local.
  */
@@ -101,7 +103,7 @@ export function writeConfig(files: Record<string, string>, dir = mkdtempSync(joi
   const all = 'fleetban.conf' in files && !('fleetban.local' in files) ? { ...files, 'fleetban.local': signingConfig() } : files;
   for (const [name, text] of Object.entries(all)) {
     mkdirSync(join(dir, name, '..'), { recursive: true });
-    writeFileSync(join(dir, name), text);
+    writeFileSync(join(dir, name), name === 'fleetban.conf' ? withIdentities(text, () => hostname().split('.')[0]!) : text);
   }
   return dir;
 }

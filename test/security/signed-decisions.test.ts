@@ -2,8 +2,8 @@ import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { appendFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Redis } from 'ioredis';
-import { startRedis, randomCluster, type TestRedis } from '../helpers/redis-server.js';
+import { Redis } from 'ioredis';
+import { startRedis, randomCluster, provisionIdentities, type TestRedis } from '../helpers/redis-server.js';
 import { startDaemon, runCli, sshdFailure, type Daemon } from '../helpers/spawn.js';
 import { hostConfig, testProcesses, isBan, isUnban, waitUntil } from '../helpers/cluster-procs.js';
 import { otherKeys, testKeys } from '../helpers/keys.js';
@@ -29,8 +29,11 @@ const logs = Object.fromEntries(hosts.map((h) => [h, join(t.work, `${h}.log`)]))
 const dirs: Record<string, string> = {};
 const agents: Record<string, Daemon> = {};
 let redis: TestRedis;
+/** Redis' default user: can do anything (deleting records, cutting connections). */
 let admin: Redis;
-/** Scripts signing with the trusted test key, as a coordinator or an admin would. */
+/** The cluster's real fleetban-admin identity, as `fleetban ban` logs in. */
+let asAdmin: Redis;
+/** Scripts signing with the trusted test key, as an admin would (logged in as fleetban-admin). */
 let signed: ClusterScripts;
 const trustedKey = () => loadSigningKey(testKeys().keyFile);
 
@@ -46,13 +49,16 @@ before(async () => {
   t.servers.push(redis);
   admin = redis.client();
   const key = trustedKey();
-  signed = new ClusterScripts(admin, keys, 100_000, undefined, (d) => signDecision(key, cluster, d));
   for (const h of [...hosts, 'h3']) {
     writeFileSync(logs[h] ?? join(t.work, `${h}.log`), '');
     dirs[h] = hostConfig({ cluster, url: redis.url, host: h, work: t.work, logpath: logs[h] ?? join(t.work, `${h}.log`), maxretry: 3,
       agent: 'never_ban = 203.0.113.128/25' });
   }
   dirs.coord = hostConfig({ cluster, url: redis.url, host: 'coord', work: t.work, maxretry: 3 });
+  const ids = provisionIdentities(redis.port, cluster, []);
+  asAdmin = new Redis({ host: '127.0.0.1', port: redis.port, username: ids.admin.username, password: ids.admin.password });
+  t.servers.unshift({ stop: async () => asAdmin.disconnect() });
+  signed = new ClusterScripts(asAdmin, keys, 100_000, undefined, (d) => signDecision(key, cluster, d));
   const coordinator = startDaemon(['--config', dirs.coord, 'coordinator']);
   t.daemons.push(coordinator);
   await coordinator.waitFor((l) => l.msg === 'coordinator started', 15_000, 'coordinator start');
@@ -60,9 +66,9 @@ before(async () => {
   await Promise.all(hosts.map((h) => agents[h]!.waitFor((l) => l.msg === 'agent started', 15_000, `${h} start`)));
 });
 
-/** Append a decision to the stream as anyone with write access could. */
+/** Append a decision to the stream with the admin's valid Redis credential (but no signing key). */
 async function xadd(d: Decision): Promise<string> {
-  return (await admin.xadd(keys.decisions, '*', ...encodeDecision(d)))!;
+  return (await asAdmin.xadd(keys.decisions, '*', ...encodeDecision(d)))!;
 }
 
 const refusedLine = (addr: string) => (l: Record<string, unknown>) => l.msg === 'decision refused: not signed by a trusted key' && l.addr === addr;
@@ -193,7 +199,7 @@ test('the self-guard refuses a signed ban of 0.0.0.0/1, ::/1, a never_ban networ
     for (const a of wide) assert.equal(agents[h]!.count(isBan(a)), 0, `${h} did not apply ${a}`);
   }
   await waitUntil(async () => {
-    const hb = JSON.parse((await admin.hget(keys.hosts, 'h1')) ?? '{}') as { guardRefused?: number };
+    const hb = JSON.parse((await admin.get(keys.host('h1').heartbeat)) ?? '{}') as { guardRefused?: number };
     return (hb.guardRefused ?? 0) >= wide.length;
   }, 10_000, 'guard refusals counted in the heartbeat');
 });

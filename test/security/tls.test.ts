@@ -17,6 +17,8 @@ import { testProcesses } from '../helpers/cluster-procs.js';
 const t = testProcesses('security-tls');
 const cluster = randomCluster();
 let tlsPort: number;
+/** `user:password` of the server's default user (the harness' servers require a login). */
+let login: string;
 const pki = (name: string) => join(t.work, name);
 
 function openssl(...args: string[]): void {
@@ -42,8 +44,11 @@ before(async () => {
   // The server presents its whole chain, as most deployments do.
   writeFileSync(pki('server-chain.crt'), readFileSync(pki('server.crt'), 'utf8') + readFileSync(pki('ca.crt'), 'utf8'));
   tlsPort = await freePort();
-  t.servers.push(await startRedis(['--tls-port', String(tlsPort), '--tls-cert-file', pki('server-chain.crt'), '--tls-key-file', pki('server.key'),
-    '--tls-ca-cert-file', pki('ca.crt'), '--tls-auth-clients', 'yes']));
+  const redis = await startRedis(['--tls-port', String(tlsPort), '--tls-cert-file', pki('server-chain.crt'), '--tls-key-file', pki('server.key'),
+    '--tls-ca-cert-file', pki('ca.crt'), '--tls-auth-clients', 'yes']);
+  t.servers.push(redis);
+  const admin = new URL(redis.adminUrl);
+  login = `${admin.username || 'default'}:${admin.password}`;
 });
 
 /** A configuration directory that reaches the TLS port with these settings. */
@@ -51,7 +56,7 @@ function config(o: { host?: string; ca?: string; cert?: boolean }): string {
   return writeConfig({
     'fleetban.conf': [
       '[cluster]', `name = ${cluster}`,
-      '[redis]', `url = rediss://${o.host ?? 'localhost'}:${tlsPort}`, `tls_ca_file = ${pki(o.ca ?? 'ca.crt')}`,
+      '[redis]', `url = rediss://${login}@${o.host ?? 'localhost'}:${tlsPort}`, `tls_ca_file = ${pki(o.ca ?? 'ca.crt')}`,
       ...(o.cert === false ? [] : [`tls_cert_file = ${pki('client.crt')}`, `tls_key_file = ${pki('client.key')}`]),
       '[agent]', 'host = tls1', 'banaction = dry-run', `state_dir = ${join(t.work, 'state')}`,
     ].join('\n') + '\n',
@@ -68,7 +73,7 @@ test('mutual TLS with the right CA, host name and client certificate connects', 
 test('a server certificate from another CA is refused, and the CLI says why', async () => {
   const out = await runCli(['--config', config({ ca: 'other-ca.crt' }), 'hosts']);
   assert.equal(out.code, 1);
-  assert.match(out.stderr, /^fleetban: cannot reach Redis at rediss:\/\/localhost:\d+: self-signed certificate in certificate chain\n$/);
+  assert.match(out.stderr, /^fleetban: cannot reach Redis at rediss:\/\/default:\*\*\*@localhost:\d+: self-signed certificate in certificate chain\n$/);
 });
 
 test('a server certificate for another host name is refused, and the CLI says why', async () => {
