@@ -189,25 +189,6 @@ test('syslog dates: the remembered minute does not skip checking the seconds', (
   }
 });
 
-test('multi-line cache: holds 1000 connections and forgets the oldest first', () => {
-  const sshd = loadFilter('sshd', { dirs: [builtinFilterDir()] }) as CompiledFilter;
-  // A connection that tried two user names counts its closing line as a failure, but only while
-  // the cache still remembers the first name.
-  const run = (others: number): number => {
-    const m = sshd.createMatcher();
-    let n = 0;
-    n += m.feed('Nov 26 09:00:00 h1 sshd[1]: Invalid user alpha from 192.0.2.1 port 1').length;
-    for (let i = 0; i < others; i++) m.feed(`Nov 26 09:00:01 h1 sshd[${1000 + i}]: pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost=198.51.100.${i % 250}`);
-    n += m.feed('Nov 26 09:00:02 h1 sshd[1]: Connection closed by invalid user beta 192.0.2.1 port 1 [preauth]').length;
-    return n;
-  };
-  assert.equal(run(998), 2);
-  assert.equal(run(999), 2);
-  assert.equal(run(1000), 1);
-  // after many evictions the order still holds
-  assert.equal(run(2500), 1);
-});
-
 test('failure text: the lines that led to a failure, then only what came after', () => {
   const m = loadFilter('sshd', { dirs: [builtinFilterDir()] }).createMatcher();
   const a = 'Nov 26 09:00:00 h1 sshd[7]: pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost=192.0.2.7  user=root';
