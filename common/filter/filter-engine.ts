@@ -875,7 +875,8 @@ export class DetailedMatcher {
     }
     if (entry) {
       const users = entry.users;
-      if (user !== undefined && users.length < MLF_MAX_USERS && !users.includes(user)) users.push(this.plan.headSlot[S.user] ? detach(user) : user);
+      // An empty user is no user (fail2ban's `if user:`): "Invalid user  from ..." names none.
+      if (user && users.length < MLF_MAX_USERS && !users.includes(user)) users.push(this.plan.headSlot[S.user] ? detach(user) : user);
       const g = entry.groups;
       g[S.nofail] = undefined;
       g[S.mlfgained] = undefined;
@@ -910,7 +911,7 @@ export class DetailedMatcher {
       const fromHead = this.plan.headSlot;
       const kept = fail;
       for (let i = 0; i < kept.length; i++) if (fromHead[i] && kept[i] !== undefined) kept[i] = detach(kept[i]!);
-      entry = { groups: kept, users: user !== undefined ? [kept[S.user]!] : [], pending: false, lines: [text], expires: time === undefined ? Infinity : time + MLFID_CACHE_TIME };
+      entry = { groups: kept, users: user ? [kept[S.user]!] : [], pending: false, lines: [text], expires: time === undefined ? Infinity : time + MLFID_CACHE_TIME };
       if (!forget) {
         if (this.mlfid.size >= MLFID_CACHE_SIZE) this.evictOldest(time);
         this.mlfid.set(kept[S.mlfid]!, entry);
