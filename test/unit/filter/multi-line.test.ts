@@ -97,6 +97,21 @@ test('a pid reused after its connection closed starts afresh', async (t) => {
   }
 });
 
+test('an empty user name is no user: a reused pid does not look like two users tried', async (t) => {
+  const debian = await debianSshd(t);
+  const lines = [
+    'Nov 26 09:00:00 h1 sshd[24428]: Invalid user  from 2001:db8::cf port 16548',
+    'Nov 26 09:00:30 h1 sshd[24428]: fatal: Timeout before authentication for 2001:db8::cf port 16548',
+    'Nov 26 09:01:00 h1 sshd[24428]: Invalid user admin from 192.0.2.229 port 41150',
+    // one user (admin) on this pid as far as fail2ban is concerned: the helper line does not count
+    'Nov 26 09:01:10 h1 sshd[24428]: pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost=192.0.2.229 ',
+    'Nov 26 09:01:17 h1 sshd[24428]: Failed password for invalid user admin from 192.0.2.229 port 41150 ssh2',
+  ];
+  for (const [name, filter] of [['fleetban', fleetbanSshd()], ...(debian ? [['debian', debian] as const] : [])] as const) {
+    assert.deepEqual(failures(filter, lines), ['2001:db8::cf 1', '192.0.2.229 3', '192.0.2.229 5'], name);
+  }
+});
+
 test('a helper line carries the address, the failure line has none: still counted', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'fb-mlf-'));
   try {
