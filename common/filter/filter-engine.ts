@@ -576,7 +576,7 @@ export class DetailedMatcher {
       let current = this.batchNow;
       if (current === undefined) current = now();
       else if (current < 0) current = this.batchNow = now();
-      this.lastTime = this.dates.skimmedTime(this.skimmed, current, this.skimmedAt);
+      this.lastTime = this.dates.skimmedTime(this.skimmed, current, this.skimmedAt, true);
       this.skimmed = undefined;
     }
     return this.lastTime;

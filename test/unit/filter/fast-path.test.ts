@@ -189,6 +189,31 @@ test('syslog dates: the remembered minute does not skip checking the seconds', (
   }
 });
 
+test('syslog dates: the time of the latest skimmed line, with detectors sharing the remembered minute', () => {
+  pinClock(new Date(2026, 10, 26, 12, 0, 0).getTime());
+  try {
+    const a = new DateDetector();
+    const b = new DateDetector();
+    a.find('Nov 26 09:30:00 h1 x');
+    b.find('Nov 26 09:31:00 h1 x');
+    const at = (d: DateDetector, line: string): number => {
+      assert.equal(d.skim(line), 15);
+      return d.skimmedTime(line, undefined, 0, true);
+    };
+    // Each skim of the other detector moves the shared minute; every time is still its own line's.
+    for (let i = 0; i < 3; i++) {
+      assert.equal(at(a, 'Nov 26 09:30:05 h1 x'), new Date(2026, 10, 26, 9, 30, 5).getTime());
+      assert.equal(at(a, 'Nov 26 09:30:59 h1 x'), new Date(2026, 10, 26, 9, 30, 59).getTime());
+      assert.equal(at(b, 'Nov 26 09:31:07 h1 x'), new Date(2026, 10, 26, 9, 31, 7).getTime());
+      assert.equal(at(a, 'Dec 26 09:30:45 h1 x'), new Date(2025, 11, 26, 9, 30, 45).getTime(), 'more than a day ahead: last year');
+      assert.equal(at(b, 'Nov 26 09:31:08 h1 x'), new Date(2026, 10, 26, 9, 31, 8).getTime());
+      assert.equal(at(b, 'Nov 26 09:31:08 h1 x'), new Date(2026, 10, 26, 9, 31, 8).getTime());
+    }
+  } finally {
+    pinClock(undefined);
+  }
+});
+
 test('failure text: the lines that led to a failure, then only what came after', () => {
   const m = loadFilter('sshd', { dirs: [builtinFilterDir()] }).createMatcher();
   const a = 'Nov 26 09:00:00 h1 sshd[7]: pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost=192.0.2.7  user=root';
