@@ -46,7 +46,7 @@ test('the printed file loads in redis-server, and so does the shipped reference 
     const conf = join(dir, 'redis.conf');
     writeFileSync(conf, `include ${SHIPPED_REDIS_CONF}\nport ${port}\nbind 127.0.0.1\ndir ${dir}\nappendonly no\naclfile ${join(dir, 'users.acl')}\ndaemonize yes\npidfile ${join(dir, 'redis.pid')}\nlogfile ${join(dir, 'redis.log')}\n`);
     execFileSync('redis-server', [conf]);
-    const c = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: (n) => (n > 20 ? null : 50) });
+    const c = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: (n) => (n > 200 ? null : 50) });
     c.on('error', () => undefined);
     try {
       await c.connect();
