@@ -24,7 +24,8 @@ const lastErrors = new WeakMap<Redis, Error>();
  * which ioredis reports only as an event; a failed command says just `Connection is closed.`
  */
 export function connectionError(client: Redis): string | undefined {
-  return lastErrors.get(client)?.message;
+  // OpenSSL's messages end in a newline; the CLI's error is one line.
+  return lastErrors.get(client)?.message.trim();
 }
 
 /**

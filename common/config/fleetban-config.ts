@@ -6,7 +6,7 @@ import { HOST_NAME_RE } from '../protocol/messages.js';
 import { ConfSet, readWithIncludes } from './conf-reader.js';
 import { parseTimeSpec } from './time-spec.js';
 import { parseSentinelUrl } from '../sentinel-url.js';
-import { FILE_LIMITS, readBoundedFile, readSecretFile } from './secret-file.js';
+import { FILE_LIMITS, FileRefusedError, readBoundedFile, readSecretFile } from './secret-file.js';
 import { parseBanTarget } from '../address.js';
 
 /** Redis connection settings. The password never appears in logs. */
@@ -237,7 +237,7 @@ export function loadFleetbanConfig(dir: string): FleetbanConfig {
     try {
       return readSecretFile(file);
     } catch (err) {
-      return fail(section, key, (err as Error).message);
+      return fail(section, key, unreadable(err));
     }
   };
   const identities: Partial<Record<RedisRole, RedisIdentity>> = {};
@@ -257,7 +257,7 @@ export function loadFleetbanConfig(dir: string): FleetbanConfig {
     try {
       return readBoundedFile(path, FILE_LIMITS.pem);
     } catch (err) {
-      return fail('redis', key, (err as Error).message);
+      return fail('redis', key, unreadable(err));
     }
   };
   const tlsVerify = (get('redis', 'tls_verify') ?? 'true').toLowerCase();
@@ -326,4 +326,9 @@ function defaultStateDir(): string {
  */
 export function redactUrl(url: string): string {
   return url.replace(/\/\/([^:@/]*):[^\n]*@/, '//$1:***@');
+}
+
+/** `cannot read FILE: why`, for a secret or PEM file that was refused or could not be opened. */
+function unreadable(err: unknown): string {
+  return err instanceof FileRefusedError ? `cannot read ${err.path}: ${err.reason.replace(/^cannot open: /, '')}` : `cannot read: ${(err as Error).message}`;
 }
