@@ -1,14 +1,66 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { ClusterKeys } from '../common/protocol/keys.js';
-import { compareStreamIds, decodeDecision, type Decision } from '../common/protocol/messages.js';
+import { compareStreamIds, decodeDecision, LIMITS, type Decision } from '../common/protocol/messages.js';
 import { ClusterScripts } from '../common/scripts/index.js';
 import type { Enforcer } from './enforcer.js';
+import type { DecisionGate } from './decision-gate.js';
+import { RateLimitedWarner } from '../common/log-limit.js';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 
 /** How long an acknowledgement waits; `fleetban ban --wait` returns this much later at most. */
 const ACK_DELAY_MS = 100;
 
-type StreamReply = Array<[string, Array<[string, string[]]>]> | null;
+/**
+ * Decision entries per read. Anyone who may write the stream decides how big an entry is (three
+ * 50 MB entries took every agent from 67 to 311 MB when it read 5,000 at a time): a small count
+ * bounds what one read can hold to this many times the largest entry Redis accepts
+ * (`client-query-buffer-limit`, `proto-max-bulk-len` in deploy/redis). A burst of bans is read
+ * in several such reads and still applied as one firewall commit.
+ */
+export const DECISION_READ_COUNT = 4;
+
+/** Decisions applied in one firewall commit at most. */
+const APPLY_BATCH = 5000;
+
+/**
+ * Text read in one burst above which the memory it held is collected at once. Legit entries are
+ * under LIMITS.entryBytes; megabytes of them are someone filling the stream. V8 collects such
+ * big strings only under heap pressure, so they piled up read after read (24 entries of 7 MB:
+ * +179 MB), though each read holds only DECISION_READ_COUNT of them.
+ */
+const COLLECT_AFTER_BYTES = 4 * 1024 * 1024;
+
+let collector: (() => void) | undefined;
+/** A full garbage collection (node exposes one on request; fleetban needs it only under attack). */
+function collectGarbage(): void {
+  if (!collector) {
+    setFlagsFromString('--expose-gc');
+    collector = runInNewContext('gc') as () => void;
+  }
+  collector();
+}
+
+/** Stream entries read at most to catch up on the unbans published while this agent was away. */
+const CATCH_UP_MAX = 100_000;
+
+type BufferReply = Array<[Buffer, Array<[Buffer, Buffer[]]>]> | null;
+
+/** A stream entry: its id, and its fields as text, or the reason they were not turned into text. */
+type Entry = [string, string[] | { oversized: number }];
+
+/**
+ * Entries of a read made in Buffer mode: an entry over LIMITS.entryBytes (never written by
+ * fleetban) is not turned into strings at all, so its bytes live only as long as the reply.
+ */
+function entriesOf(reply: BufferReply): Entry[] {
+  return (reply?.[0]?.[1] ?? []).map(([id, fields]) => {
+    let bytes = 0;
+    for (const f of fields) bytes += f.length;
+    return [id.toString(), bytes > LIMITS.entryBytes ? { oversized: bytes } : fields.map((f) => f.toString('utf8'))];
+  });
+}
 
 /**
  * Follows the decisions stream and applies it. On start and after every reconnect it loads the
@@ -27,6 +79,8 @@ export class DecisionFollower {
   private readonly scripts: ClusterScripts;
   private readonly synced: Promise<void>;
   private markSynced!: () => void;
+  private readonly warner: RateLimitedWarner;
+  private readonly readers = new Map<ClusterScripts, Redis>();
 
   /**
    * @param redis a connection for this follower alone (it blocks in XREAD)
@@ -40,9 +94,13 @@ export class DecisionFollower {
     private readonly ack: (lastId: string) => void,
     private readonly enforcer: Enforcer,
     private readonly log: Logger,
+    private readonly gate?: DecisionGate,
   ) {
+    this.warner = new RateLimitedWarner(log);
     this.scripts = new ClusterScripts(redis, keys);
     const otherScripts = new ClusterScripts(other, keys);
+    this.readers.set(this.scripts, redis);
+    this.readers.set(otherScripts, other);
     this.synced = new Promise((r) => (this.markSynced = r));
     // After any reconnect the stream may have moved on or been trimmed: start again from a snapshot,
     // now, not after the read ioredis resends on the reconnected connection returns.
@@ -97,8 +155,10 @@ export class DecisionFollower {
     this.resyncing ??= (async () => {
       try {
         const snap = await scripts.snapshot();
-        for (const d of snap.damaged) this.log.warn({ entry: d }, 'damaged ban record skipped');
-        await this.enforcer.replaceAll(snap.bans);
+        for (const d of snap.damaged) this.warner.warn('damaged ban record', { entry: d.slice(0, 200) }, 'damaged ban record skipped');
+        const bans = this.gate ? snap.bans.filter((r) => this.gate!.admitRecord(r)) : snap.bans;
+        const lifts = await this.catchUp(this.readers.get(scripts)!, snap.lastId);
+        await this.enforcer.replaceAll(bans, lifts);
         this.lastId = snap.lastId;
         this.lastAppliedAt = Date.now();
         this.scheduleAck();
@@ -110,6 +170,30 @@ export class DecisionFollower {
     return this.resyncing;
   }
 
+  /**
+   * The unbans and flushes published between the newest decision applied and a snapshot: the
+   * snapshot lacks the bans they lifted, but so it would if someone had merely deleted their
+   * records, and the agent keeps a ban it holds until a signed decision lifts it.
+   */
+  private async catchUp(redis: Redis, until: string): Promise<Decision[]> {
+    const lifts: Decision[] = [];
+    if (this.lastId === '0-0' || compareStreamIds(until, this.lastId) <= 0) return lifts;
+    // XREAD, not XRANGE: it is what an agent's Redis identity may run on the stream.
+    let after = this.lastId;
+    for (let read = 0; read < CATCH_UP_MAX; read += DECISION_READ_COUNT) {
+      const page = entriesOf((await redis.xreadBuffer('COUNT', DECISION_READ_COUNT, 'STREAMS', this.keys.decisions, after)) as BufferReply);
+      for (const [id, fields] of page) {
+        if (compareStreamIds(id, until) > 0) return lifts;
+        if (!Array.isArray(fields)) continue;
+        const d = decodeDecision(fields);
+        if (d.ok && d.value.op !== 'ban' && (!this.gate || this.gate.admit(d.value, id))) lifts.push(d.value);
+      }
+      if (page.length < DECISION_READ_COUNT) break;
+      after = page[page.length - 1]![0];
+    }
+    return lifts;
+  }
+
   private async run(): Promise<void> {
     let backoff = 100;
     while (this.running) {
@@ -119,19 +203,44 @@ export class DecisionFollower {
           this.resync = false;
           await this.resyncFrom(this.scripts);
         }
-        const reply = (await this.redis.xread('COUNT', 5000, 'BLOCK', 5000, 'STREAMS', this.keys.decisions, this.lastId)) as StreamReply;
+        let reply = (await this.redis.xreadBuffer('COUNT', DECISION_READ_COUNT, 'BLOCK', 5000, 'STREAMS', this.keys.decisions, this.lastId)) as BufferReply;
         await this.resyncing;
         // A snapshot taken while this read waited already covers the entries up to its id.
-        const entries = (reply?.[0]?.[1] ?? []).filter(([id]) => compareStreamIds(id, this.lastId) > 0);
+        let entries = entriesOf(reply).filter(([id]) => compareStreamIds(id, this.lastId) > 0);
         if (entries.length === 0) continue;
         const decisions: Decision[] = [];
-        for (const [id, fields] of entries) {
-          const d = decodeDecision(fields);
-          if (d.ok) decisions.push(d.value);
-          else this.log.warn({ id, reason: d.reason }, 'malformed decision skipped');
+        let newest = this.lastId;
+        // A burst is read in small reads (each entry's text is dropped once decoded) and applied
+        // as one firewall commit of up to APPLY_BATCH decisions.
+        let bytes = 0;
+        for (;;) {
+          for (const [id, fields] of entries) {
+            if (!Array.isArray(fields)) {
+              bytes += fields.oversized;
+              this.warner.warn('malformed decision', { id, reason: `entry of ${fields.oversized} bytes is over the ${LIMITS.entryBytes} byte limit` }, 'malformed decision skipped');
+              continue;
+            }
+            const d = decodeDecision(fields);
+            if (!d.ok) this.warner.warn('malformed decision', { id, reason: d.reason }, 'malformed decision skipped');
+            else if (!this.gate || this.gate.admit(d.value, id)) decisions.push(d.value);
+          }
+          newest = entries[entries.length - 1]![0];
+          if (entries.length < DECISION_READ_COUNT || decisions.length >= APPLY_BATCH) break;
+          reply = null;
+          entries = [];
+          if (bytes > COLLECT_AFTER_BYTES) {
+            this.warner.warn('oversized decisions', { bytes }, 'megabytes of decision entries read; collecting the memory they held');
+            collectGarbage();
+            bytes = 0;
+          }
+          reply = (await this.redis.xreadBuffer('COUNT', DECISION_READ_COUNT, 'STREAMS', this.keys.decisions, newest)) as BufferReply;
+          entries = entriesOf(reply);
+          if (entries.length === 0) break;
         }
+        reply = null;
+        entries = [];
+        if (bytes > COLLECT_AFTER_BYTES) collectGarbage();
         await this.enforcer.apply(decisions);
-        const newest = entries[entries.length - 1]![0];
         // A resync after a reconnect may have run meanwhile and moved past these already.
         if (compareStreamIds(newest, this.lastId) > 0) this.lastId = newest;
         this.lastAppliedAt = Date.now();

@@ -1,9 +1,12 @@
 import type { Logger } from 'pino';
 import type { FirewallBackend, FirewallBan, JailRule } from './firewall/backend.js';
-import type { BanRecord, Decision } from '../common/protocol/messages.js';
+import { boundedUntil, type BanRecord, type Decision } from '../common/protocol/messages.js';
 import { banId } from '../common/protocol/keys.js';
 import { parseBanTarget } from '../common/address.js';
 import { now } from '../common/clock.js';
+
+/** Lifted bans remembered (see Enforcer.lifted); the oldest are forgotten beyond this. */
+const MAX_LIFTED = 100_000;
 
 /**
  * The bans this host should hold, and the one place that changes the firewall. Decisions arrive in
@@ -13,6 +16,17 @@ import { now } from '../common/clock.js';
  */
 export class Enforcer {
   private readonly desired = new Map<string, FirewallBan>();
+  /** When each held ban started (its `since`): an unban or flush lifts only bans that started no later than it. */
+  private readonly since = new Map<string, number>();
+  /**
+   * `jail|addr` -> the newest `at` of an unban that lifted it, and jail (or `*`) -> the newest
+   * flush: a ban that started no later is over, so a replay of its (validly signed) decision is
+   * not applied again on this host.
+   */
+  private readonly lifted = new Map<string, number>();
+  private readonly flushed = new Map<string, number>();
+  /** Bans not applied because an unban or flush this host saw had already lifted them (replays). */
+  stale = 0;
   private readonly rules = new Map<string, JailRule>();
   /** Bans applied since start, for heartbeats. */
   applied = 0;
@@ -47,23 +61,79 @@ export class Enforcer {
     await this.backend.init([...this.rules.values()]);
   }
 
-  /** Replace everything with a snapshot of the cluster's active bans (start-up and reconnect). */
-  replaceAll(records: readonly BanRecord[]): Promise<void> {
-    return this.serialize(() => this.doReplaceAll(records));
+  /**
+   * Make this host hold the cluster's active bans (start-up and reconnect): the snapshot's bans,
+   * and those it already holds under a valid decision that the snapshot lacks, unless one of
+   * `lifts` (the unbans and flushes published since the last decision applied) lifted them. A ban
+   * record deleted in Redis therefore lifts nothing: only a signed unban or flush, or the ban's
+   * own expiry, does.
+   * @param records the snapshot's bans, already checked (signature, self-guard)
+   * @param lifts unbans and flushes read from the stream between the last decision applied and the snapshot
+   * @returns how many held bans were kept although the snapshot lacks them
+   */
+  replaceAll(records: readonly BanRecord[], lifts: readonly Decision[] = []): Promise<number> {
+    return this.serialize(() => this.doReplaceAll(records, lifts));
   }
 
-  private async doReplaceAll(records: readonly BanRecord[]): Promise<void> {
-    this.desired.clear();
+  private async doReplaceAll(records: readonly BanRecord[], lifts: readonly Decision[]): Promise<number> {
+    for (const d of lifts) if (d.op !== 'ban') this.lift(d, false);
     const t = now();
+    const held = new Map([...this.desired].filter(([, b]) => b.until === -1 || b.until > t));
+    const heldSince = new Map(this.since);
+    this.desired.clear();
+    this.since.clear();
     for (const r of records) {
       if (r.until !== -1 && r.until <= t) continue;
-      const ban = toFirewallBan(r.jail, r.addr, r.until);
-      if (ban) this.desired.set(banId(r.jail, r.addr), ban);
+      if (this.isLifted(r.jail, r.addr, r.since)) continue;
+      const ban = toFirewallBan(r.jail, r.addr, boundedUntil(r.until, r.since));
+      if (!ban) continue;
+      this.desired.set(banId(r.jail, r.addr), ban);
+      this.since.set(banId(r.jail, r.addr), r.since);
     }
+    let kept = 0;
+    for (const [id, ban] of held) {
+      if (this.desired.has(id)) continue;
+      this.desired.set(id, ban);
+      this.since.set(id, heldSince.get(id) ?? 0);
+      kept++;
+    }
+    if (kept > 0) this.log.warn({ kept }, 'bans this host holds under a valid decision are missing from the snapshot; kept until a signed unban or their expiry');
     await this.ensureRules(this.desired.values());
     await this.backend.sync([...this.desired.values()]);
-    this.applied += this.desired.size;
+    this.applied += this.desired.size - kept;
     this.log.info({ bans: this.desired.size }, 'active bans loaded');
+    return kept;
+  }
+
+  private isLifted(jail: string, addr: string, since: number): boolean {
+    const at = Math.max(this.lifted.get(banId(jail, addr)) ?? -Infinity, this.lifted.get(banId('*', addr)) ?? -Infinity,
+      this.flushed.get(jail) ?? -Infinity, this.flushed.get('*') ?? -Infinity);
+    return since <= at;
+  }
+
+  /**
+   * Lift what an unban or flush covers: held bans of its jail (or every jail for `*`) that started
+   * no later than its `at` (all of them for a decision without `at`, from an older release).
+   * @param buffer also buffer the deletions in the backend (false while a resync rebuilds the set)
+   */
+  private lift(d: Decision & { op: 'unban' | 'flush' }, buffer: boolean): void {
+    const at = d.at ?? Infinity;
+    if (d.at !== undefined) {
+      const map = d.op === 'unban' ? this.lifted : this.flushed;
+      const key = d.op === 'unban' ? banId(d.jail, d.addr) : d.jail;
+      if (!(at <= (map.get(key) ?? -Infinity))) {
+        map.delete(key);
+        map.set(key, at);
+        if (map.size > MAX_LIFTED) map.delete(map.keys().next().value!);
+      }
+    }
+    for (const [id, ban] of this.desired) {
+      const covered = d.op === 'unban' ? ban.addr === d.addr && (d.jail === '*' || ban.jail === d.jail) : d.jail === '*' || ban.jail === d.jail;
+      if (!covered || (this.since.get(id) ?? 0) > at) continue;
+      this.desired.delete(id);
+      this.since.delete(id);
+      if (buffer) this.backend.delete(ban.jail, ban.addr);
+    }
   }
 
   /** Apply a batch of decisions as one firewall commit. */
@@ -76,7 +146,12 @@ export class Enforcer {
     for (const d of decisions) {
       if (d.op === 'ban') {
         if (d.until !== -1 && d.until <= now()) continue;
-        const ban = toFirewallBan(d.jail, d.addr, d.until);
+        if (this.isLifted(d.jail, d.addr, d.since)) {
+          this.stale++;
+          this.log.warn({ jail: d.jail, addr: d.addr, since: d.since }, 'ban not applied: an unban or flush this host applied already lifted it (a replay)');
+          continue;
+        }
+        const ban = toFirewallBan(d.jail, d.addr, boundedUntil(d.until, d.since));
         if (!ban) continue;
         // Rules must exist before elements that use them; init() is idempotent and keeps elements.
         await this.ensureRules([ban]);
@@ -90,17 +165,10 @@ export class Enforcer {
           continue;
         }
         this.desired.set(banId(d.jail, d.addr), ban);
+        this.since.set(banId(d.jail, d.addr), d.since);
         adds.push(ban);
-      } else if (d.op === 'unban') {
-        this.desired.delete(banId(d.jail, d.addr));
-        this.backend.delete(d.jail, d.addr);
       } else {
-        for (const [id, ban] of this.desired) {
-          if (d.jail === '*' || ban.jail === d.jail) {
-            this.desired.delete(id);
-            this.backend.delete(ban.jail, ban.addr);
-          }
-        }
+        this.lift(d, true);
       }
     }
     await this.backend.commit();
@@ -121,7 +189,12 @@ export class Enforcer {
     // ruleset, iptables -F, a firewall restart) while keeping the elements that are still there.
     await this.backend.init([...this.rules.values()]);
     const t = now();
-    for (const [id, ban] of this.desired) if (ban.until !== -1 && ban.until <= t) this.desired.delete(id);
+    for (const [id, ban] of this.desired) {
+      if (ban.until !== -1 && ban.until <= t) {
+        this.desired.delete(id);
+        this.since.delete(id);
+      }
+    }
     const actual = new Set((await this.backend.list()).map((b) => banId(b.jail, b.addr)));
     let missing = 0;
     for (const id of this.desired.keys()) if (!actual.has(id)) missing++;

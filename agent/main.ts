@@ -21,6 +21,35 @@ import { Reporter } from './reporter.js';
 import { FailureSpool } from './spool.js';
 import { HeartbeatSender, hostAddresses } from './heartbeat.js';
 import { hostChecks, type HostCheckOptions } from './preflight.js';
+import { DecisionGate } from './decision-gate.js';
+import { loadTrustedKeys } from '../common/config/keys.js';
+
+/**
+ * The agent's decision gate from its configuration: the trusted keys must load, and an agent
+ * with none refuses to start unless `allow_unsigned = true` says that anyone who can write to
+ * Redis may ban and unban on this host.
+ * @throws ConfigError naming `trusted_keys`
+ */
+export function agentGate(config: FleetbanConfig, ownAddresses: readonly string[], log: import('pino').Logger): DecisionGate {
+  const a = config.agent;
+  const where = config.sources['agent.trusted_keys'];
+  let trusted;
+  try {
+    trusted = loadTrustedKeys(a.trustedKeys);
+  } catch (err) {
+    throw new ConfigError((err as Error).message, where?.file, where?.line, 'trusted_keys');
+  }
+  if (trusted.keys.size === 0 && !a.allowUnsigned) {
+    throw new ConfigError('no trusted key: set [agent] trusted_keys to the public keys that sign decisions (fleetban keygen), '
+      + 'or allow_unsigned = true to let anyone who can write to Redis ban and unban on this host', where?.file, where?.line, 'trusted_keys');
+  }
+  if (a.allowUnsigned) log.warn('allow_unsigned = true: unsigned decisions are applied; anyone who can write to Redis can ban and unban on this host');
+  else log.info({ keys: [...trusted.keys.keys()], files: trusted.files }, 'decisions must be signed by one of these keys');
+  return new DecisionGate({
+    cluster: config.cluster, trusted: trusted.keys, allowUnsigned: a.allowUnsigned, ownAddresses,
+    neverBan: a.neverBan, minPrefixV4: a.minPrefixV4, minPrefixV6: a.minPrefixV6,
+  }, log);
+}
 
 export interface AgentOptions {
   /** Settings that replace the file's (fleetban up, tests). */
@@ -83,6 +112,9 @@ export async function startAgent(dir: string, options: AgentOptions = {}): Promi
   const filters = loadJailFilters(dir, loaded.jails);
   const keys = clusterKeys(config.cluster);
   const host = config.agent.host;
+  // Read once: a host's addresses rarely change, and the heartbeat runs every few seconds for ever.
+  const addrs = hostAddresses();
+  const gate = agentGate(config, addrs, componentLogger('agent.decisions'));
 
   const backend = await createFirewallBackend(config.agent.banaction, { maxBans: config.agent.maxBans });
   const enforcer = new Enforcer(backend, jailRules(loaded.jails), componentLogger('agent.firewall'));
@@ -93,11 +125,9 @@ export async function startAgent(dir: string, options: AgentOptions = {}): Promi
   const blocking: Redis = connectRedis(redisSettings, 'agent-decisions', log);
   const spool = new FailureSpool(join(config.agent.stateDir, 'spool'), componentLogger('agent.spool'));
   const reporter = new Reporter(commands, keys.host(host).failures, componentLogger('agent.reporter'), config.agent.reportBatch, 100_000, config.coordinator.streamMaxlen, spool);
-  // Read once: a host's addresses rarely change, and the heartbeat runs every few seconds for ever.
-  const addrs = hostAddresses();
   const follower = new DecisionFollower(blocking, commands, keys, (id) => {
     if (commands.status === 'ready') commands.set(keys.host(host).ack, id).catch(() => undefined);
-  }, enforcer, componentLogger('agent.decisions'));
+  }, enforcer, componentLogger('agent.decisions'), gate);
   const heartbeat = new HeartbeatSender(commands, keys, config.agent.heartbeat * 1000, () => ({
     host,
     addrs,
@@ -108,17 +138,13 @@ export async function startAgent(dir: string, options: AgentOptions = {}): Promi
     bansRefused: enforcer.refused,
     bansHeld: enforcer.size,
     lastDecision: follower.lastId,
+    decisionsRefused: gate.refused,
+    guardRefused: gate.guarded,
   }), componentLogger('agent.heartbeat'));
 
-  // Wait briefly for the first snapshot so the kernel holds the cluster's bans before logs are
-  // followed; with Redis away, start anyway: enforcing what the kernel has and buffering reports.
-  const synced = follower.start();
-  let haveSnapshot = false;
-  void synced.then(() => (haveSnapshot = true));
-  const waited = await Promise.race([synced.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 5000).unref())]);
-  if (!waited) log.warn('cluster bans not loaded yet (Redis unreachable?); continuing and retrying in the background');
-  heartbeat.start();
-
+  // Logs are followed from before the wait for the first snapshot: with `--start-at end`, lines
+  // written during the wait (up to 5 s with Redis away) were lost. Failures found meanwhile are
+  // buffered by the reporter like any others.
   const sources: LogSource[] = [];
   for (const jail of loaded.jails) {
     const filter = filters.get(jail.name);
@@ -143,6 +169,15 @@ export async function startAgent(dir: string, options: AgentOptions = {}): Promi
       sources.push(source);
     }
   }
+
+  // Wait briefly for the first snapshot so the kernel holds the cluster's bans when the agent says
+  // it started; with Redis away, start anyway: enforcing what the kernel has and buffering reports.
+  const synced = follower.start();
+  let haveSnapshot = false;
+  void synced.then(() => (haveSnapshot = true));
+  const waited = await Promise.race([synced.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 5000).unref())]);
+  if (!waited) log.warn('cluster bans not loaded yet (Redis unreachable?); continuing and retrying in the background');
+  heartbeat.start();
 
   const reconcileTimer = setInterval(() => {
     // Until a snapshot arrived the agent does not know the cluster's bans (started while Redis was

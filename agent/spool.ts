@@ -1,4 +1,4 @@
-import { appendFileSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chmodSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { FailureEvent } from '../common/protocol/messages.js';
@@ -58,11 +58,15 @@ export class FailureSpool {
     this.maxBytes = options.maxBytes ?? 64 * 1024 * 1024;
     this.segmentBytes = Math.min(options.segmentBytes ?? 1024 * 1024, this.maxBytes);
     this.positionPath = join(dir, 'position');
-    mkdirSync(dir, { recursive: true });
+    // Spooled lines are log text (`Failed password for invalid user <a typed password>`): only
+    // the agent's user may read them, also in a spool an older release left world-readable.
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    chmodSync(dir, 0o700);
     for (const name of readdirSync(dir).sort()) {
       const m = SEGMENT_RE.exec(name);
       if (!m) continue;
       const path = join(dir, name);
+      chmodSync(path, 0o600);
       const text = readFileSync(path, 'utf8');
       const lines = countLines(text);
       this.segments.push({ seq: Number(m[1]), path, bytes: statSync(path).size, lines });
@@ -103,7 +107,7 @@ export class FailureSpool {
       (last as { path: string }).path = join(this.dir, `failures-${String(last.seq).padStart(10, '0')}.jsonl`);
       this.segments.push(last);
     }
-    appendFileSync(last.path, text);
+    appendFileSync(last.path, text, { mode: 0o600 });
     const bytes = Buffer.byteLength(text);
     last.bytes += bytes;
     last.lines += events.length;
@@ -191,7 +195,7 @@ export class FailureSpool {
   private writePosition(): void {
     // Write-then-rename: a crash leaves the old position or the new one, never half a file.
     const tmp = `${this.positionPath}.tmp`;
-    writeFileSync(tmp, `${this.segments[0]?.seq ?? 0} ${this.delivered}\n`);
+    writeFileSync(tmp, `${this.segments[0]?.seq ?? 0} ${this.delivered}\n`, { mode: 0o600 });
     renameSync(tmp, this.positionPath);
   }
 }

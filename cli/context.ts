@@ -2,7 +2,7 @@ import type { Redis } from 'ioredis';
 import { userInfo } from 'node:os';
 import { configDir, loadFleetbanConfig, redactUrl, roleRedis, type FleetbanConfig } from '../common/config/fleetban-config.js';
 import { clusterKeys, type ClusterKeys } from '../common/protocol/keys.js';
-import { connectRedis } from '../common/redis.js';
+import { connectRedis, connectionError } from '../common/redis.js';
 import { componentLogger } from '../common/log.js';
 
 /** Options every command accepts. */
@@ -49,7 +49,8 @@ export async function openContext(opts: GlobalOptions): Promise<CliContext> {
   } catch (err) {
     redis.disconnect();
     const hint = config.redis.private ? ' (no [redis] url is configured and `fleetban up` is not running)' : '';
-    throw new CliError(`cannot reach Redis at ${redactUrl(config.redis.url)}${hint}: ${(err as Error).message}`);
+    // The connection's own error says why (a TLS refusal, a refused port); the rejected connect only says it closed.
+    throw new CliError(`cannot reach Redis at ${redactUrl(config.redis.url)}${hint}: ${connectionError(redis) ?? (err as Error).message}`);
   }
   let user = 'unknown';
   try {

@@ -15,6 +15,19 @@ export const SOCKET_TIMEOUT_MS = 15_000;
 /** TCP keepalive idle time: lets Redis and middleboxes see an idle client is alive, and the kernel probe it. */
 const KEEPALIVE_MS = 10_000;
 
+/** The last connection error of each client: why it is unreachable (TLS refusals included). */
+const lastErrors = new WeakMap<Redis, Error>();
+
+/**
+ * Why a client could not connect: its last connection error (`self-signed certificate in
+ * certificate chain`, `Hostname/IP does not match certificate's altnames`, ECONNREFUSED),
+ * which ioredis reports only as an event; a failed command says just `Connection is closed.`
+ */
+export function connectionError(client: Redis): string | undefined {
+  // OpenSSL's messages end in a newline; the CLI's error is one line.
+  return lastErrors.get(client)?.message.trim();
+}
+
 /**
  * Open a Redis connection that never gives up: daemons must outlive Redis restarts, failovers
  * and cut links, so commands wait in ioredis' offline queue while it reconnects with capped
@@ -43,7 +56,7 @@ export function connectRedis(settings: RedisSettings, purpose: string, log: Logg
     retryStrategy: (attempt) => {
       const delay = Math.min(100 * 2 ** Math.min(attempt, 6), 5000);
       // Warn once per outage, then at most every ~30 s: a long outage must not flood the log.
-      if (!down || attempt % 6 === 0) log.warn({ purpose, attempt, delayMs: delay, url: redactUrl(url) }, 'Redis unreachable, retrying');
+      if (!down || attempt % 6 === 0) log.warn({ purpose, attempt, delayMs: delay, url: redactUrl(url), err: connectionError(client) }, 'Redis unreachable, retrying');
       down = true;
       return delay;
     },
@@ -54,7 +67,7 @@ export function connectRedis(settings: RedisSettings, purpose: string, log: Logg
     ...(settings.password ? { password: settings.password } : {}),
     ...(settings.tls ? { tls: { ...settings.tls } } : {}),
   };
-  let client: Redis;
+  let client!: Redis;
   if (url.startsWith('sentinel://')) {
     const s = parseSentinelUrl(url);
     client = new Redis({
@@ -86,6 +99,10 @@ export function connectRedis(settings: RedisSettings, purpose: string, log: Logg
     down = false;
   });
   client.on('error', (err: Error) => {
+    // A server that requires a client certificate just drops the handshake of a client without one.
+    const hint = settings.tls && !settings.tls.cert && /ECONNRESET|socket hang up/.test(err.message)
+      ? ' (the server may require a client certificate: [redis] tls_cert_file and tls_key_file)' : '';
+    lastErrors.set(client, hint ? new Error(`${err.message}${hint}`) : err);
     log.debug({ purpose, err: err.message }, 'Redis connection error');
   });
   return client;

@@ -1,10 +1,11 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { COORDINATOR_GROUP, hostOfKey, type ClusterKeys } from '../common/protocol/keys.js';
+import { COORDINATOR_GROUP, banId, hostOfKey, type ClusterKeys } from '../common/protocol/keys.js';
 import { decodeReport } from '../common/protocol/messages.js';
-import { ClusterScripts, COUNT_RESULT, type CountedFailure, type ScriptPolicy, type StreamAcks } from '../common/scripts/index.js';
+import { ClusterScripts, COUNT_RESULT, type CountedFailure, type DecisionSigner, type ScriptPolicy, type StreamAcks } from '../common/scripts/index.js';
 import { containingNetwork, parseBanTarget } from '../common/address.js';
 import { now } from '../common/clock.js';
+import { RateLimitedWarner } from '../common/log-limit.js';
 import type { ClusterPolicy } from './policy.js';
 
 /**
@@ -89,6 +90,8 @@ export class Aggregator {
   /** Streams that had entries in the last read: the per-stream COUNT is the batch shared among them. */
   private busyStreams = 1;
   private readonly warnedIgnored = new Map<string, number>();
+  /** Anyone who can write the stream can write junk at full speed: its warnings are rate-limited. */
+  private readonly warner: RateLimitedWarner;
 
   /**
    * @param redis a connection for this aggregator alone (it blocks in XREADGROUP)
@@ -117,9 +120,11 @@ export class Aggregator {
     private readonly waitForReplica = false,
     private readonly hostQuota = DEFAULT_HOST_QUOTA,
     private readonly hostQuotaBytes = DEFAULT_HOST_QUOTA_BYTES,
+    signer?: DecisionSigner,
   ) {
     this.batch = Math.min(batch, MAX_BATCH);
-    this.scripts = new ClusterScripts(writer, keys, decisionsMaxlen, historyRetentionMs);
+    this.warner = new RateLimitedWarner(log);
+    this.scripts = new ClusterScripts(writer, keys, decisionsMaxlen, historyRetentionMs, signer);
   }
 
   private readonly scripts: ClusterScripts;
@@ -410,19 +415,20 @@ export class Aggregator {
       acks = new Map();
       jails = new Set();
     };
-    for (const { stream, host, id, fields } of entries) {
+    const decoded = entries.map((e) => ({ ...e, d: decodeReport(e.fields, e.host) }));
+    await this.prefetchIgnoreCommands(decoded.flatMap(({ d }) => (d.ok ? d.value.failures : [])));
+    for (const { stream, host, id, d } of decoded) {
       this.stats.read++;
-      const d = decodeReport(fields, host);
       if (!d.ok) {
         this.stats.malformed++;
-        this.log.warn({ id, host, reason: d.reason }, 'malformed failure report skipped');
+        this.warner.warn('malformed report', { id, host, reason: d.reason }, 'malformed failure report skipped');
         ack(stream, id);
         continue;
       }
       const report = d.value;
       for (const r of report.rejected) {
         this.stats.malformed++;
-        this.log.warn({ id, index: r.index, host: report.host, reason: r.reason }, 'malformed failure skipped');
+        this.warner.warn('malformed failure', { id, index: r.index, host: report.host, reason: r.reason }, 'malformed failure skipped');
       }
       if (counted.length > 0 && counted.length + report.failures.length > MAX_FAILURES_PER_CALL) cut();
       for (const f of report.failures) {
@@ -452,6 +458,18 @@ export class Aggregator {
     return calls;
   }
 
+  /** Run the batch's ignorecommands at once (with a cap), not one failure after another. */
+  private async prefetchIgnoreCommands(failures: ReadonlyArray<{ jail: string; addr: string }>): Promise<void> {
+    const byJail = new Map<string, string[]>();
+    for (const f of failures) {
+      if (!this.policy.jails.get(f.jail)?.whitelist.hasCommand) continue;
+      let list = byJail.get(f.jail);
+      if (!list) byJail.set(f.jail, (list = []));
+      list.push(f.addr);
+    }
+    await Promise.all([...byJail].map(([jail, addrs]) => this.policy.jails.get(jail)!.whitelist.prefetch(addrs)));
+  }
+
   /** The policies a call needs: those of its failures' jails, and every recidive jail. */
   private scriptPolicies(jails: ReadonlySet<string>): ScriptPolicy[] {
     const policies: ScriptPolicy[] = [...this.policy.recidives];
@@ -469,6 +487,12 @@ export class Aggregator {
       // Replication is asynchronous: a ban decided just before the primary dies could be missing
       // on the replica Sentinel promotes. Waiting (briefly) for one replica closes most of that window.
       await this.writer.call('WAIT', 1, 200).catch(() => undefined);
+    }
+    if (result.bans.length > 0) {
+      // With signing on, the script parked its bans unsigned (Lua cannot sign): sign and publish
+      // them now. If this fails or this process dies here, a coordinator's sweep publishes them.
+      await this.scripts.publishParked({ ids: result.bans.map((b) => banId(b.jail, b.addr)) })
+        .catch((err: Error) => this.log.warn({ err: err.message, bans: result.bans.length }, 'publishing signed bans failed; the sweep retries'));
     }
     this.stats.counted += counted.length;
     const members = result.results.filter((r) => r === COUNT_RESULT.fleetMember).length;

@@ -8,7 +8,10 @@ import { agentUser } from '../common/acl.js';
 import { MAX_HOSTS, liveFleetAddresses, readFleet } from '../common/hosts.js';
 import { connectRedis } from '../common/redis.js';
 import { componentLogger } from '../common/log.js';
-import { ClusterScripts } from '../common/scripts/index.js';
+import { ClusterScripts, type DecisionSigner } from '../common/scripts/index.js';
+import { loadSigningKey } from '../common/config/keys.js';
+import { signDecision } from '../common/protocol/signing.js';
+import { ConfigError } from '../common/errors.js';
 import { FleetAddressSet } from '../common/policy/whitelist.js';
 import { Aggregator } from './aggregator.js';
 import { Expirer } from './expirer.js';
@@ -28,6 +31,25 @@ export interface CoordinatorHandle {
 /** How often a coordinator refreshes its registration and the fleet's addresses (ignoreself). */
 const REFRESH_MS = 5000;
 
+/** A ban parked for its signature this long was left by a coordinator that died before publishing it. */
+const PARKED_GRACE_MS = 10_000;
+
+/**
+ * The signer of this coordinator's decisions, from `[coordinator] signing_key`.
+ * @throws ConfigError naming the setting when the key does not load
+ */
+export function coordinatorSigner(config: FleetbanConfig): DecisionSigner | undefined {
+  const file = config.coordinator.signingKey;
+  if (!file) return undefined;
+  const where = config.sources['coordinator.signing_key'];
+  try {
+    const key = loadSigningKey(file);
+    return (d) => signDecision(key, config.cluster, d);
+  } catch (err) {
+    throw new ConfigError((err as Error).message, where?.file, where?.line, 'signing_key');
+  }
+}
+
 /**
  * Start a coordinator: count failures from the whole fleet, decide bans, expire them.
  * @param dir configuration directory
@@ -39,6 +61,8 @@ export async function startCoordinator(dir: string, override?: Partial<FleetbanC
   let loaded = loadJails(dir);
   for (const w of loaded.warnings) log.warn(w);
   const keys = clusterKeys(config.cluster);
+  const signer = coordinatorSigner(config);
+  if (!signer) log.warn('no [coordinator] signing_key: decisions go out unsigned, and agents that trust keys refuse them');
   const redisSettings = roleRedis(config, 'coordinator');
   const reader: Redis = connectRedis(redisSettings, 'coordinator-reader', log);
   const writer: Redis = connectRedis(redisSettings, 'coordinator', log);
@@ -86,10 +110,11 @@ export async function startCoordinator(dir: string, override?: Partial<FleetbanC
   aggregator = new Aggregator(
     reader, writer, keys, config.coordinator.consumer, policy, componentLogger('coordinator.aggregator'),
     config.coordinator.batch, config.coordinator.claimIdle * 1000, maxlen, () => clock.now(), config.coordinator.dbpurgeage * 1000,
-    config.redis.url.startsWith('sentinel://'), config.coordinator.hostQuota, config.coordinator.hostQuotaMb * 1024 * 1024,
+    config.redis.url.startsWith('sentinel://'), config.coordinator.hostQuota, config.coordinator.hostQuotaMb * 1024 * 1024, signer,
   );
   await refreshFleet().catch((err: Error) => log.warn({ err: err.message }, 'reading the fleet failed; retrying'));
-  const expirer = new Expirer(new ClusterScripts(writer, keys, maxlen), config.coordinator.expireInterval * 1000,
+  const scripts = new ClusterScripts(writer, keys, maxlen, undefined, signer);
+  const expirer = new Expirer(scripts, config.coordinator.expireInterval * 1000,
     componentLogger('coordinator.expirer'), () => clock.now());
 
   let reloadedAt = clock.now();
@@ -127,6 +152,10 @@ export async function startCoordinator(dir: string, override?: Partial<FleetbanC
   const timer = setInterval(() => {
     refreshFleet().catch(() => undefined);
     register().catch(() => undefined);
+    scripts.publishParked({ olderThan: clock.now() - PARKED_GRACE_MS }).then(
+      (n) => n > 0 && log.warn({ count: n }, 'published bans another coordinator decided but did not sign (it stopped in between)'),
+      (err: Error) => log.warn({ err: err.message }, 'publishing parked bans failed; retrying'),
+    );
   }, REFRESH_MS);
   timer.unref();
   subscriber.on('message', (_channel: string, message: string) => {

@@ -8,10 +8,10 @@ cd "$(dirname "$0")/.."
 pkgs=(redis-server nftables iproute2)
 bins=(redis-server nft ip)
 if [ "${1:-}" = "--test" ]; then
-  pkgs+=(openssh-server openssh-client sshpass iptables ipset systemd-journal-remote shorewall shorewall6 redis-sentinel)
+  pkgs+=(openssh-server openssh-client sshpass iptables ipset systemd-journal-remote shorewall shorewall6 redis-sentinel openssl)
   # systemd-journal-remote writes real journal files for the journald source tests (no systemd runs here).
-  # redis-sentinel: the failover test runs three real sentinels.
-  bins+=(sshd ssh sshpass iptables ipset /lib/systemd/systemd-journal-remote /sbin/shorewall /sbin/shorewall6 redis-sentinel)
+  # redis-sentinel: the failover test runs three real sentinels. openssl: the TLS tests make their CA and certificates.
+  bins+=(sshd ssh sshpass iptables ipset /lib/systemd/systemd-journal-remote /sbin/shorewall /sbin/shorewall6 redis-sentinel openssl)
 fi
 
 missing=()

@@ -63,7 +63,10 @@ interface Mode {
   readonly hosts: number;
   readonly acl: boolean;
 }
-const MODES: Mode[] = [{ name: 'baseline (1 stream, default user)', hosts: 1, acl: false }, { name: 'secured (50 streams, ACL users)', hosts: 50, acl: true }];
+// Secured also means signed: coordinators sign every ban (parked by the script, signed, published).
+const MODES: Mode[] = [{ name: 'baseline (1 stream, default user, unsigned)', hosts: 1, acl: false }, { name: 'secured (50 streams, ACL users, signed bans)', hosts: 50, acl: true }];
+/** 1000 (default): nothing bans. MAXRETRY = N / ADDRS bans every address once: the most signing work a run can have. */
+const MAXRETRY = Number(process.env.MAXRETRY ?? 1000);
 
 /** The agents' hosts, registered as `fleetban acl --apply` does. */
 async function registerHosts(client: Redis, keys: ClusterKeys, mode: Mode): Promise<void> {
@@ -72,7 +75,7 @@ async function registerHosts(client: Redis, keys: ClusterKeys, mode: Mode): Prom
 
 function coordinatorConfig(redis: TestRedis, cluster: string, host: string, work: string, mode: Mode): string {
   // With the default user's credentials in the URL, the harness adds no per-role identities.
-  return hostConfig({ cluster, url: mode.acl ? redis.url : redis.adminUrl, host, work, maxretry: 1000, findtime: '10m' });
+  return hostConfig({ cluster, url: mode.acl ? redis.url : redis.adminUrl, host, work, maxretry: MAXRETRY, findtime: '10m', signing: mode.acl });
 }
 
 /** CPU seconds (user + system) a process has used so far, from /proc. */

@@ -8,12 +8,15 @@
  *   TRIALS=100 GAP_MS=100 node dist/bench/propagation/run.js 3
  * Each size runs twice, side by side: every daemon logged in as Redis' default user ("acl off",
  * the one shared login of before), and as its role's ACL user ("acl on", what fleetban does).
+ * "acl on" also signs: the coordinator signs every ban and every agent verifies it; "acl off"
+ * agents apply unsigned decisions (allow_unsigned).
  */
 import { appendFileSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startRedis, randomCluster } from '../../test/helpers/redis-server.js';
 import { startDaemon, writeConfig, sshdFailure, type Daemon } from '../../test/helpers/spawn.js';
+import { signingConfig, unsignedConfig } from '../../test/helpers/keys.js';
 
 const sizes = process.argv.slice(2).map(Number).filter((n) => n > 0);
 const trials = Number(process.env.TRIALS ?? 100);
@@ -34,6 +37,7 @@ async function run(agentCount: number, acl: boolean): Promise<Result> {
   const config = (host: string, log: string) => writeConfig({
     'fleetban.conf': `[cluster]\nname = ${cluster}\n[redis]\nurl = ${url}\n[agent]\nhost = ${host}\nbanaction = dry-run\nstate_dir = ${join(work, host)}\nheartbeat = 5s\n[coordinator]\nconsumer = ${host}\n`,
     'jail.conf': `[sshd]\nenabled = true\nfilter = sshd\nport = ssh\nlogpath = ${log}\nmaxretry = 1\nbantime = 1h\n`,
+    'fleetban.local': acl ? signingConfig() : unsignedConfig(),
   });
   const coordinator = startDaemon(['--config', config('coord', join(work, 'none.log')), 'coordinator']);
   await coordinator.waitFor((l) => l.msg === 'coordinator started', 30_000);

@@ -5,10 +5,10 @@ import { componentLogger } from '../../common/log.js';
 import { parseTimeSpec, formatDuration, PERMANENT } from '../../common/config/time-spec.js';
 import { loadJails, JAIL_DEFAULTS, type JailConfig } from '../../common/config/jails.js';
 import { configDir } from '../../common/config/fleetban-config.js';
-import { JAIL_NAME_RE, LIMITS, MANUAL_JAIL } from '../../common/protocol/messages.js';
+import { JAIL_NAME_RE, LIMITS, MANUAL_JAIL, MAX_BAN_MS } from '../../common/protocol/messages.js';
 import { liveFleetAddresses, readFleet } from '../../common/hosts.js';
+import { cliSigner, decisionTime } from '../signing.js';
 import { ClusterScripts } from '../../common/scripts/index.js';
-import { now } from '../../common/clock.js';
 import { CliError, withContext, formatTime, type GlobalOptions } from '../context.js';
 import { waitForAgents, type WaitResult } from '../wait.js';
 
@@ -62,7 +62,8 @@ export function registerBanCommands(program: Command, globals: () => GlobalOptio
     .option('--force', 'ban even when the address is whitelisted (ignoreip, ignoreself, ignorecommand)')
     .option('--wait', 'return only when every live agent has applied the ban')
     .option('--wait-timeout <seconds>', 'with --wait: give up after this long, naming the hosts still pending', '10')
-    .action(async (addr: string, o: { jail: string; bantime?: string; reason: string; force?: boolean; wait?: boolean; waitTimeout: string }) => {
+    .option('--signing-key <file>', 'private key that signs the ban (default: $FLEETBAN_SIGNING_KEY or [cli] signing_key)')
+    .action(async (addr: string, o: { jail: string; bantime?: string; reason: string; force?: boolean; wait?: boolean; waitTimeout: string; signingKey?: string }) => {
       const g = globals();
       const [target] = targets([addr]);
       const jail = checkJail(o.jail);
@@ -74,6 +75,11 @@ export function registerBanCommands(program: Command, globals: () => GlobalOptio
         throw new CliError(`invalid --bantime: ${(err as Error).message}`);
       }
       if (seconds === 0) throw new CliError('invalid --bantime: must be positive, or -1 for permanent');
+      if (seconds > MAX_BAN_MS / 1000) {
+        // nft refuses timeouts over ~213,503 days; a ban longer than every firewall takes is cut.
+        process.stderr.write(`fleetban: --bantime ${o.bantime ?? seconds} is longer than ${formatDuration(MAX_BAN_MS / 1000)}, the longest ban; banning for that long\n`);
+        seconds = MAX_BAN_MS / 1000;
+      }
       await withContext(g, async (ctx) => {
         if (!o.force) {
           // The same whitelist the coordinator applies: ignoreip, ignoreself (the fleet's own
@@ -91,9 +97,10 @@ export function registerBanCommands(program: Command, globals: () => GlobalOptio
             throw new CliError(`refusing to ban ${target}: ${why}; use --force to ban it anyway`);
           }
         }
-        const t = now();
+        const t = await decisionTime(ctx.redis);
         const until = seconds === PERMANENT ? -1 : t + Math.round(seconds * 1000);
-        const scripts = new ClusterScripts(ctx.redis, ctx.keys, ctx.config.coordinator.streamMaxlen, ctx.config.coordinator.dbpurgeage * 1000);
+        const scripts = new ClusterScripts(ctx.redis, ctx.keys, ctx.config.coordinator.streamMaxlen, ctx.config.coordinator.dbpurgeage * 1000,
+          cliSigner(ctx, o.signingKey));
         const { isNew, decisionId } = await scripts.ban({ jail, addr: target!, now: t, until, reason: o.reason.slice(0, LIMITS.reasonChars), origin: ctx.origin });
         const waited = o.wait ? await waitForAgents(ctx, decisionId, waitMs(o.waitTimeout)) : undefined;
         if (g.json) {
@@ -114,16 +121,18 @@ export function registerBanCommands(program: Command, globals: () => GlobalOptio
     .option('--jail <jail>', 'only in this jail (default: every jail)')
     .option('--wait', 'return only when every live agent has applied the unban')
     .option('--wait-timeout <seconds>', 'with --wait: give up after this long, naming the hosts still pending', '10')
-    .action(async (addrs: string[], o: { all?: boolean; jail?: string; wait?: boolean; waitTimeout: string }) => {
+    .option('--signing-key <file>', 'private key that signs the unban (default: $FLEETBAN_SIGNING_KEY or [cli] signing_key)')
+    .action(async (addrs: string[], o: { all?: boolean; jail?: string; wait?: boolean; waitTimeout: string; signingKey?: string }) => {
       const g = globals();
       if (o.all && addrs.length > 0) throw new CliError('give addresses or --all, not both');
       if (!o.all && addrs.length === 0) throw new CliError('give at least one address, or --all');
       const jail = o.jail ? checkJail(o.jail) : '*';
       const list = targets(addrs);
       await withContext(g, async (ctx) => {
-        const scripts = new ClusterScripts(ctx.redis, ctx.keys, ctx.config.coordinator.streamMaxlen);
+        const scripts = new ClusterScripts(ctx.redis, ctx.keys, ctx.config.coordinator.streamMaxlen, undefined, cliSigner(ctx, o.signingKey));
+        const at = await decisionTime(ctx.redis);
         if (o.all) {
-          const { count, decisionId } = await scripts.flush(jail, ctx.origin);
+          const { count, decisionId } = await scripts.flush(jail, ctx.origin, at);
           const waited = o.wait ? await waitForAgents(ctx, decisionId, waitMs(o.waitTimeout)) : undefined;
           if (g.json) console.log(JSON.stringify({ lifted: count, jail: jail === '*' ? null : jail, decision: decisionId, ...waited }));
           else {
@@ -133,13 +142,13 @@ export function registerBanCommands(program: Command, globals: () => GlobalOptio
           if (waited && waited.pending.length > 0) throw pendingError(waited);
           return;
         }
-        const { lifted, decisionId } = await scripts.unban(ctx.origin, list.map((a) => [jail, a] as const));
+        const { lifted, decisionId } = await scripts.unban(ctx.origin, list.map((a) => [jail, a] as const), at);
         const missing = list.filter((a) => !lifted.some((l) => l.addr === a));
         const waited = o.wait && decisionId ? await waitForAgents(ctx, decisionId, waitMs(o.waitTimeout)) : undefined;
         if (g.json) console.log(JSON.stringify({ lifted, notBanned: missing, decision: decisionId || null, ...waited }));
         else {
           for (const l of lifted) console.log(`unbanned ${l.addr} in jail ${l.jail}`);
-          for (const a of missing) console.error(`${a} was not banned${jail === '*' ? '' : ` in jail ${jail}`}`);
+          for (const a of missing) console.error(`${a} was not banned${jail === '*' ? '' : ` in jail ${jail}`} (the unban went out anyway, for any agent that still holds it)`);
           if (waited) reportWait(waited);
         }
         if (lifted.length === 0) throw new CliError('nothing was unbanned', 1);

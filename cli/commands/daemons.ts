@@ -11,7 +11,9 @@ import { startCoordinator } from '../../coordinator/main.js';
 import { createFirewallBackend } from '../../agent/firewall/index.js';
 import { startPrivateRedis } from '../private-redis.js';
 import { chooseSshdSource, hostChecks } from '../../agent/preflight.js';
-import type { GlobalOptions } from '../context.js';
+import { CliError, type GlobalOptions } from '../context.js';
+import { ensureUpKeys } from '../../common/config/up-keys.js';
+import { DEFAULT_KEY_DIR, generateKeyFiles } from '../../common/config/keys.js';
 
 /** The commented defaults shipped in the repository, used by `fleetban up` when /etc/fleetban does not exist. */
 export function shippedConfigDir(): string {
@@ -103,7 +105,11 @@ export function registerDaemonCommands(program: Command, globals: () => GlobalOp
       } else if (config.agent.banaction === 'auto') {
         agentSettings = { ...config.agent, banaction: 'nftables' };
       }
-      const override: Partial<FleetbanConfig> = { redis, identities, agent: agentSettings };
+      // Signed like a fleet, with a key pair of its own (made on first start in the state directory).
+      const upKeys = ensureUpKeys(config.agent.stateDir);
+      agentSettings = { ...agentSettings, trustedKeys: [...agentSettings.trustedKeys, upKeys.pubFile] };
+      const coordinatorSettings = { ...config.coordinator, signingKey: config.coordinator.signingKey ?? upKeys.keyFile };
+      const override: Partial<FleetbanConfig> = { redis, identities, agent: agentSettings, coordinator: coordinatorSettings };
       const coordinator = await startCoordinator(dir, override);
       stops.unshift(() => coordinator.stop());
       // The shipped default jail follows whichever sshd log this host has (auth.log or the journal).
@@ -121,6 +127,22 @@ export function registerDaemonCommands(program: Command, globals: () => GlobalOp
       onSignals(async () => {
         for (const stop of stops) await stop();
       }, () => void coordinator.reload());
+    });
+
+  program
+    .command('keygen')
+    .description('make an Ed25519 key pair that signs decisions: NAME.key (private, 0600) and NAME.pub (for [agent] trusted_keys)')
+    .argument('<name>', 'key name, e.g. the coordinator or admin it belongs to')
+    .option('--dir <dir>', 'where to write the files', DEFAULT_KEY_DIR)
+    .action((name: string, o: { dir: string }) => {
+      let made;
+      try {
+        made = generateKeyFiles(o.dir, name);
+      } catch (err) {
+        throw new CliError((err as Error).message);
+      }
+      if (globals().json) console.log(JSON.stringify(made));
+      else console.log(`wrote ${made.keyFile} (private: [coordinator] or [cli] signing_key) and ${made.pubFile} (public: [agent] trusted_keys); key id ${made.kid}`);
     });
 
   program

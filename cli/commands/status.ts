@@ -133,7 +133,8 @@ export function registerStatusCommands(program: Command, globals: () => GlobalOp
         rows.sort((a, b) => a.host.localeCompare(b.host));
         if (g.json) {
           console.log(JSON.stringify(rows.map((r) => ({ host: r.host, alive: r.alive, lastSeen: formatTime(r.seenAt), backend: r.backend, version: r.version,
-            addrs: r.addrs, bansApplied: r.bansApplied, bansHeld: r.bansHeld ?? null, bansRefused: r.bansRefused ?? 0, lastDecision: r.lastDecision, decisionsBehind: r.behind, lagMs: r.lagMs }))));
+            addrs: r.addrs, bansApplied: r.bansApplied, bansHeld: r.bansHeld ?? null, bansRefused: r.bansRefused ?? 0,
+            decisionsRefused: num(r.decisionsRefused), guardRefused: num(r.guardRefused), lastDecision: r.lastDecision, decisionsBehind: r.behind, lagMs: r.lagMs }))));
           return;
         }
         if (rows.length === 0) {
@@ -141,11 +142,16 @@ export function registerStatusCommands(program: Command, globals: () => GlobalOp
           return;
         }
         printTable(
-          ['HOST', 'ALIVE', 'LAST SEEN', 'BACKEND', 'HELD', 'APPLIED', 'REFUSED', 'LAST DECISION', 'BEHIND'],
+          ['HOST', 'ALIVE', 'LAST SEEN', 'BACKEND', 'HELD', 'APPLIED', 'REFUSED', 'UNTRUSTED', 'GUARDED', 'LAST DECISION', 'BEHIND'],
           rows.map((r) => [r.host, r.alive ? 'yes' : 'NO', formatTime(r.seenAt), r.backend, String(r.bansHeld ?? '-'), String(r.bansApplied),
-            String(r.bansRefused ?? 0), r.lastDecision,
+            String(r.bansRefused ?? 0), String(num(r.decisionsRefused)), String(num(r.guardRefused)), r.lastDecision,
             r.behind === 0 ? 'up to date' : `${r.behind >= 1000 ? '1000+' : r.behind} (${(r.lagMs / 1000).toFixed(1)}s)`]),
         );
       });
     });
+}
+
+/** A counter from a heartbeat (written by any host, so checked): 0 unless a sane whole number. */
+function num(v: unknown): number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 ? v : 0;
 }

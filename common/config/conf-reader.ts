@@ -1,4 +1,5 @@
-import { readFileSync, existsSync } from 'node:fs';
+import { existsSync } from 'node:fs';
+import { FILE_LIMITS, FileRefusedError, readBoundedFile } from './secret-file.js';
 import { dirname, isAbsolute, join } from 'node:path';
 import { ConfigError } from '../errors.js';
 
@@ -116,10 +117,11 @@ function truncate(s: string): string {
 export function readConfFile(path: string): ConfDocument | undefined {
   let text: string;
   try {
-    text = readFileSync(path, 'utf8');
+    // Bounded and regular files only: `[INCLUDES] before = /dev/zero` read 5.5 GB before.
+    text = readBoundedFile(path, FILE_LIMITS.conf);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new ConfigError(`cannot read: ${(err as Error).message}`, path);
+    if (err instanceof FileRefusedError && err.code === 'ENOENT') return undefined;
+    throw new ConfigError(err instanceof FileRefusedError ? err.reason : `cannot read: ${(err as Error).message}`, path);
   }
   return parseConf(text, path);
 }

@@ -1,5 +1,4 @@
 import { homedir, hostname } from 'node:os';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError } from '../errors.js';
 import { CLUSTER_NAME_RE } from '../protocol/keys.js';
@@ -7,6 +6,8 @@ import { HOST_NAME_RE } from '../protocol/messages.js';
 import { ConfSet, readWithIncludes } from './conf-reader.js';
 import { parseTimeSpec } from './time-spec.js';
 import { parseSentinelUrl } from '../sentinel-url.js';
+import { FILE_LIMITS, FileRefusedError, readBoundedFile, readSecretFile } from './secret-file.js';
+import { parseBanTarget } from '../address.js';
 
 /** Redis connection settings. The password never appears in logs. */
 export interface RedisSettings {
@@ -40,6 +41,22 @@ export interface AgentSettings {
   readonly maxBans: number;
   /** sshd's configuration, checked with `sshd -T -f` when an sshd jail is enabled (agent/preflight.ts). */
   readonly sshdConfig: string;
+  /** Public key files or patterns whose keys sign the decisions this agent applies. */
+  readonly trustedKeys: string[];
+  /** Apply unsigned decisions too (`allow_unsigned = true`); without it an agent with no trusted key refuses to start. */
+  readonly allowUnsigned: boolean;
+  /** Networks this host never bans, whoever signed the ban (management, bastion). */
+  readonly neverBan: string[];
+  /** Shortest prefix of a ban this host applies, IPv4 and IPv6. */
+  readonly minPrefixV4: number;
+  readonly minPrefixV6: number;
+}
+
+/** Where a setting was read, for errors raised when it is used (a key file that does not load). */
+export interface SettingSource {
+  readonly file?: string;
+  readonly line?: number;
+  readonly key: string;
 }
 
 export interface CoordinatorSettings {
@@ -59,6 +76,14 @@ export interface CoordinatorSettings {
   readonly hostQuota: number;
   /** Megabytes one host's failure stream holds at most (reports may be large); past it its oldest are dropped. */
   readonly hostQuotaMb: number;
+  /** Private key file that signs this coordinator's decisions; unsigned when absent. */
+  readonly signingKey?: string;
+}
+
+/** Settings of the one-shot commands (fleetban ban, unban). */
+export interface CliSettings {
+  /** Private key file that signs bans, unbans and flushes made by hand. */
+  readonly signingKey?: string;
 }
 
 /** Which daemon or command a Redis connection is for: each may log in as its own ACL user. */
@@ -78,7 +103,10 @@ export interface FleetbanConfig {
   readonly identities?: Partial<Record<RedisRole, RedisIdentity>>;
   readonly agent: AgentSettings;
   readonly coordinator: CoordinatorSettings;
+  readonly cli: CliSettings;
   readonly files: string[];
+  /** Where the key and network settings came from, for errors raised when they are used. */
+  readonly sources: Readonly<Record<string, SettingSource>>;
 }
 
 /** Every option fleetban.conf accepts; anything else is a typo and refused with its location. */
@@ -86,9 +114,11 @@ const SCHEMA: Record<string, readonly string[]> = {
   cluster: ['name'],
   redis: ['url', 'username', 'password_file', 'tls_ca_file', 'tls_cert_file', 'tls_key_file', 'tls_servername', 'tls_verify',
     'sentinel_username', 'sentinel_password_file'],
-  agent: ['host', 'banaction', 'state_dir', 'heartbeat', 'report_batch', 'reconcile', 'max_bans', 'sshd_config', 'redis_username', 'redis_password_file'],
-  coordinator: ['consumer', 'batch', 'stream_maxlen', 'expire_interval', 'claim_idle', 'dbpurgeage', 'host_quota', 'host_quota_mb', 'redis_username', 'redis_password_file'],
-  cli: ['redis_username', 'redis_password_file'],
+  agent: ['host', 'banaction', 'state_dir', 'heartbeat', 'report_batch', 'reconcile', 'max_bans', 'sshd_config', 'redis_username', 'redis_password_file',
+    'trusted_keys', 'allow_unsigned', 'never_ban', 'min_prefix_v4', 'min_prefix_v6'],
+  coordinator: ['consumer', 'batch', 'stream_maxlen', 'expire_interval', 'claim_idle', 'dbpurgeage', 'host_quota', 'host_quota_mb', 'redis_username', 'redis_password_file',
+    'signing_key'],
+  cli: ['redis_username', 'redis_password_file', 'signing_key'],
 };
 
 /**
@@ -158,6 +188,33 @@ export function loadFleetbanConfig(dir: string): FleetbanConfig {
     return n;
   };
 
+  const bool = (section: string, key: string, fallback: boolean): boolean => {
+    const text = (get(section, key) ?? String(fallback)).toLowerCase();
+    if (['true', 'yes', '1', 'on'].includes(text)) return true;
+    if (['false', 'no', '0', 'off'].includes(text)) return false;
+    return fail(section, key, `'${text}' is not true or false`);
+  };
+  const list = (section: string, key: string): string[] => (get(section, key) ?? '').split(/[\s,]+/).filter(Boolean);
+  const sources: Record<string, SettingSource> = {};
+  const source = (section: string, key: string): void => {
+    const w = set.raw(section, key);
+    sources[`${section}.${key}`] = { file: w?.file ?? join(dir, 'fleetban.conf'), line: w?.line, key };
+  };
+  for (const [s, k] of [['agent', 'trusted_keys'], ['agent', 'never_ban'], ['coordinator', 'signing_key'], ['cli', 'signing_key']] as const) source(s, k);
+  const neverBan = list('agent', 'never_ban');
+  for (const n of neverBan) {
+    try {
+      parseBanTarget(n);
+    } catch (err) {
+      fail('agent', 'never_ban', `'${n}': ${(err as Error).message}`);
+    }
+  }
+  const prefix = (key: string, fallback: number, max: number): number => {
+    const n = integer('agent', key, fallback, 1);
+    if (n > max) fail('agent', key, `${n} is more than ${max}`);
+    return n;
+  };
+
   const cluster = get('cluster', 'name') ?? 'default';
   if (!CLUSTER_NAME_RE.test(cluster)) fail('cluster', 'name', `'${cluster}' may contain only letters, digits, '_', '.', '-'`);
 
@@ -178,9 +235,9 @@ export function loadFleetbanConfig(dir: string): FleetbanConfig {
     const file = get(section, key);
     if (!file) return undefined;
     try {
-      return readFileSync(file, 'utf8').trim();
+      return readSecretFile(file);
     } catch (err) {
-      return fail(section, key, `cannot read ${file}: ${(err as Error).message}`);
+      return fail(section, key, unreadable(err));
     }
   };
   const identities: Partial<Record<RedisRole, RedisIdentity>> = {};
@@ -198,9 +255,9 @@ export function loadFleetbanConfig(dir: string): FleetbanConfig {
     const path = get('redis', key);
     if (!path) return undefined;
     try {
-      return readFileSync(path, 'utf8');
+      return readBoundedFile(path, FILE_LIMITS.pem);
     } catch (err) {
-      return fail('redis', key, `cannot read ${path}: ${(err as Error).message}`);
+      return fail('redis', key, unreadable(err));
     }
   };
   const tlsVerify = (get('redis', 'tls_verify') ?? 'true').toLowerCase();
@@ -234,6 +291,11 @@ export function loadFleetbanConfig(dir: string): FleetbanConfig {
       reconcile: seconds('agent', 'reconcile', '30s'),
       maxBans: integer('agent', 'max_bans', 131_072, 1),
       sshdConfig: get('agent', 'sshd_config') ?? '/etc/ssh/sshd_config',
+      trustedKeys: list('agent', 'trusted_keys'),
+      allowUnsigned: bool('agent', 'allow_unsigned', false),
+      neverBan,
+      minPrefixV4: prefix('min_prefix_v4', 16, 32),
+      minPrefixV6: prefix('min_prefix_v6', 48, 128),
     },
     coordinator: {
       consumer: get('coordinator', 'consumer') ?? `${host}-${process.pid}`,
@@ -244,8 +306,11 @@ export function loadFleetbanConfig(dir: string): FleetbanConfig {
       dbpurgeage: seconds('coordinator', 'dbpurgeage', '1d'),
       hostQuota: integer('coordinator', 'host_quota', 10_000, 100),
       hostQuotaMb: integer('coordinator', 'host_quota_mb', 64, 1),
+      ...(get('coordinator', 'signing_key') ? { signingKey: get('coordinator', 'signing_key') } : {}),
     },
+    cli: { ...(get('cli', 'signing_key') ? { signingKey: get('cli', 'signing_key') } : {}) },
     files: set.files,
+    sources,
   };
 }
 
@@ -255,7 +320,15 @@ function defaultStateDir(): string {
   return join(process.env.XDG_STATE_HOME ?? join(homedir(), '.local', 'state'), 'fleetban');
 }
 
-/** @returns the URL with any password replaced, for logs and messages */
+/**
+ * @returns the URL with any password replaced, for logs and messages. The password runs to the
+ * last `@`: an operator's unescaped `/` or `@` in it must not leave the rest of it in a log.
+ */
 export function redactUrl(url: string): string {
-  return url.replace(/\/\/([^:@/]*):[^@/]*@/, '//$1:***@');
+  return url.replace(/\/\/([^:@/]*):[^\n]*@/, '//$1:***@');
+}
+
+/** `cannot read FILE: why`, for a secret or PEM file that was refused or could not be opened. */
+function unreadable(err: unknown): string {
+  return err instanceof FileRefusedError ? `cannot read ${err.path}: ${err.reason.replace(/^cannot open: /, '')}` : `cannot read: ${(err as Error).message}`;
 }

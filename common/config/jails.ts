@@ -2,7 +2,7 @@ import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError } from '../errors.js';
 import { AddressMatcher } from '../address.js';
-import { JAIL_NAME_RE } from '../protocol/messages.js';
+import { JAIL_NAME_RE, MAX_BAN_MS } from '../protocol/messages.js';
 import { ConfSet, readWithIncludes, readConfFile, type ConfValue } from './conf-reader.js';
 import { parseTimeSpec, PERMANENT } from './time-spec.js';
 import { parsePorts, parseProtocols, type PortSpec, type ProtocolSpec } from './ports.js';
@@ -133,7 +133,8 @@ function buildJail(set: ConfSet, name: string, warnings: string[]): JailConfig {
   if (!Number.isInteger(maxretry) || maxretry < 1) fail('maxretry', `'${value('maxretry')}' is not a whole number of at least 1`);
   const findtime = time(value('findtime'), 'findtime', fail);
   if (findtime <= 0) fail('findtime', 'must be positive');
-  const bantime = time(value('bantime'), 'bantime', fail);
+  // Longer than every firewall accepts (nft: ~213,503 days): cut to MAX_BAN_MS, as everywhere.
+  const bantime = Math.min(time(value('bantime'), 'bantime', fail), MAX_BAN_MS / 1000);
   if (bantime === 0) fail('bantime', 'must be positive, or -1 for permanent');
 
   const actionText = get('action');

@@ -1,4 +1,5 @@
 import { parseFormula, type Formula } from './formula.js';
+import { MAX_BAN_MS } from '../protocol/messages.js';
 
 /** fail2ban's `bantime.*` options of one jail, in seconds. */
 export interface BanTimePolicy {
@@ -30,9 +31,10 @@ const TABLE_SIZE = 21;
  */
 export function banTimeTable(p: BanTimePolicy): number[] {
   if (p.bantime < 0) return [-1];
-  const baseMs = Math.round(p.bantime * 1000);
+  const baseMs = Math.min(Math.round(p.bantime * 1000), MAX_BAN_MS);
   if (!p.increment) return [baseMs];
-  const capMs = p.maxtime > 0 ? Math.round(p.maxtime * 1000) : Infinity;
+  // Escalation (2^20 times the base by default) must stay within what every firewall accepts.
+  const capMs = Math.min(p.maxtime > 0 ? Math.round(p.maxtime * 1000) : Infinity, MAX_BAN_MS);
   let at: (count: number) => number;
   if (p.multipliers.length > 0) {
     at = (count) => p.bantime * p.factor * p.multipliers[Math.min(count, p.multipliers.length - 1)]!;

@@ -18,6 +18,8 @@ export interface ClusterKeys {
   readonly bans: string;
   /** Sorted set: `jail|addr` scored by expiry time in ms (permanent bans are not in it). */
   readonly banExpiry: string;
+  /** Hash: `jail|addr` -> since, bans the counting script decided that wait for a coordinator's signature. */
+  readonly unsignedBans: string;
   /** Hash: counters such as `sshd:failed` and `sshd:banned`. */
   readonly stats: string;
   /**
@@ -76,6 +78,7 @@ export function clusterKeys(cluster: string): ClusterKeys {
     decisions: `${prefix}:decisions`,
     bans: `${prefix}:bans`,
     banExpiry: `${prefix}:ban-expiry`,
+    unsignedBans: `${prefix}:bans-unsigned`,
     stats: `${prefix}:stats`,
     failureWindowPrefix,
     failingPrefix,

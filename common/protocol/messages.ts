@@ -77,11 +77,28 @@ export interface FailureEvent {
   line: string;
 }
 
-/** A decision every agent applies. */
-export type Decision =
+/**
+ * A decision every agent applies. `kid` and `sig` are its signature (common/protocol/signing.ts);
+ * an unban or a flush lifts only bans that started at or before its `at` (absent in decisions of
+ * older releases: it then lifts whatever it names).
+ */
+export type Decision = (
   | { op: 'ban'; jail: string; addr: string; since: number; until: number; reason: string; origin: string }
-  | { op: 'unban'; jail: string; addr: string; origin: string }
-  | { op: 'flush'; jail: string; origin: string };
+  | { op: 'unban'; jail: string; addr: string; origin: string; at?: number }
+  | { op: 'flush'; jail: string; origin: string; at?: number }
+) & { kid?: string; sig?: string };
+
+/**
+ * Longest ban, 100 years: every backend accepts it (nft refuses timeouts over ~213,503 days, and
+ * an element it refused used to wedge every later batch). Longer bans are cut to this by the
+ * config, the CLI, the Lua scripts (escalation included) and the agent; -1 stays permanent.
+ */
+export const MAX_BAN_MS = 100 * 365 * 86_400_000;
+
+/** @returns `until` cut to at most {@link MAX_BAN_MS} after `from` (FOREVER stays) */
+export function boundedUntil(until: number, from: number): number {
+  return until === FOREVER ? FOREVER : Math.min(until, from + MAX_BAN_MS);
+}
 
 /** Jail of bans made by hand without --jail; every agent enforces it on all ports. */
 export const MANUAL_JAIL = 'manual';
@@ -101,6 +118,9 @@ export interface BanRecord {
   origin: string;
   /** Failures counted in the window when the ban was decided (0 for manual bans). */
   failures: number;
+  /** Signature of the ban decision (same fields), when the ban was signed. */
+  kid?: string;
+  sig?: string;
 }
 
 /** An agent's heartbeat in the hosts hash. */
@@ -121,6 +141,10 @@ export interface Heartbeat {
   bansHeld?: number;
   /** Id of the newest decision stream entry applied, `0-0` when none. */
   lastDecision: string;
+  /** Decisions and snapshot entries refused since start: unsigned, bad signature, untrusted key. */
+  decisionsRefused?: number;
+  /** Signed bans this host's self-guard refused since start (own address, never_ban, too short a prefix). */
+  guardRefused?: number;
 }
 
 type Fields = string[];
@@ -225,14 +249,25 @@ function checkReportedFailure(row: unknown): string | undefined {
 /** @returns the flat field list for XADD of a decision */
 export function encodeDecision(d: Decision): Fields {
   const base = ['v', String(PROTOCOL_VERSION), 'op', d.op, 'jail', d.jail, 'origin', d.origin];
+  const signed = d.sig && d.kid ? ['kid', d.kid, 'sig', d.sig] : [];
   switch (d.op) {
     case 'ban':
-      return [...base, 'addr', d.addr, 'since', String(d.since), 'until', String(d.until), 'reason', d.reason];
+      return [...base, 'addr', d.addr, 'since', String(d.since), 'until', String(d.until), 'reason', d.reason, ...signed];
     case 'unban':
-      return [...base, 'addr', d.addr];
+      return [...base, 'addr', d.addr, ...(d.at !== undefined ? ['at', String(d.at)] : []), ...signed];
     case 'flush':
-      return base;
+      return [...base, ...(d.at !== undefined ? ['at', String(d.at)] : []), ...signed];
   }
+}
+
+const KID_RE = /^[0-9a-f]{16}$/;
+const SIG_RE = /^[A-Za-z0-9+/]{86}==$/;
+
+/** The signature fields of an entry, when well formed (a damaged one is as good as none). */
+function signatureOf(get: (k: string) => unknown): { kid?: string; sig?: string } {
+  const kid = get('kid');
+  const sig = get('sig');
+  return typeof kid === 'string' && typeof sig === 'string' && KID_RE.test(kid) && SIG_RE.test(sig) ? { kid, sig } : {};
 }
 
 /** @param fields flat list as returned by XREAD */
@@ -244,20 +279,30 @@ export function decodeDecision(fields: Fields): Decoded<Decision> {
   if (version) return { ok: false, reason: version };
   const op = f.get('op');
   const jail = f.get('jail');
-  // `*` is the jail of a flush that covers every jail.
-  if (!jail || !(JAIL_NAME_RE.test(jail) || (op === 'flush' && jail === '*'))) return bad('jail', jail);
-  const origin = (f.get('origin') ?? '').slice(0, LIMITS.hostChars);
-  if (op === 'flush') return { ok: true, value: { op, jail, origin } };
+  // `*` is the jail of a flush, or an unban, that covers every jail.
+  if (!jail || !(JAIL_NAME_RE.test(jail) || ((op === 'flush' || op === 'unban') && jail === '*'))) return bad('jail', jail);
+  const origin = f.get('origin') ?? '';
+  if (origin.length > LIMITS.hostChars) return bad('origin', origin);
+  const signature = signatureOf((k) => f.get(k));
+  let at: number | undefined;
+  if (f.has('at')) {
+    at = Number(f.get('at'));
+    if (!Number.isSafeInteger(at) || at <= 0) return bad('at', f.get('at'));
+  }
+  const when = at === undefined ? {} : { at };
+  if (op === 'flush') return { ok: true, value: { op, jail, origin, ...when, ...signature } };
   const addr = f.get('addr');
   if (!addr || !isCanonicalTarget(addr)) return bad('addr', addr);
-  if (op === 'unban') return { ok: true, value: { op, jail, addr, origin } };
+  if (op === 'unban') return { ok: true, value: { op, jail, addr, origin, ...when, ...signature } };
   if (op !== 'ban') return bad('op', op);
   const since = Number(f.get('since'));
   const until = Number(f.get('until'));
   if (!Number.isSafeInteger(since) || since <= 0) return bad('since', f.get('since'));
   if (!Number.isSafeInteger(until) || (until <= 0 && until !== FOREVER)) return bad('until', f.get('until'));
-  const reason = (f.get('reason') ?? '').slice(0, LIMITS.reasonChars);
-  return { ok: true, value: { op, jail, addr, since, until, reason, origin } };
+  // Reason and origin are signed as written: a text cut here would no longer verify.
+  const reason = f.get('reason') ?? '';
+  if (reason.length > LIMITS.reasonChars) return bad('reason', reason);
+  return { ok: true, value: { op, jail, addr, since, until, reason, origin, ...signature } };
 }
 
 /** @returns JSON for the bans hash */
@@ -278,6 +323,7 @@ export function decodeBan(json: string): Decoded<BanRecord> {
   if (typeof r.jail !== 'string' || !JAIL_NAME_RE.test(r.jail)) return bad('jail', String(r.jail));
   if (typeof r.addr !== 'string' || !isCanonicalTarget(r.addr)) return bad('addr', String(r.addr));
   if (typeof r.since !== 'number' || typeof r.until !== 'number') return { ok: false, reason: 'ban record has no times' };
+  const signature = signatureOf((k) => r[k]);
   return {
     ok: true,
     value: {
@@ -288,6 +334,7 @@ export function decodeBan(json: string): Decoded<BanRecord> {
       reason: typeof r.reason === 'string' ? r.reason : '',
       origin: typeof r.origin === 'string' ? r.origin : '',
       failures: typeof r.failures === 'number' ? r.failures : 0,
+      ...signature,
     },
   };
 }
@@ -308,7 +355,7 @@ export function decodeHeartbeat(json: string, host: string): Decoded<Heartbeat> 
   if (!Array.isArray(r.jails) || r.jails.length > LIMITS.heartbeatJails || !r.jails.every((j) => typeof j === 'string' && JAIL_NAME_RE.test(j))) return { ok: false, reason: 'invalid jails' };
   for (const k of ['seenAt', 'startedAt'] as const) if (!isTime(r[k])) return bad(k, String(r[k]));
   for (const k of ['pid', 'bansApplied'] as const) if (!isCount(r[k])) return bad(k, String(r[k]));
-  for (const k of ['bansRefused', 'bansHeld'] as const) if (r[k] !== undefined && !isCount(r[k])) return bad(k, String(r[k]));
+  for (const k of ['bansRefused', 'bansHeld', 'decisionsRefused', 'guardRefused'] as const) if (r[k] !== undefined && !isCount(r[k])) return bad(k, String(r[k]));
   if (typeof r.lastDecision !== 'string' || !STREAM_ID_RE.test(r.lastDecision)) return bad('lastDecision', String(r.lastDecision));
   return {
     ok: true,
@@ -318,6 +365,8 @@ export function decodeHeartbeat(json: string, host: string): Decoded<Heartbeat> 
       bansApplied: r.bansApplied as number, lastDecision: r.lastDecision,
       ...(r.bansRefused !== undefined ? { bansRefused: r.bansRefused as number } : {}),
       ...(r.bansHeld !== undefined ? { bansHeld: r.bansHeld as number } : {}),
+      ...(r.decisionsRefused !== undefined ? { decisionsRefused: r.decisionsRefused as number } : {}),
+      ...(r.guardRefused !== undefined ? { guardRefused: r.guardRefused as number } : {}),
     },
   };
 }

@@ -3,11 +3,14 @@
     Input:
       KEYS[1] bans hash  KEYS[2] ban expiry zset  KEYS[3] decisions stream  KEYS[4] window key prefix
       ARGV[1] jail or '*'  ARGV[2] origin  ARGV[3] decisions maxlen  ARGV[4] protocol version
+      ARGV[5] at (ms: agents lift the bans that started no later than this)
+      ARGV[6] key id and ARGV[7] signature of the flush ('' unsigned)
     Output: { number of bans lifted, id of the flush decision }
 ]]
 local rcall = redis.call
 --- @include "includes/add-decision"
 --- @include "includes/remove-ban"
+--- @include "includes/signed-fields"
 
 local jail = ARGV[1]
 local ids = {}
@@ -21,5 +24,7 @@ repeat
   end
 until cursor == '0'
 for _, id in ipairs(ids) do removeBan(KEYS[1], KEYS[2], KEYS[4], id) end
-local id = addDecision(KEYS[3], ARGV[3], ARGV[4], {'op', 'flush', 'jail', jail, 'origin', ARGV[2]})
+local fields = {'op', 'flush', 'jail', jail, 'origin', ARGV[2], 'at', ARGV[5]}
+addSignature(fields, ARGV[6], ARGV[7])
+local id = addDecision(KEYS[3], ARGV[3], ARGV[4], fields)
 return { #ids, id }

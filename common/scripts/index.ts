@@ -2,7 +2,8 @@ import type { Redis } from 'ioredis';
 import type { ClusterKeys } from '../protocol/keys.js';
 import { COORDINATOR_GROUP } from '../protocol/keys.js';
 import { PROTOCOL_VERSION } from '../protocol/version.js';
-import { ALIVE_MS, LIMITS, decodeBan, type BanRecord } from '../protocol/messages.js';
+import { ALIVE_MS, LIMITS, boundedUntil, decodeBan, encodeBan, encodeDecision, type BanRecord, type Decision } from '../protocol/messages.js';
+import type { Signature } from '../protocol/signing.js';
 import { commandName, defineScripts } from './loader.js';
 
 /** A failure handed to the counting script; its time is on the coordinators' (Redis') clock. */
@@ -77,6 +78,14 @@ export async function readWindow(redis: Redis, keys: ClusterKeys, jail: string, 
 
 type ScriptFn = (...args: Array<string | number>) => Promise<unknown>;
 
+/** Signs a decision for this cluster (common/protocol/signing.ts); absent when signing is off. */
+export type DecisionSigner = (d: Decision) => Signature;
+
+/** The XADD fields of a decision without the version, which the scripts add themselves. */
+function decisionFields(d: Decision): string[] {
+  return encodeDecision(d).slice(2);
+}
+
 /**
  * Typed calls of the cluster's Lua scripts. Every script runs atomically in Redis; `now` is always
  * passed in so tests can pin time.
@@ -87,12 +96,14 @@ export class ClusterScripts {
    * @param keys the cluster's key names
    * @param decisionsMaxlen approximate cap of the decisions stream
    * @param historyRetentionMs how long ban history is kept (fail2ban's dbpurgeage)
+   * @param signer signs every decision these calls publish; without one they go out unsigned
    */
   constructor(
     private readonly redis: Redis,
     private readonly keys: ClusterKeys,
     private readonly decisionsMaxlen = 100_000,
     private readonly historyRetentionMs = DEFAULT_HISTORY_RETENTION_MS,
+    private readonly signer?: DecisionSigner,
   ) {
     defineScripts(redis);
   }
@@ -114,7 +125,7 @@ export class ClusterScripts {
       k.registry, k.bans, k.banExpiry, k.decisions, k.stats, k.failingPrefix,
       COORDINATOR_GROUP, now, k.failureWindowPrefix, this.decisionsMaxlen, PROTOCOL_VERSION, k.historyPrefix,
       this.historyRetentionMs, k.windowHostsPrefix, Math.floor(Math.random() * 2 ** 31), k.hostPrefix, ALIVE_MS,
-      LIMITS.heartbeatAddrs, LIMITS.heartbeatBytes, policies.length,
+      LIMITS.heartbeatAddrs, LIMITS.heartbeatBytes, this.signer ? k.unsignedBans : '', policies.length,
     ];
     for (const p of policies) {
       args.push(p.jail, p.findtimeMs, p.maxretry, p.minhosts, p.overalljails ? 1 : 0, p.rndtimeMs, p.countsBans ? 1 : 0,
@@ -155,40 +166,100 @@ export class ClusterScripts {
     return { results, bans };
   }
 
+  /**
+   * Sign and publish the bans recordFailures parked for their signature (see
+   * includes/record-ban.lua): those of a call just made (`ids`), or, with `olderThan`, those any
+   * coordinator left parked before that time (it died between counting and publishing).
+   * @returns the number of bans published
+   */
+  async publishParked(select: { ids: readonly string[] } | { olderThan: number }): Promise<number> {
+    if (!this.signer) return 0;
+    const k = this.keys;
+    let ids: string[];
+    if ('ids' in select) ids = [...select.ids];
+    else {
+      const [, flat] = (await this.redis.hscan(k.unsignedBans, '0', 'COUNT', 1000)) as [string, string[]];
+      ids = [];
+      for (let i = 0; i + 1 < flat.length; i += 2) if (!(Number(flat[i + 1]) >= select.olderThan)) ids.push(flat[i]!);
+    }
+    if (ids.length === 0) return 0;
+    const records = await this.redis.hmget(k.bans, ...ids);
+    const args: Array<string | number> = [k.bans, k.decisions, k.unsignedBans, this.decisionsMaxlen, PROTOCOL_VERSION];
+    ids.forEach((id, i) => {
+      const json = records[i];
+      const r = json ? decodeBan(json) : undefined;
+      if (!r?.ok) {
+        // Lifted meanwhile (or damaged): nothing to publish; the script unparks it.
+        args.push(id, -2, -2, '', 0);
+        return;
+      }
+      const d: Decision = { op: 'ban', jail: r.value.jail, addr: r.value.addr, since: r.value.since, until: r.value.until, reason: r.value.reason, origin: r.value.origin };
+      const s = this.signer!(d);
+      const fields = decisionFields({ ...d, ...s });
+      args.push(id, d.since, d.until, encodeBan({ ...r.value, ...s }), fields.length, ...fields);
+    });
+    const out = (await this.call('publish')(...args)) as string[];
+    return out.filter(Boolean).length;
+  }
+
   /** @returns isNew: false when an existing ban was replaced; decisionId: the ban's entry in the decisions stream */
   async ban(b: { jail: string; addr: string; now: number; until: number; reason: string; origin: string }): Promise<{ isNew: boolean; decisionId: string }> {
     const k = this.keys;
+    const until = boundedUntil(b.until, b.now);
+    const s = this.signer?.({ op: 'ban', jail: b.jail, addr: b.addr, since: b.now, until, reason: b.reason, origin: b.origin });
     const [isNew, decisionId] = (await this.call('ban')(k.bans, k.banExpiry, k.decisions, k.stats,
-      b.jail, b.addr, b.now, b.until, b.reason, b.origin, this.decisionsMaxlen, PROTOCOL_VERSION,
-      k.failureWindowPrefix, k.historyPrefix, this.historyRetentionMs)) as [number, string];
+      b.jail, b.addr, b.now, until, b.reason, b.origin, this.decisionsMaxlen, PROTOCOL_VERSION,
+      k.failureWindowPrefix, k.historyPrefix, this.historyRetentionMs, s?.kid ?? '', s?.sig ?? '')) as [number, string];
     return { isNew: Number(isNew) === 1, decisionId };
   }
 
   /**
    * @param targets [jail, addr] pairs; jail '*' lifts the address in every jail
-   * @returns the bans lifted, and the id of the last unban decision ('' when nothing was banned)
+   * @param at when the unban is decided (cluster clock): agents lift bans that started no later
+   * @returns the bans lifted in Redis, and the id of the last unban decision (published for every
+   *   target, lifted here or not: agents may hold a ban whose record is gone)
    */
-  async unban(origin: string, targets: ReadonlyArray<readonly [string, string]>): Promise<{ lifted: Array<{ jail: string; addr: string }>; decisionId: string }> {
+  async unban(origin: string, targets: ReadonlyArray<readonly [string, string]>, at: number = Date.now()): Promise<{ lifted: Array<{ jail: string; addr: string }>; decisionId: string }> {
     const k = this.keys;
+    const args: Array<string | number> = [];
+    for (const [jail, addr] of targets) {
+      const s = this.signer?.({ op: 'unban', jail, addr, origin, at });
+      args.push(jail, addr, s?.kid ?? '', s?.sig ?? '');
+    }
     const out = (await this.call('unban')(k.bans, k.banExpiry, k.decisions, k.failureWindowPrefix,
-      origin, this.decisionsMaxlen, PROTOCOL_VERSION, ...targets.flat())) as string[];
+      origin, this.decisionsMaxlen, PROTOCOL_VERSION, at, ...args)) as string[];
     const lifted: Array<{ jail: string; addr: string }> = [];
     for (let i = 1; i + 1 < out.length; i += 2) lifted.push({ jail: out[i]!, addr: out[i + 1]! });
     return { lifted, decisionId: out[0] ?? '' };
   }
 
-  /** @returns the number of bans lifted (jail '*' for all) and the id of the flush decision */
-  async flush(jail: string, origin: string): Promise<{ count: number; decisionId: string }> {
+  /**
+   * @param at when the flush is decided (cluster clock): agents lift bans that started no later
+   * @returns the number of bans lifted (jail '*' for all) and the id of the flush decision
+   */
+  async flush(jail: string, origin: string, at: number = Date.now()): Promise<{ count: number; decisionId: string }> {
     const k = this.keys;
+    const s = this.signer?.({ op: 'flush', jail, origin, at });
     const [count, decisionId] = (await this.call('flush')(k.bans, k.banExpiry, k.decisions, k.failureWindowPrefix,
-      jail, origin, this.decisionsMaxlen, PROTOCOL_VERSION)) as [number, string];
+      jail, origin, this.decisionsMaxlen, PROTOCOL_VERSION, at, s?.kid ?? '', s?.sig ?? '')) as [number, string];
     return { count: Number(count), decisionId };
   }
 
   /** @returns `jail|addr` ids of the bans expired by this call (at most `limit`) */
   async expire(now: number, limit = 1000): Promise<string[]> {
     const k = this.keys;
-    return (await this.call('expire')(k.bans, k.banExpiry, k.decisions, now, limit, this.decisionsMaxlen, PROTOCOL_VERSION)) as string[];
+    const due = (await this.call('expire')(k.bans, k.banExpiry, k.decisions, now, limit, this.decisionsMaxlen, PROTOCOL_VERSION,
+      this.signer ? '0' : '1')) as string[];
+    if (this.signer && due.length > 0) {
+      const p = this.redis.pipeline();
+      for (const id of due) {
+        const sep = id.indexOf('|');
+        const d: Decision = { op: 'unban', jail: id.slice(0, sep), addr: id.slice(sep + 1), origin: 'expired', at: now };
+        p.xadd(k.decisions, 'MAXLEN', '~', this.decisionsMaxlen, '*', ...encodeDecision({ ...d, ...this.signer(d) }));
+      }
+      await p.exec();
+    }
+    return due;
   }
 
   /**

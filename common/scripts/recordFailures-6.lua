@@ -25,7 +25,9 @@
       ARGV[7] history retention ms   ARGV[8] window-hosts key prefix   ARGV[9] random seed
       ARGV[10] per-host key prefix   ARGV[11] heartbeat liveness ms    ARGV[12] addresses per heartbeat
       ARGV[13] heartbeat bytes at most
-      ARGV[14] number of jail policies P, then per policy:
+      ARGV[14] hash where bans wait for their signature ('' when decisions are not signed: they
+        are published at once; see includes/record-ban)
+      ARGV[15] number of jail policies P, then per policy:
         name, findtime ms, maxretry, minhosts, overalljails (0/1), rndtime ms, counts bans (0/1),
         ignoreself (0/1), T, then T ban durations in ms indexed by earlier bans (last one repeats;
         -1 permanent)
@@ -39,7 +41,8 @@
         ban), or -1 counted but already banned (reported once the count reaches maxretry),
         -2 outside the window (too old), -3 duplicate delivery, -4 unknown jail, -5 counted and
         not banned because a live host claims the address (ignoreself)
-      followed by the bans made as triples: jail, addr, until (ms, -1 permanent)
+      followed by the bans made as triples: jail, addr, until (ms, -1 permanent), parked for
+        their signature when ARGV[14] is set
     A window holds failures with time > now - findtime; a failure from the future counts at now.
     Once its count reaches maxretry a window is trimmed to the failures still inside it, and to
     the newest maxretry of them (more cannot change a decision), so a window that cannot ban
@@ -64,12 +67,14 @@ local hostKeyPrefix = ARGV[10]
 local aliveMs = tonumber(ARGV[11])
 local maxAddrs = tonumber(ARGV[12])
 local maxHeartbeat = tonumber(ARGV[13])
+local pendingKey = ARGV[14]
 --- @include "includes/add-decision"
+--- @include "includes/signed-fields"
 --- @include "includes/record-ban"
 
 local policies, recidives = {}, {}
-local o = 15
-for _ = 1, tonumber(ARGV[14]) do
+local o = 16
+for _ = 1, tonumber(ARGV[15]) do
   local p = { name = ARGV[o], findtime = tonumber(ARGV[o + 1]), maxretry = tonumber(ARGV[o + 2]),
     minhosts = tonumber(ARGV[o + 3]), overall = ARGV[o + 4] == '1', rnd = tonumber(ARGV[o + 5]),
     countsBans = ARGV[o + 6] == '1', ignoreself = ARGV[o + 7] == '1', durations = {} }
@@ -162,6 +167,7 @@ local function banAddress(p, addr, origin, failures)
   end
   local reason = failures .. ' failures in ' .. math.floor(p.findtime / 1000) .. 's'
   if prior > 0 then reason = reason .. ', ban #' .. (prior + 1) end
+  if untilMs > now + MAX_BAN_MS then untilMs = now + MAX_BAN_MS end
   recordBan(p.name, addr, now, untilMs, reason, origin, failures)
   bans[#bans + 1] = p.name
   bans[#bans + 1] = addr

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { after } from 'node:test';
 import type { Redis } from 'ioredis';
 import { writeConfig, type Daemon } from './spawn.js';
+import { unsignedConfig } from './keys.js';
 import { COORDINATOR_GROUP, type ClusterKeys } from '../../common/protocol/keys.js';
 import { HOSTS_CHANGED, decodeReport, encodeReport, splitIntoReports, type FailureEvent } from '../../common/protocol/messages.js';
 
@@ -48,6 +49,8 @@ export interface HostConfig {
   banaction?: string;
   /** Extra lines for [agent]. */
   agent?: string;
+  /** False: no keys, unsigned decisions accepted (benchmarks compare both); default signed with the test key. */
+  signing?: boolean;
 }
 
 /** @returns a configuration directory with fleetban.conf and a one-jail (sshd) jail.conf */
@@ -64,6 +67,7 @@ export function hostConfig(c: HostConfig): string {
       '[sshd]', 'enabled = true', 'filter = sshd', 'port = ssh', `logpath = ${c.logpath ?? join(c.work, 'nobody.log')}`,
       `maxretry = ${c.maxretry ?? 5}`, `findtime = ${c.findtime ?? '10m'}`, `bantime = ${c.bantime ?? '1h'}`,
     ].join('\n') + '\n',
+    ...(c.signing === false ? { 'fleetban.local': unsignedConfig() } : {}),
   });
 }
 

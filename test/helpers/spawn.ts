@@ -3,6 +3,7 @@ import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
+import { signingConfig } from './keys.js';
 import { withIdentities } from './redis-server.js';
 
 /** The compiled CLI entry point. */
@@ -94,10 +95,13 @@ export async function runCli(args: string[], env: Record<string, string> = {}): 
 
 /**
  * Write a configuration directory for one host. A fleetban.conf that points at a test Redis gets
- * per-role identities on it (agent, coordinator, admin for the CLI; see withIdentities).
+ * per-role identities on it (agent, coordinator, admin for the CLI; see withIdentities), and a
+ * fleetban.local that signs with and trusts the test key pair (test/helpers/keys.ts), unless the
+ * test writes its own fleetban.local.
  */
 export function writeConfig(files: Record<string, string>, dir = mkdtempSync(join(tmpdir(), 'fleetban-conf-'))): string {
-  for (const [name, text] of Object.entries(files)) {
+  const all = 'fleetban.conf' in files && !('fleetban.local' in files) ? { ...files, 'fleetban.local': signingConfig() } : files;
+  for (const [name, text] of Object.entries(all)) {
     mkdirSync(join(dir, name, '..'), { recursive: true });
     writeFileSync(join(dir, name), name === 'fleetban.conf' ? withIdentities(text, () => hostname().split('.')[0]!) : text);
   }

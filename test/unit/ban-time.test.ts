@@ -1,7 +1,9 @@
 import { test } from 'node:test';
+import { readFileSync } from 'node:fs';
 import assert from 'node:assert/strict';
 import { parseFormula } from '../../common/policy/formula.js';
 import { banTimeTable, DEFAULT_FORMULA, type BanTimePolicy } from '../../common/policy/ban-time.js';
+import { MAX_BAN_MS } from '../../common/protocol/messages.js';
 
 const base: BanTimePolicy = { bantime: 600, increment: true, factor: 1, formula: DEFAULT_FORMULA, multipliers: [], maxtime: 0, rndtime: 0, overalljails: false };
 
@@ -39,4 +41,18 @@ test('code is refused, not run', () => {
   assert.throws(() => parseFormula('open(1)'), /'open' is not supported/);
   assert.throws(() => parseFormula('ban.Time *'), /unexpected end/);
   assert.throws(() => parseFormula('(ban.Time'), /expected '\)'/);
+});
+
+test('escalation and the base are cut to the longest ban every firewall accepts (100 years)', () => {
+  // 1 day doubled 2^20 times is ~2.9 million years: far past nft's ~213,503-day limit.
+  const t = banTimeTable({ ...base, bantime: 86_400 });
+  assert.equal(Math.max(...t), MAX_BAN_MS);
+  assert.deepEqual(banTimeTable({ ...base, bantime: 1000 * 365 * 86_400, increment: false }), [MAX_BAN_MS]);
+  assert.equal(Math.max(...banTimeTable({ ...base, multipliers: [1, 1e9] })), MAX_BAN_MS);
+  assert.deepEqual(banTimeTable({ ...base, bantime: -1 }), [-1], 'permanent stays permanent');
+});
+
+test('the Lua scripts cut bans at the same limit as the TypeScript side', () => {
+  const lua = readFileSync('common/scripts/includes/record-ban.lua', 'utf8');
+  assert.equal(Number(/^local MAX_BAN_MS = (\d+)$/m.exec(lua)?.[1]), MAX_BAN_MS);
 });

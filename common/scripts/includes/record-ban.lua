@@ -1,13 +1,27 @@
+-- Longest ban in ms (100 years, MAX_BAN_MS in common/protocol/messages.ts): nft refuses timeouts
+-- over ~213,503 days, so a longer ban, typed or reached by escalation, is cut to this.
+local MAX_BAN_MS = 3153600000000
+
 -- Write an active ban everywhere it is kept: the bans hash, the expiry index, the counters, the
 -- address' ban history (pruned to the retention) and a ban decision for every agent.
--- Needs: addDecision, and the locals bansKey, expiryKey, decisionsKey, statsKey, historyPrefix,
--- retention (ms), maxlen, version.
-local function recordBan(jail, addr, since, untilMs, reason, origin, failures)
+-- A ban signed by the caller (kid, sig) is recorded and published with its signature. An
+-- unsigned one is published as it is when pendingKey is '' (signing off), else parked in the
+-- pendingKey hash (ban id -> since) without a decision: this script cannot sign, so its caller
+-- signs the parked bans and publishes them (publish-3.lua), and any coordinator publishes those
+-- a crashed one left parked.
+-- Needs: addDecision, addSignature, and the locals bansKey, expiryKey, decisionsKey, statsKey, historyPrefix,
+-- retention (ms), maxlen, version, pendingKey.
+local function recordBan(jail, addr, since, untilMs, reason, origin, failures, kid, sig)
   local banId = jail .. '|' .. addr
+  if untilMs > since + MAX_BAN_MS then untilMs = since + MAX_BAN_MS end
   local existed = rcall('HEXISTS', bansKey, banId)
-  rcall('HSET', bansKey, banId, cjson.encode({
-    jail = jail, addr = addr, since = since, ['until'] = untilMs, reason = reason, origin = origin, failures = failures
-  }))
+  local record = { jail = jail, addr = addr, since = since, ['until'] = untilMs, reason = reason, origin = origin, failures = failures }
+  local signed = addSignature({}, kid, sig)
+  if signed then
+    record.kid = kid
+    record.sig = sig
+  end
+  rcall('HSET', bansKey, banId, cjson.encode(record))
   if untilMs > 0 then rcall('ZADD', expiryKey, untilMs, banId) else rcall('ZREM', expiryKey, banId) end
   if existed == 0 then rcall('HINCRBY', statsKey, jail .. ':banned', 1) end
   local history = historyPrefix .. addr
@@ -15,9 +29,14 @@ local function recordBan(jail, addr, since, untilMs, reason, origin, failures)
   rcall('ZADD', history, since, jail .. '|' .. since .. '|' .. untilMs .. '|' .. origin .. '|' .. reason)
   rcall('ZREMRANGEBYSCORE', history, '-inf', since - retention)
   rcall('PEXPIRE', history, retention)
-  local id = addDecision(decisionsKey, maxlen, version, {'op', 'ban', 'jail', jail, 'origin', origin, 'addr', addr,
-    'since', tostring(since), 'until', tostring(untilMs), 'reason', reason})
-  return existed, id
+  if not signed and pendingKey ~= '' then
+    rcall('HSET', pendingKey, banId, since)
+    return existed, ''
+  end
+  local fields = {'op', 'ban', 'jail', jail, 'origin', origin, 'addr', addr,
+    'since', string.format('%d', since), 'until', string.format('%d', untilMs), 'reason', reason}
+  addSignature(fields, kid, sig)
+  return existed, addDecision(decisionsKey, maxlen, version, fields)
 end
 
 -- Number of earlier bans of addr still in its history: in one jail, or in all jails.
