@@ -13,7 +13,7 @@ import { loadFilter, builtinFilterDir } from '../common/filter/index.js';
 import type { Filter, LineMatcher } from '../common/filter/types.js';
 import { createFirewallBackend } from './firewall/index.js';
 import type { JailRule } from './firewall/backend.js';
-import { createLogSources } from './sources/index.js';
+import { createLogSources, jailsWithoutLogFiles } from './sources/index.js';
 import type { LogSource } from './sources/source.js';
 import { Enforcer } from './enforcer.js';
 import { DecisionFollower } from './decisions.js';
@@ -110,6 +110,9 @@ export async function startAgent(dir: string, options: AgentOptions = {}): Promi
   if (!waited) log.warn('cluster bans not loaded yet (Redis unreachable?); continuing and retrying in the background');
   heartbeat.start();
 
+  for (const m of await jailsWithoutLogFiles(loaded.jails)) {
+    log.warn({ jail: m.jail, logpath: m.logpath }, `jail [${m.jail}]: no log file found yet; it is followed once it appears`);
+  }
   const sources: LogSource[] = [];
   for (const jail of loaded.jails) {
     const filter = filters.get(jail.name);

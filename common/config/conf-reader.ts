@@ -128,11 +128,13 @@ export function readConfFile(path: string): ConfDocument | undefined {
  * Every file that makes up `path` in fail2ban's order: for `NAME.conf` and then `NAME.local`,
  * its `[INCLUDES] before` files (recursively), itself, then its `after` files.
  * @param path a `.conf` file (need not exist when only the `.local` does)
+ * @param options `local: false` reads `path` alone (the caller places the `.local` itself, as
+ *   jail.local comes after jail.d/*.conf)
  * @returns parsed documents in reading order
  */
-export function readWithIncludes(path: string): ConfDocument[] {
+export function readWithIncludes(path: string, options: { local?: boolean } = {}): ConfDocument[] {
   const out: ConfDocument[] = [];
-  const local = path.endsWith('.conf') ? `${path.slice(0, -5)}.local` : undefined;
+  const local = options.local !== false && path.endsWith('.conf') ? `${path.slice(0, -5)}.local` : undefined;
   for (const file of local ? [path, local] : [path]) collect(file, [], out);
   return out;
 }

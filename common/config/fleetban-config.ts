@@ -1,6 +1,7 @@
 import { homedir, hostname } from 'node:os';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { ConfigError } from '../errors.js';
 import { CLUSTER_NAME_RE } from '../protocol/keys.js';
 import { HOST_NAME_RE } from '../protocol/messages.js';
@@ -76,9 +77,25 @@ const SCHEMA: Record<string, readonly string[]> = {
 /** Where configuration lives unless --config or FLEETBAN_CONFIG says otherwise. */
 export const DEFAULT_CONFIG_DIR = '/etc/fleetban';
 
-/** @returns the configuration directory from the command line, the environment, or the default */
+/** The commented defaults shipped in the repository (deploy/etc/fleetban). */
+export function shippedConfigDir(): string {
+  return fileURLToPath(new URL('../../../deploy/etc/fleetban', import.meta.url));
+}
+
+/**
+ * The one rule for where configuration lives, used by every command and daemon alike (so the CLI
+ * reads the jails `fleetban up` runs): `--config`, else `$FLEETBAN_CONFIG`, else /etc/fleetban when
+ * it exists, else the shipped defaults.
+ * @param flag the `--config` option, when given
+ * @returns the configuration directory
+ */
 export function configDir(flag?: string): string {
-  return flag ?? process.env.FLEETBAN_CONFIG ?? DEFAULT_CONFIG_DIR;
+  return explicitConfigDir(flag) ?? (existsSync(DEFAULT_CONFIG_DIR) ? DEFAULT_CONFIG_DIR : shippedConfigDir());
+}
+
+/** @returns the directory named by `--config` or `$FLEETBAN_CONFIG`, undefined when neither is given */
+export function explicitConfigDir(flag?: string): string | undefined {
+  return flag || process.env.FLEETBAN_CONFIG || undefined;
 }
 
 /**

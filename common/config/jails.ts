@@ -1,9 +1,10 @@
-import { readdirSync } from 'node:fs';
+import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError } from '../errors.js';
 import { AddressMatcher } from '../address.js';
 import { JAIL_NAME_RE } from '../protocol/messages.js';
-import { ConfSet, readWithIncludes, readConfFile, type ConfValue } from './conf-reader.js';
+import { ConfSet, readWithIncludes, type ConfDocument, type ConfValue } from './conf-reader.js';
+import { parseBackend, type BackendSpec } from './backend-spec.js';
 import { parseTimeSpec, PERMANENT } from './time-spec.js';
 import { parsePorts, parseProtocols, type PortSpec, type ProtocolSpec } from './ports.js';
 import { parseActions, isFirewallAction, type ActionRef } from './actions.js';
@@ -18,8 +19,10 @@ export interface JailConfig {
   /** Filter spec as fail2ban writes it: `sshd` or `sshd[mode=aggressive]`. */
   readonly filter: string;
   readonly logpath: string[];
-  /** fail2ban `backend`: auto, polling, pyinotify, systemd. */
+  /** fail2ban `backend` as written: auto, polling, pyinotify, gamin, systemd[...], bans. */
   readonly backend: string;
+  /** The backend parsed (common/config/backend-spec.ts decides what is valid). */
+  readonly backendSpec: BackendSpec;
   readonly logencoding: string;
   readonly journalmatch: string[];
   readonly maxretry: number;
@@ -85,26 +88,54 @@ const KNOWN_OPTIONS = new Set([
 ]);
 
 /**
- * Load jails in fail2ban's order: jail.conf (with its [INCLUDES]), jail.local, jail.d/*.conf, jail.d/*.local.
+ * The files of one fail2ban configuration name in fail2ban's reading order (its configreader.py):
+ * `NAME.conf`, `NAME.d/*.conf`, `NAME.local`, `NAME.d/*.local`, each with its `[INCLUDES]`. So a
+ * `jail.local` overrides Debian's `jail.d/defaults-debian.conf`, and `jail.d/*.local` overrides both.
+ * @param dir configuration directory
+ * @param name `jail`, `fail2ban`, ...
+ * @returns parsed documents in reading order
+ */
+export function readConfName(dir: string, name: string): ConfDocument[] {
+  const dotD = join(dir, `${name}.d`);
+  let entries: string[] = [];
+  try {
+    entries = readdirSync(dotD).sort();
+  } catch {
+    // no NAME.d: nothing to add
+  }
+  const inD = (ext: string): ConfDocument[] => entries.filter((e) => e.endsWith(ext)).flatMap((e) => readWithIncludes(join(dotD, e), { local: false }));
+  return [
+    ...readWithIncludes(join(dir, `${name}.conf`), { local: false }),
+    ...inD('.conf'),
+    ...readWithIncludes(join(dir, `${name}.local`), { local: false }),
+    ...inD('.local'),
+  ];
+}
+
+/**
+ * Refuse a configuration directory that does not exist (fail2ban-client -t does too); reading
+ * nothing and running no jail would look like success.
+ * @throws ConfigError naming the directory
+ */
+export function requireConfigDir(dir: string): void {
+  let isDir = false;
+  try {
+    isDir = statSync(dir).isDirectory();
+  } catch (err) {
+    throw new ConfigError(`configuration directory does not exist (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, dir);
+  }
+  if (!isDir) throw new ConfigError('is not a directory', dir);
+}
+
+/**
+ * Load jails in fail2ban's order: jail.conf, jail.d/*.conf, jail.local, jail.d/*.local.
  * Only enabled jails are validated and returned, as fail2ban does.
  * @param dir configuration directory
  * @throws ConfigError naming file, line and key
  */
 export function loadJails(dir: string): LoadedJails {
-  const set = new ConfSet(readWithIncludes(join(dir, 'jail.conf')));
-  const jailD = join(dir, 'jail.d');
-  let entries: string[] = [];
-  try {
-    entries = readdirSync(jailD).sort();
-  } catch {
-    // no jail.d: nothing to add
-  }
-  for (const ext of ['.conf', '.local']) {
-    for (const name of entries.filter((e) => e.endsWith(ext))) {
-      const doc = readConfFile(join(jailD, name));
-      if (doc) set.add(doc);
-    }
-  }
+  requireConfigDir(dir);
+  const set = new ConfSet(readConfName(dir, 'jail'));
 
   const warnings: string[] = [];
   const jails: JailConfig[] = [];
@@ -243,12 +274,9 @@ function buildJail(set: ConfSet, name: string, warnings: string[]): JailConfig {
     .map((l) => l.trim().replace(/\s+(?:head|tail)$/, ''))
     .filter(Boolean);
   const backend = (get('backend') ?? JAIL_DEFAULTS.backend).trim();
-  const backendName = backend.replace(/\[.*$/, '');
-  if (!['auto', 'polling', 'pyinotify', 'gamin', 'systemd', 'bans'].includes(backendName)) {
-    fail('backend', `'${backend}' is not one of auto, polling, pyinotify, gamin, systemd, bans`);
-  }
-  const countsBans = backendName === 'bans';
-  if (!countsBans && backendName !== 'systemd' && logpath.length === 0) fail('logpath', 'is required (or backend = systemd or bans)');
+  const backendSpec = parseBackend(backend, name, where('backend') ?? loc);
+  const countsBans = backendSpec.kind === 'bans';
+  if (backendSpec.kind === 'files' && logpath.length === 0) fail('logpath', 'is required (or backend = systemd or bans)');
 
   const options = new Map<string, string>();
   const keys = new Set([...set.ownKeys('DEFAULT'), ...set.ownKeys(name)]);
@@ -269,6 +297,7 @@ function buildJail(set: ConfSet, name: string, warnings: string[]): JailConfig {
     filter: (get('filter') ?? name).trim(),
     logpath,
     backend,
+    backendSpec,
     logencoding: value('logencoding').trim(),
     journalmatch: (get('journalmatch') ?? '').split('\n').map((s) => s.trim()).filter(Boolean),
     maxretry,

@@ -8,8 +8,10 @@ import { startDaemon, runCli, writeConfig, sshdFailure } from '../helpers/spawn.
 /** The CLI as an operator meets it: check-config, refusing bad configuration, and `fleetban up`. */
 
 test('check-config reports OK with warnings, or the file, line and key of a mistake', async () => {
+  const authLog = join(mkdtempSync(join(tmpdir(), 'fleetban-logs-')), 'auth.log');
+  writeFileSync(authLog, '');
   const good = writeConfig({
-    'jail.conf': `[ssh-iptables]\nenabled = true\nfilter = sshd\naction = iptables[name=SSH, port=ssh, protocol=tcp]\n         sendmail-whois[name=SSH, dest=you@example.org]\nlogpath = /var/log/auth.log\n`,
+    'jail.conf': `[ssh-iptables]\nenabled = true\nfilter = sshd\naction = iptables[name=SSH, port=ssh, protocol=tcp]\n         sendmail-whois[name=SSH, dest=you@example.org]\nlogpath = ${authLog}\n`,
   });
   const ok = await runCli(['--config', good, 'check-config']);
   assert.equal(ok.code, 0, ok.stderr);
@@ -26,6 +28,20 @@ test('check-config reports OK with warnings, or the file, line and key of a mist
   const f = await runCli(['--config', badFilter, 'check-config']);
   assert.equal(f.code, 1);
   assert.match(f.stderr, /nosuchfilter/);
+});
+
+test('check-config refuses what fail2ban-client -t refuses: a missing directory, a jail without a log file', async () => {
+  const gone = join(tmpdir(), `fleetban-no-such-dir-${process.pid}`);
+  const r = await runCli(['--config', gone, 'check-config']);
+  assert.equal(r.code, 1);
+  assert.equal(r.stderr, `fleetban: ${gone}: configuration directory does not exist (ENOENT)\n`);
+
+  const dir = writeConfig({ 'jail.conf': `[sshd]\nenabled = true\nlogpath = ${gone}/auth.log\n          ${gone}/*.log\n[journal]\nenabled = true\nfilter = sshd\nbackend = systemd\n` });
+  const m = await runCli(['--config', dir, 'check-config']);
+  assert.equal(m.code, 1);
+  assert.equal(m.stderr.trim().split('\n').length, 1, 'one line');
+  assert.match(m.stderr, new RegExp(`jail\\.conf:1, key 'logpath': jail \\[sshd\\]: have not found any log file \\(logpath ${gone}/auth\\.log ${gone}/\\*\\.log\\)`));
+  assert.doesNotMatch(m.stderr, /\[journal\]/, 'the journal backend needs no file');
 });
 
 test('a daemon with malformed configuration does not start and says where', async () => {

@@ -105,3 +105,37 @@ test('fleetban.conf: defaults, overrides from fleetban.local, unknown keys refus
   assert.throws(() => loadFleetbanConfig(configDir({ 'fleetban.conf': '[cluster]\nname = a b\n' })), /key 'name'/);
   assert.throws(() => loadFleetbanConfig(configDir({ 'fleetban.conf': '[redis]\nurl = http://x\n' })), /must start with redis:\/\//);
 });
+
+test("fail2ban's reading order: jail.conf, jail.d/*.conf, jail.local, jail.d/*.local", () => {
+  // Debian ships jail.d/defaults-debian.conf enabling sshd; the operator's jail.local must win over it.
+  const dir = configDir({
+    'jail.conf': '[sshd]\nlogpath = /l\nmaxretry = 1\n[web]\nlogpath = /w\n',
+    'jail.d/defaults-debian.conf': '[sshd]\nenabled = true\nmaxretry = 2\n[web]\nenabled = true\nmaxretry = 2\n',
+    'jail.local': '[sshd]\nenabled = false\n[web]\nmaxretry = 3\n',
+    'jail.d/zz.local': '[web]\nfindtime = 1m\n',
+  });
+  const { jails, files } = loadJails(dir);
+  assert.deepEqual(jails.map((j) => j.name), ['web'], 'jail.local disables the sshd jail jail.d enabled');
+  assert.equal(jails[0]!.maxretry, 3, 'jail.local overrides jail.d/*.conf');
+  assert.equal(jails[0]!.findtime, 60);
+  assert.deepEqual(files.map((f) => f.slice(dir.length + 1)), ['jail.conf', 'jail.d/defaults-debian.conf', 'jail.local', 'jail.d/zz.local']);
+});
+
+test('a configuration directory that does not exist is refused', () => {
+  assert.throws(() => loadJails('/nonexistent/fleetban-conf'), /^ConfigError: \/nonexistent\/fleetban-conf: configuration directory does not exist/);
+});
+
+test('backends: one list for the jail loader and the log sources', async () => {
+  const { createLogSources } = await import('../../../agent/sources/index.js');
+  const dir = configDir({ 'jail.conf': '[sshd]\nenabled = true\nlogpath = /l\nbackend = inotify\n' });
+  assert.throws(() => loadJails(dir), /jail\.conf:4, key 'backend': jail \[sshd\]: unknown backend 'inotify' \(fail2ban's name for it is pyinotify\)/);
+  assert.throws(() => createLogSources({ name: 'sshd', backend: 'inotify', logpath: ['/l'], logencoding: 'auto', journalmatch: [] }), /unknown backend 'inotify'/);
+  for (const b of ['auto', 'polling', 'pyinotify', 'gamin']) {
+    const j = loadJails(configDir({ 'jail.conf': `[sshd]\nenabled = true\nlogpath = /l\nbackend = ${b}\n` })).jails[0]!;
+    assert.equal(j.backendSpec.kind, 'files', b);
+    assert.equal(createLogSources(j).length, 1, `${b}: the sources accept what the loader accepts`);
+  }
+  const bans = loadJails(configDir({ 'jail.conf': '[recidive]\nenabled = true\nbackend = bans\n' })).jails[0]!;
+  assert.equal(bans.countsBans, true);
+  assert.deepEqual(createLogSources(bans), []);
+});
