@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { configDir, loadFleetbanConfig, type FleetbanConfig } from '../../common/config/fleetban-config.js';
 import { loadJails } from '../../common/config/jails.js';
+import { readFail2banSettings } from '../../common/config/fail2ban-settings.js';
 import { componentLogger, rootLogger } from '../../common/log.js';
 import { startAgent, loadJailFilters, jailRules } from '../../agent/main.js';
 import { jailsWithoutLogFiles } from '../../agent/sources/index.js';
@@ -121,11 +122,12 @@ export function registerDaemonCommands(program: Command, globals: () => GlobalOp
         throw new ConfigError(noLogs.map((m) => `jail [${m.jail}]: have not found any log file (logpath ${m.logpath.join(' ')})`).join('; ') +
           '; create the file, fix logpath, or read the journal with backend = systemd', first.file, first.line, 'logpath');
       }
+      const warnings = [...readFail2banSettings(dir).warnings, ...loaded.warnings];
       if (g.json) {
-        console.log(JSON.stringify({ ok: true, dir, cluster: config.cluster, jails: loaded.jails.map((j) => j.name), warnings: loaded.warnings }));
+        console.log(JSON.stringify({ ok: true, dir, cluster: config.cluster, jails: loaded.jails.map((j) => j.name), warnings }));
         return;
       }
-      for (const w of loaded.warnings) console.log(`warning: ${w}`);
+      for (const w of warnings) console.log(`warning: ${w}`);
       console.log(`OK: ${dir}: cluster ${config.cluster}, ${loaded.jails.length} enabled jail${loaded.jails.length === 1 ? '' : 's'}${loaded.jails.length ? ` (${loaded.jails.map((j) => j.name).join(', ')})` : ''}`);
     });
 }

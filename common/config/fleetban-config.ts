@@ -8,6 +8,7 @@ import { HOST_NAME_RE } from '../protocol/messages.js';
 import { ConfSet, readWithIncludes } from './conf-reader.js';
 import { parseTimeSpec } from './time-spec.js';
 import { parseSentinelUrl } from '../sentinel-url.js';
+import { readFail2banSettings } from './fail2ban-settings.js';
 
 /** Redis connection settings. The password never appears in logs. */
 export interface RedisSettings {
@@ -215,7 +216,8 @@ export function loadFleetbanConfig(dir: string): FleetbanConfig {
       streamMaxlen: integer('coordinator', 'stream_maxlen', 100_000, 1000),
       expireInterval: seconds('coordinator', 'expire_interval', '1s'),
       claimIdle: seconds('coordinator', 'claim_idle', '30s'),
-      dbpurgeage: seconds('coordinator', 'dbpurgeage', '1d'),
+      // fleetban.conf wins; a migrated directory's fail2ban.conf/fail2ban.local comes next.
+      dbpurgeage: get('coordinator', 'dbpurgeage') !== undefined ? seconds('coordinator', 'dbpurgeage', '1d') : readFail2banSettings(dir).dbpurgeage ?? 86_400,
     },
     files: set.files,
   };

@@ -1,9 +1,8 @@
-import { readdirSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { statSync } from 'node:fs';
 import { ConfigError } from '../errors.js';
 import { AddressMatcher } from '../address.js';
 import { JAIL_NAME_RE } from '../protocol/messages.js';
-import { ConfSet, readWithIncludes, type ConfDocument, type ConfValue } from './conf-reader.js';
+import { ConfSet, readConfName, type ConfValue } from './conf-reader.js';
 import { parseBackend, type BackendSpec } from './backend-spec.js';
 import { parseTimeSpec, PERMANENT } from './time-spec.js';
 import { parsePorts, parseProtocols, type PortSpec, type ProtocolSpec } from './ports.js';
@@ -33,6 +32,11 @@ export interface JailConfig {
   readonly protocols: ProtocolSpec;
   /** False when the jail's actions include no firewall action: bans are recorded, not enforced. */
   readonly enforce: boolean;
+  /**
+   * What a banned packet meets: fail2ban's `blocktype` (the firewall action's parameter, else the
+   * jail's option). `drop` unless it says `reject…`.
+   */
+  readonly blocktype: Blocktype;
   /** The firewall action's `name` parameter (`iptables[name=SSH]`): iptables names the chain `f2b-SSH`. */
   readonly actionName: string | undefined;
   /** `bantime.*` escalation options. */
@@ -75,6 +79,21 @@ export const JAIL_DEFAULTS = Object.freeze({
   ignoreip: '',
 });
 
+/** How banned packets are refused. */
+export type Blocktype = 'drop' | 'reject';
+
+/**
+ * fail2ban options a jail may set that fleetban does not honour as such, each with what fleetban
+ * does instead (named in a warning when the jail sets it itself).
+ */
+const NOT_HONOURED: Readonly<Record<string, string>> = {
+  chain: "fleetban's rules live in its own table/chain hooked into input, whatever chain names",
+  maxmatches: 'fleetban reports each failure with its own line; there is no per-ticket match list',
+  fail2ban_agent: 'no fleetban action makes HTTP requests with a user agent',
+  banaction: 'fleetban enforces every firewall action with the host\'s [agent] banaction',
+  banaction_allports: 'fleetban enforces every firewall action with the host\'s [agent] banaction',
+};
+
 /** Options this implementation reads; others are passed to the filter or warned about once. */
 const KNOWN_OPTIONS = new Set([
   'enabled', 'filter', 'logpath', 'backend', 'logencoding', 'journalmatch', 'maxretry', 'findtime', 'bantime',
@@ -84,33 +103,8 @@ const KNOWN_OPTIONS = new Set([
   'action_xarf', 'action_cf_mwl', 'action_blocklist_de', 'action_abuseipdb', 'action_badips', 'action_badips_report',
   'fail2ban_agent', 'protocol', 'before', 'after', 'minhosts', 'bantime.increment', 'bantime.factor', 'bantime.formula',
   'bantime.multipliers', 'bantime.maxtime', 'bantime.rndtime', 'bantime.overalljails', 'journalfiles', 'journalpath',
-  'ipv6prefix',
+  'ipv6prefix', 'logtimezone', 'blocktype',
 ]);
-
-/**
- * The files of one fail2ban configuration name in fail2ban's reading order (its configreader.py):
- * `NAME.conf`, `NAME.d/*.conf`, `NAME.local`, `NAME.d/*.local`, each with its `[INCLUDES]`. So a
- * `jail.local` overrides Debian's `jail.d/defaults-debian.conf`, and `jail.d/*.local` overrides both.
- * @param dir configuration directory
- * @param name `jail`, `fail2ban`, ...
- * @returns parsed documents in reading order
- */
-export function readConfName(dir: string, name: string): ConfDocument[] {
-  const dotD = join(dir, `${name}.d`);
-  let entries: string[] = [];
-  try {
-    entries = readdirSync(dotD).sort();
-  } catch {
-    // no NAME.d: nothing to add
-  }
-  const inD = (ext: string): ConfDocument[] => entries.filter((e) => e.endsWith(ext)).flatMap((e) => readWithIncludes(join(dotD, e), { local: false }));
-  return [
-    ...readWithIncludes(join(dir, `${name}.conf`), { local: false }),
-    ...inD('.conf'),
-    ...readWithIncludes(join(dir, `${name}.local`), { local: false }),
-    ...inD('.local'),
-  ];
-}
 
 /**
  * Refuse a configuration directory that does not exist (fail2ban-client -t does too); reading
@@ -208,6 +202,25 @@ function buildJail(set: ConfSet, name: string, warnings: string[]): JailConfig {
     }
   }
 
+  const blocktypeText = (primary?.params.get('blocktype') ?? get('blocktype') ?? '').trim();
+  let blocktype: Blocktype = 'drop';
+  if (/^(?:drop)$/i.test(blocktypeText) || blocktypeText === '') blocktype = 'drop';
+  else if (/^reject\b/i.test(blocktypeText)) {
+    blocktype = 'reject';
+    if (/tcp-reset|tcp reset|with\s+(?!icmp)/i.test(blocktypeText) && !/port-unreachable/i.test(blocktypeText)) {
+      warnings.push(`jail [${name}]: blocktype '${blocktypeText}': fleetban rejects with ICMP port unreachable`);
+    }
+  } else fail('blocktype', `'${blocktypeText}' is neither drop nor reject (fail2ban's DROP, REJECT --reject-with …, drop, reject)`);
+
+  const ownKeys = set.ownKeys(name);
+  for (const key of ownKeys) {
+    if (NOT_HONOURED[key]) warnings.push(`jail [${name}]: option '${key}' is not used: ${NOT_HONOURED[key]}`);
+  }
+  const usedns = (get('usedns') ?? '').trim().toLowerCase();
+  if (usedns === 'yes') {
+    warnings.push(`jail [${name}]: usedns = yes: fleetban never resolves host names found in log lines (as usedns = warn/no); a line naming only a host is not counted`);
+  }
+
   const ignoreip: string[] = [];
   for (const entry of (get('ignoreip') ?? '').split(/[\s,]+/).filter(Boolean)) {
     if (entry.startsWith('file:') || HOSTNAME_RE.test(entry)) {
@@ -277,6 +290,10 @@ function buildJail(set: ConfSet, name: string, warnings: string[]): JailConfig {
   const backendSpec = parseBackend(backend, name, where('backend') ?? loc);
   const countsBans = backendSpec.kind === 'bans';
   if (backendSpec.kind === 'files' && logpath.length === 0) fail('logpath', 'is required (or backend = systemd or bans)');
+  if (backendSpec.kind === 'files' && logpath.some((p) => /(?:^|\/)fail2ban\.log$/.test(p))) {
+    warnings.push(`jail [${name}]: logpath ${logpath.join(' ')} is fail2ban's own log, which nothing writes once fleetban replaces fail2ban; ` +
+      'for a cluster-wide recidive set backend = bans (it counts the cluster\'s bans in every other jail)');
+  }
 
   const options = new Map<string, string>();
   const keys = new Set([...set.ownKeys('DEFAULT'), ...set.ownKeys(name)]);
@@ -307,6 +324,7 @@ function buildJail(set: ConfSet, name: string, warnings: string[]): JailConfig {
     ports,
     protocols,
     enforce,
+    blocktype,
     actionName: primaryName,
     banTime,
     minhosts,

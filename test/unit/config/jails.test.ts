@@ -139,3 +139,38 @@ test('backends: one list for the jail loader and the log sources', async () => {
   assert.equal(bans.countsBans, true);
   assert.deepEqual(createLogSources(bans), []);
 });
+
+test('fail2ban options fleetban does not honour as such are named in a warning saying what it does instead', () => {
+  const dir = configDir({
+    'jail.conf': [
+      '[DEFAULT]', 'usedns = yes', 'logtimezone = UTC',
+      '[sshd]', 'enabled = true', 'logpath = /l', 'chain = INPUT', 'blocktype = REJECT --reject-with icmp-port-unreachable',
+      '[web]', 'enabled = true', 'logpath = /w', 'action = nftables[blocktype=drop]',
+      '[recidive]', 'enabled = true', 'logpath = /var/log/fail2ban.log',
+    ].join('\n') + '\n',
+  });
+  const { jails, warnings } = loadJails(dir);
+  const by = new Map(jails.map((j) => [j.name, j]));
+  assert.equal(by.get('sshd')!.blocktype, 'reject');
+  assert.equal(by.get('web')!.blocktype, 'drop');
+  assert.equal(by.get('sshd')!.options.get('logtimezone'), 'UTC', 'logtimezone reaches the filter');
+  assert.ok(!warnings.some((w) => /logtimezone/.test(w)), 'and is not called unknown');
+  assert.ok(warnings.includes("jail [sshd]: option 'chain' is not used: fleetban's rules live in its own table/chain hooked into input, whatever chain names"));
+  assert.ok(warnings.some((w) => /^jail \[sshd\]: usedns = yes: fleetban never resolves host names/.test(w)));
+  assert.ok(warnings.some((w) => /^jail \[recidive\]: logpath \/var\/log\/fail2ban\.log is fail2ban's own log.*set backend = bans/.test(w)));
+  assert.throws(() => loadJails(configDir({ 'jail.conf': '[a]\nenabled = true\nlogpath = /l\nblocktype = tarpit\n' })), /jail\.conf:4, key 'blocktype'.*neither drop nor reject/);
+});
+
+test("fail2ban.conf/fail2ban.local: dbpurgeage is read, settings without an equivalent are warned about", async () => {
+  const { readFail2banSettings } = await import('../../../common/config/fail2ban-settings.js');
+  const dir = configDir({
+    'fail2ban.conf': '[DEFAULT]\nloglevel = INFO\nlogtarget = /var/log/fail2ban.log\ndbfile = /var/lib/fail2ban/fail2ban.sqlite3\ndbpurgeage = 1d\n[Definition]\n',
+    'fail2ban.local': '[Definition]\ndbpurgeage = 7d\nlogtarget = SYSLOG\n',
+  });
+  assert.equal(loadFleetbanConfig(dir).coordinator.dbpurgeage, 7 * 86400);
+  const s = readFail2banSettings(dir);
+  assert.equal(s.dbfile, '/var/lib/fail2ban/fail2ban.sqlite3');
+  assert.deepEqual(s.warnings, ['fail2ban.conf: logtarget = SYSLOG is not used: fleetban logs to stdout/stderr (journald under systemd)']);
+  writeFileSync(join(dir, 'fleetban.conf'), '[coordinator]\ndbpurgeage = 2d\n');
+  assert.equal(loadFleetbanConfig(dir).coordinator.dbpurgeage, 2 * 86400, 'fleetban.conf wins');
+});
