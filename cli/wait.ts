@@ -1,5 +1,5 @@
 import { compareStreamIds, decodeHeartbeat } from '../common/protocol/messages.js';
-import type { CliContext } from './context.js';
+import { CliError, type CliContext } from './context.js';
 
 /** An agent or coordinator is alive when it reported within this long (three missed 5 s heartbeats). */
 export const ALIVE_MS = 15_000;
@@ -36,6 +36,8 @@ export async function waitForAgents(ctx: CliContext, decisionId: string, timeout
       const ack = latestId(acks[hb.value.host], hb.value.lastDecision);
       (compareStreamIds(ack, decisionId) >= 0 ? applied : pending).push(hb.value.host);
     }
+    // No live agent: nothing applies the decision, and "applied by all 0 hosts" would be a lie.
+    if (applied.length === 0 && pending.length === 0) throw new CliError('published, but no live agent in the cluster applies it (see `fleetban hosts`)', 2);
     if (pending.length === 0 || Date.now() >= deadline) return { applied: applied.sort(), pending: pending.sort() };
     await new Promise((r) => setTimeout(r, 50));
   }

@@ -1,3 +1,4 @@
+import { FLEETBAN_VERSION, PROTOCOL_VERSION } from '../common/protocol/version.js';
 import { hostname } from 'node:os';
 import type { Redis } from 'ioredis';
 import { loadFleetbanConfig, type FleetbanConfig } from '../common/config/fleetban-config.js';
@@ -23,6 +24,9 @@ export interface CoordinatorRegistration {
   jails: string[];
   reloadedAt: number;
   reloadError?: string;
+  /** Release and wire protocol (`fleetban version`); absent from registrations written before 0.1.0. */
+  version?: string;
+  protocol?: number;
 }
 
 /** A running coordinator. */
@@ -79,6 +83,7 @@ export async function startCoordinator(dir: string, override?: Partial<FleetbanC
     const reg: CoordinatorRegistration = {
       consumer: config.coordinator.consumer, host: hostname(), pid: process.pid, seenAt: Date.now(),
       policy: policy.digest, jails: loaded.jails.map((j) => j.name), reloadedAt, ...(reloadError ? { reloadError } : {}),
+      version: FLEETBAN_VERSION, protocol: PROTOCOL_VERSION,
     };
     await writer.hset(keys.coordinators, reg.consumer, JSON.stringify(reg));
   };

@@ -14,6 +14,7 @@ if [ "${1:-}" = "--test" ]; then
   bins+=(sshd ssh sshpass iptables ipset /lib/systemd/systemd-journal-remote /sbin/shorewall /sbin/shorewall6 redis-sentinel)
 fi
 
+echo "setup: checking Debian packages (${pkgs[*]})"
 missing=()
 for i in "${!bins[@]}"; do
   b=${bins[$i]}
@@ -36,4 +37,7 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
   npm ci --no-audit --no-fund --loglevel=error
 fi
 
+echo "setup: compiling TypeScript into dist/ (about half a minute on a fresh clone)"
 npm run --silent build
+echo "setup: done"
+

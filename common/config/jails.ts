@@ -66,6 +66,11 @@ export interface LoadedJails {
   /** Things an operator must hear about at start-up (unimplemented actions, ignored entries). */
   readonly warnings: string[];
   readonly files: string[];
+  /**
+   * The [DEFAULT] whitelist, for bans in a jail no file defines (`fleetban ban` into `manual`):
+   * the shipped ignoreip protects 127.0.0.1/8 there too.
+   */
+  readonly defaults: { readonly ignoreip: string[]; readonly ignoreself: boolean; readonly ignorecommand: string | undefined };
 }
 
 /** Defaults where neither the jail nor [DEFAULT] sets a value (fail2ban's own defaults). */
@@ -138,7 +143,18 @@ export function loadJails(dir: string): LoadedJails {
     if (!enabled) continue;
     jails.push(buildJail(set, name, warnings));
   }
-  return { jails, warnings, files: set.files };
+  const dget = (key: string): string | undefined => (set.hasSection('DEFAULT') ? set.get('DEFAULT', key) : undefined);
+  const dfail = (key: string) => (message: string): never => {
+    const w = set.raw('DEFAULT', key);
+    throw new ConfigError(`[DEFAULT]: ${message}`, w?.file, w?.line, key);
+  };
+  const selfText = (dget('ignoreself') ?? 'true').trim().toLowerCase();
+  const defaults = {
+    ignoreip: parseIgnoreip(dget('ignoreip') ?? '', dfail('ignoreip')),
+    ignoreself: !['false', 'no', '0', 'off'].includes(selfText),
+    ignorecommand: dget('ignorecommand')?.trim() || undefined,
+  };
+  return { jails, warnings, files: set.files, defaults };
 }
 
 function buildJail(set: ConfSet, name: string, warnings: string[]): JailConfig {
@@ -221,20 +237,7 @@ function buildJail(set: ConfSet, name: string, warnings: string[]): JailConfig {
     warnings.push(`jail [${name}]: usedns = yes: fleetban never resolves host names found in log lines (as usedns = warn/no); a line naming only a host is not counted`);
   }
 
-  const ignoreip: string[] = [];
-  for (const entry of (get('ignoreip') ?? '').split(/[\s,]+/).filter(Boolean)) {
-    if (entry.startsWith('file:') || HOSTNAME_RE.test(entry)) {
-      // Resolved (names) and read (files) by the whitelist when the coordinator loads the policy.
-      ignoreip.push(entry);
-      continue;
-    }
-    try {
-      new AddressMatcher([entry]);
-      ignoreip.push(entry);
-    } catch (err) {
-      fail('ignoreip', `'${entry}' is not an address, network, host name or file:PATH (${(err as Error).message})`);
-    }
-  }
+  const ignoreip = parseIgnoreip(get('ignoreip') ?? '', (message) => fail('ignoreip', message));
 
   const number = (key: string, fallback: number, min: number): number => {
     const text = get(key);
@@ -337,6 +340,25 @@ function buildJail(set: ConfSet, name: string, warnings: string[]): JailConfig {
     file: loc.file,
     line: loc.line,
   };
+}
+
+/** ignoreip entries: addresses and networks checked now; host names and file: lists kept for the whitelist to resolve. */
+function parseIgnoreip(text: string, fail: (message: string) => never): string[] {
+  const out: string[] = [];
+  for (const entry of text.split(/[\s,]+/).filter(Boolean)) {
+    if (entry.startsWith('file:') || HOSTNAME_RE.test(entry)) {
+      // Resolved (names) and read (files) by the whitelist when the coordinator loads the policy.
+      out.push(entry);
+      continue;
+    }
+    try {
+      new AddressMatcher([entry]);
+      out.push(entry);
+    } catch (err) {
+      fail(`'${entry}' is not an address, network, host name or file:PATH (${(err as Error).message})`);
+    }
+  }
+  return out;
 }
 
 function time(text: string, key: string, fail: (key: string, message: string) => never): number {
