@@ -10,6 +10,7 @@ import { registerDaemonCommands } from './commands/daemons.js';
 import { registerPolicyCommands } from './commands/policy.js';
 import { registerRegexCommand } from './commands/regex.js';
 import { registerInfoCommands } from './commands/info.js';
+import { registerImportCommand } from './commands/import-fail2ban.js';
 
 const program = new Command();
 program
@@ -39,6 +40,7 @@ registerStatusCommands(program, globals);
 registerPolicyCommands(program, globals);
 registerRegexCommand(program, globals);
 registerInfoCommands(program, globals);
+registerImportCommand(program, globals);
 
 /** Commander's codes for help and version output, which are not errors. */
 const NOT_ERRORS = new Set(['commander.helpDisplayed', 'commander.version', 'commander.help']);
