@@ -20,6 +20,7 @@ import { DecisionFollower } from './decisions.js';
 import { Reporter } from './reporter.js';
 import { FailureSpool } from './spool.js';
 import { HeartbeatSender, hostAddresses } from './heartbeat.js';
+import { hostChecks, type HostCheckOptions } from './preflight.js';
 
 /** Backends that honour `blocktype = reject` (the others drop). */
 const REJECTING_BACKENDS = new Set(['nftables', 'ipset', 'dry-run']);
@@ -29,6 +30,10 @@ export interface AgentOptions {
   readonly override?: Partial<FleetbanConfig>;
   /** Where log sources start: end (default), beginning, or resume from saved positions. */
   readonly startAt?: 'end' | 'beginning' | 'resume';
+  /** Where the start-up host checks look (tests); see agent/preflight.ts. */
+  readonly hostChecks?: HostCheckOptions;
+  /** Change the loaded jails before they run (`fleetban up` picks its default jail's log source). */
+  readonly adjustJails?: (jails: JailConfig[]) => Promise<JailConfig[]>;
 }
 
 export interface AgentHandle {
@@ -74,8 +79,11 @@ export function jailRules(jails: readonly JailConfig[]): JailRule[] {
 export async function startAgent(dir: string, options: AgentOptions = {}): Promise<AgentHandle> {
   const log = componentLogger('agent');
   const config = { ...loadFleetbanConfig(dir), ...options.override };
-  const loaded = loadJails(dir);
+  const read = loadJails(dir);
+  const loaded = options.adjustJails ? { ...read, jails: await options.adjustJails(read.jails) } : read;
   for (const w of loaded.warnings) log.warn(w);
+  // The firewall's own check runs in the backend's init, against the configuration it runs with.
+  for (const w of await hostChecks(loaded.jails, { sshdConfig: config.agent.sshdConfig, ...options.hostChecks, firewall: false })) log.warn({ check: w.check }, w.message);
   const filters = loadJailFilters(dir, loaded.jails);
   const keys = clusterKeys(config.cluster);
   const host = config.agent.host;

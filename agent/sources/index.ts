@@ -1,4 +1,3 @@
-import { statSync } from 'node:fs';
 import { join, isAbsolute } from 'node:path';
 import { ConfigError } from '../../common/errors.js';
 import { componentLogger } from '../../common/log.js';
@@ -9,7 +8,7 @@ import { parseJournalMatch } from './journal-match.js';
 import { parseBackend } from '../../common/config/backend-spec.js';
 import { lineEncoding } from './encoding.js';
 import { stateFileName } from './state-file.js';
-import { expandGlob } from './glob.js';
+import { logpathExists } from '../preflight.js';
 
 export type { LogSource } from './source.js';
 export { FileTailSource } from './file-tail.js';
@@ -112,20 +111,7 @@ export async function jailsWithoutLogFiles(jails: readonly JailSourceConfig[]): 
   const out: Array<{ jail: string; logpath: readonly string[] }> = [];
   for (const jail of jails) {
     if (parseBackend(jail.backend, jail.name).kind !== 'files') continue;
-    let found = 0;
-    for (const p of jail.logpath) {
-      // expandGlob returns a literal path whether it exists or not: only existing files count.
-      for (const f of isAbsolute(p) ? await expandGlob(p) : []) if (isFile(f)) found++;
-    }
-    if (found === 0) out.push({ jail: jail.name, logpath: jail.logpath });
+    if (!(await logpathExists({ logpath: [...jail.logpath] }))) out.push({ jail: jail.name, logpath: jail.logpath });
   }
   return out;
-}
-
-function isFile(path: string): boolean {
-  try {
-    return statSync(path).isFile();
-  } catch {
-    return false;
-  }
 }

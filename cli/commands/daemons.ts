@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { configDir, loadFleetbanConfig, type FleetbanConfig } from '../../common/config/fleetban-config.js';
-import { loadJails } from '../../common/config/jails.js';
+import { configDir, loadFleetbanConfig, shippedConfigDir, type FleetbanConfig } from '../../common/config/fleetban-config.js';
+import { loadJails, type JailConfig } from '../../common/config/jails.js';
 import { readFail2banSettings } from '../../common/config/fail2ban-settings.js';
 import { componentLogger, rootLogger } from '../../common/log.js';
 import { startAgent, loadJailFilters, jailRules } from '../../agent/main.js';
@@ -11,6 +11,7 @@ import { ConfigError } from '../../common/errors.js';
 import { startCoordinator } from '../../coordinator/main.js';
 import { createFirewallBackend } from '../../agent/firewall/index.js';
 import { startPrivateRedis } from '../private-redis.js';
+import { chooseSshdSource, hostChecks } from '../../agent/preflight.js';
 import type { GlobalOptions } from '../context.js';
 
 /** Stop cleanly on SIGINT/SIGTERM, reload on SIGHUP. */
@@ -98,7 +99,16 @@ export function registerDaemonCommands(program: Command, globals: () => GlobalOp
       const override: Partial<FleetbanConfig> = { redis, agent: agentSettings };
       const coordinator = await startCoordinator(dir, override);
       stops.unshift(() => coordinator.stop());
-      const agent = await startAgent(dir, { override, startAt: o.startAt as 'end' | 'beginning' | 'resume' });
+      // The shipped default jail follows whichever sshd log this host has (auth.log or the journal).
+      const adjustJails = dir === shippedConfigDir()
+        ? async (jails: JailConfig[]) => Promise.all(jails.map(async (j) => {
+          if (j.name !== 'sshd') return j;
+          const chosen = await chooseSshdSource(j);
+          log.info(chosen.source);
+          return chosen.jail;
+        }))
+        : undefined;
+      const agent = await startAgent(dir, { override, startAt: o.startAt as 'end' | 'beginning' | 'resume', adjustJails });
       stops.unshift(() => agent.stop());
       log.info('fleetban is up: `fleetban status`, `fleetban banned`, `fleetban hosts` show what it does');
       onSignals(async () => {
@@ -108,7 +118,7 @@ export function registerDaemonCommands(program: Command, globals: () => GlobalOp
 
   program
     .command('check-config')
-    .description('parse fleetban.conf, the jails and their filters; report problems with file, line and key')
+    .description('parse fleetban.conf, the jails and their filters; report problems with file, line and key; check the host (sshd LogLevel, Shorewall BLACKLIST, log sources)')
     .action(async () => {
       const g = globals();
       const dir = configDir(g.config);
@@ -122,6 +132,8 @@ export function registerDaemonCommands(program: Command, globals: () => GlobalOp
         throw new ConfigError(noLogs.map((m) => `jail [${m.jail}]: have not found any log file (logpath ${m.logpath.join(' ')})`).join('; ') +
           '; create the file, fix logpath, or read the journal with backend = systemd', first.file, first.line, 'logpath');
       }
+      const host = await hostChecks(loaded.jails, { banaction: config.agent.banaction, sshdConfig: config.agent.sshdConfig });
+      loaded.warnings.push(...host.map((w) => w.message));
       const warnings = [...readFail2banSettings(dir).warnings, ...loaded.warnings];
       if (g.json) {
         console.log(JSON.stringify({ ok: true, dir, cluster: config.cluster, jails: loaded.jails.map((j) => j.name), warnings }));
