@@ -48,11 +48,11 @@ const NOT_ERRORS = new Set(['commander.helpDisplayed', 'commander.version', 'com
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof CommanderError && NOT_ERRORS.has(err.code)) process.exit(err.exitCode);
   const known = err instanceof CliError || err instanceof ConfigError || err instanceof InvalidInputError || err instanceof CommanderError;
-  let message = (err instanceof Error ? err.message : String(err)).split('\n')[0]!;
+  let message = err instanceof Error ? err.message : String(err);
   if (err instanceof CommanderError) {
     // "error: missing required argument 'addr'" -> one line naming where to read more.
     const sub = process.argv.slice(2).find((a) => program.commands.some((c) => c.name() === a));
-    message = `${message.replace(/^error: /, '')} (see 'fleetban ${sub ? `${sub} ` : ''}--help')`;
+    message = `${message.split('\n')[0]!.replace(/^error: /, '')} (see 'fleetban ${sub ? `${sub} ` : ''}--help')`;
   }
   const exitCode = err instanceof CliError ? err.exitCode : 1;
   // Parse errors happen before options are known: look for --json in argv too.
