@@ -1,8 +1,8 @@
 import { AddressMatcher } from '../common/address.js';
 import { loadJails, type LoadedJails } from '../common/config/jails.js';
 import { configDir } from '../common/config/fleetban-config.js';
-import { decodeBan, MANUAL_JAIL, type BanRecord } from '../common/protocol/messages.js';
-import type { CoordinatorRegistration } from '../coordinator/main.js';
+import { decodeBan, decodeCoordinatorRegistration, MANUAL_JAIL, type BanRecord, type CoordinatorRegistration } from '../common/protocol/messages.js';
+import { redisTime } from '../common/hosts.js';
 import { CliError, type CliContext, type GlobalOptions } from './context.js';
 import { ALIVE_MS } from './wait.js';
 
@@ -29,20 +29,16 @@ export function localJails(opts: GlobalOptions): LoadedJails | undefined {
   }
 }
 
+/** The coordinators' registrations that decode, with whether each is alive on Redis' clock. */
+export async function coordinators(ctx: CliContext): Promise<Array<CoordinatorRegistration & { alive: boolean }>> {
+  const [all, t] = await Promise.all([ctx.redis.hgetall(ctx.keys.coordinators), redisTime(ctx.redis)]);
+  return Object.values(all).map((json) => decodeCoordinatorRegistration(json))
+    .flatMap((d) => (d.ok ? [{ ...d.value, alive: Math.abs(t - d.value.seenAt) <= ALIVE_MS }] : []));
+}
+
 /** Jails the live coordinators run (from their registrations). */
 export async function runningJails(ctx: CliContext): Promise<string[]> {
-  const out = new Set<string>();
-  for (const json of Object.values(await ctx.redis.hgetall(ctx.keys.coordinators))) {
-    try {
-      const c = JSON.parse(json) as Partial<CoordinatorRegistration>;
-      if (typeof c.seenAt === 'number' && Date.now() - c.seenAt <= ALIVE_MS && Array.isArray(c.jails)) {
-        for (const j of c.jails) if (typeof j === 'string') out.add(j);
-      }
-    } catch {
-      // a malformed registration names no jail
-    }
-  }
-  return [...out];
+  return [...new Set((await coordinators(ctx)).filter((c) => c.alive).flatMap((c) => c.jails))];
 }
 
 /**

@@ -11,6 +11,7 @@ import { registerPolicyCommands } from './commands/policy.js';
 import { registerRegexCommand } from './commands/regex.js';
 import { registerInfoCommands } from './commands/info.js';
 import { registerImportCommand } from './commands/import-fail2ban.js';
+import { registerAclCommand } from './commands/acl.js';
 
 const program = new Command();
 program
@@ -41,6 +42,7 @@ registerPolicyCommands(program, globals);
 registerRegexCommand(program, globals);
 registerInfoCommands(program, globals);
 registerImportCommand(program, globals);
+registerAclCommand(program, globals);
 
 /** Commander's codes for help and version output, which are not errors. */
 const NOT_ERRORS = new Set(['commander.helpDisplayed', 'commander.version', 'commander.help']);

@@ -4,7 +4,8 @@ import { Whitelist, FleetAddressSet } from '../../common/policy/whitelist.js';
 import { componentLogger } from '../../common/log.js';
 import { parseTimeSpec, formatDuration, PERMANENT } from '../../common/config/time-spec.js';
 import { JAIL_DEFAULTS } from '../../common/config/jails.js';
-import { JAIL_NAME_RE, LIMITS, MANUAL_JAIL, decodeHeartbeat } from '../../common/protocol/messages.js';
+import { JAIL_NAME_RE, LIMITS, MANUAL_JAIL } from '../../common/protocol/messages.js';
+import { liveFleetAddresses, readFleet } from '../../common/hosts.js';
 import { ClusterScripts } from '../../common/scripts/index.js';
 import { now } from '../../common/clock.js';
 import { CliError, withContext, formatTime, type GlobalOptions } from '../context.js';
@@ -75,11 +76,7 @@ export function registerBanCommands(program: Command, globals: () => GlobalOptio
           const base = jc ?? loaded?.defaults ?? { ignoreip: [], ignoreself: true, ignorecommand: undefined };
           const spec = { jail, ignoreip: base.ignoreip, ignoreself: base.ignoreself, ignorecommand: base.ignorecommand };
           const fleet = new FleetAddressSet();
-          const hosts = await ctx.redis.hgetall(ctx.keys.hosts);
-          fleet.update(Object.values(hosts).flatMap((json) => {
-            const hb = decodeHeartbeat(json);
-            return hb.ok && Array.isArray(hb.value.addrs) ? hb.value.addrs : [];
-          }));
+          fleet.update(liveFleetAddresses(await readFleet(ctx.redis, ctx.keys)));
           const silent = componentLogger('cli');
           silent.level = 'silent';
           const whitelist = await Whitelist.load(spec, fleet, silent);

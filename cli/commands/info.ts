@@ -1,10 +1,9 @@
 import type { Command, Option } from 'commander';
 import { FLEETBAN_VERSION, PROTOCOL_VERSION } from '../../common/protocol/version.js';
-import { decodeHeartbeat } from '../../common/protocol/messages.js';
 import { redactUrl } from '../../common/config/fleetban-config.js';
-import type { CoordinatorRegistration } from '../../coordinator/main.js';
+import { isAlive, readFleet } from '../../common/hosts.js';
 import { CliError, withContext, printTable, formatTime, type CliContext, type GlobalOptions } from '../context.js';
-import { ALIVE_MS } from '../wait.js';
+import { coordinators } from '../cluster-view.js';
 
 /** One running (or recently seen) daemon of the cluster, as `version` lists it. */
 interface DaemonInfo {
@@ -19,27 +18,15 @@ interface DaemonInfo {
 
 /** Every agent (heartbeats) and coordinator (registrations) the cluster knows, with their versions. */
 async function daemons(ctx: CliContext): Promise<DaemonInfo[]> {
-  const [hosts, coords] = await Promise.all([ctx.redis.hgetall(ctx.keys.hosts), ctx.redis.hgetall(ctx.keys.coordinators)]);
-  const t = Date.now();
+  const [view, coords] = await Promise.all([readFleet(ctx.redis, ctx.keys), coordinators(ctx)]);
   const out: DaemonInfo[] = [];
-  for (const json of Object.values(hosts)) {
-    const hb = decodeHeartbeat(json);
-    if (!hb.ok) continue;
-    const v = hb.value;
-    out.push({ kind: 'agent', name: v.host, host: v.host, version: String(v.version ?? '?').slice(0, 32), protocol: typeof v.v === 'number' ? v.v : null,
-      alive: t - v.seenAt <= ALIVE_MS, lastSeen: formatTime(v.seenAt) });
+  for (const hb of view.heartbeats.values()) {
+    out.push({ kind: 'agent', name: hb.host, host: hb.host, version: hb.version, protocol: typeof hb.v === 'number' ? hb.v : null,
+      alive: isAlive(hb, view.now), lastSeen: formatTime(hb.seenAt) });
   }
-  for (const json of Object.values(coords)) {
-    let c: Partial<CoordinatorRegistration>;
-    try {
-      c = JSON.parse(json) as Partial<CoordinatorRegistration>;
-    } catch {
-      continue; // another host's garbage is not ours to crash on
-    }
-    if (typeof c.consumer !== 'string' || typeof c.seenAt !== 'number') continue;
-    out.push({ kind: 'coordinator', name: c.consumer.slice(0, 64), host: String(c.host ?? '?').slice(0, 64),
-      version: typeof c.version === 'string' ? c.version.slice(0, 32) : 'before 0.1.0',
-      protocol: typeof c.protocol === 'number' ? c.protocol : null, alive: t - c.seenAt <= ALIVE_MS, lastSeen: formatTime(c.seenAt) });
+  for (const c of coords) {
+    out.push({ kind: 'coordinator', name: c.consumer, host: c.host, version: c.version ?? 'unknown (older release)',
+      protocol: c.protocol ?? null, alive: c.alive, lastSeen: formatTime(c.seenAt) });
   }
   return out.sort((a, b) => a.kind.localeCompare(b.kind) || a.name.localeCompare(b.name));
 }

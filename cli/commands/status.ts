@@ -1,11 +1,11 @@
 import type { Command } from 'commander';
 import type { JailConfig } from '../../common/config/jails.js';
-import { decodeHeartbeat, type BanRecord, type Heartbeat } from '../../common/protocol/messages.js';
+import { type BanRecord, type Heartbeat } from '../../common/protocol/messages.js';
 import { parseBanTarget } from '../../common/address.js';
+import { isAlive, readFleet, redisTime } from '../../common/hosts.js';
 import { activeBans, coveringBans, localJails, runningJails } from '../cluster-view.js';
-import { now } from '../../common/clock.js';
 import { CliError, withContext, printTable, formatTime, type CliContext, type GlobalOptions } from '../context.js';
-import { ALIVE_MS, latestId } from '../wait.js';
+import { latestId } from '../wait.js';
 
 
 /** Milliseconds encoded in a stream id. */
@@ -23,6 +23,8 @@ export function registerStatusCommands(program: Command, globals: () => GlobalOp
       const configured: JailConfig[] = localJails(g)?.jails ?? [];
       await withContext(g, async (ctx) => {
         const stats = await ctx.redis.hgetall(ctx.keys.stats);
+        // Windows are kept on Redis' clock (the coordinators'), not this host's.
+        const t = await redisTime(ctx.redis);
         const bans = await activeBans(ctx);
         // This host's jails and the ones the live coordinators run (the CLI may run elsewhere).
         const names = new Set([...configured.map((j) => j.name), ...(await runningJails(ctx))]);
@@ -32,7 +34,7 @@ export function registerStatusCommands(program: Command, globals: () => GlobalOp
         const detail = async (name: string) => {
           const findtime = configured.find((j) => j.name === name)?.findtime;
           const failing = findtime
-            ? await ctx.redis.zcount(ctx.keys.failing(name), `(${now() - findtime * 1000}`, '+inf')
+            ? await ctx.redis.zcount(ctx.keys.failing(name), `(${t - findtime * 1000}`, '+inf')
             : await ctx.redis.zcard(ctx.keys.failing(name));
           const banned = bans.filter((b) => b.jail === name).map((b) => b.addr);
           return {
@@ -125,31 +127,29 @@ export function registerStatusCommands(program: Command, globals: () => GlobalOp
     .action(async (o: { forget?: string }) => {
       const g = globals();
       await withContext(g, async (ctx) => {
+        const view = await readFleet(ctx.redis, ctx.keys);
         if (o.forget !== undefined) {
-          const json = await ctx.redis.hget(ctx.keys.hosts, o.forget);
-          const hb = json === null ? undefined : decodeHeartbeat(json);
-          if (json === null) throw new CliError(`no host '${o.forget}' is registered`);
-          if (hb?.ok && Date.now() - hb.value.seenAt <= ALIVE_MS) {
-            throw new CliError(`host '${o.forget}' is alive (seen ${formatTime(hb.value.seenAt)}): stop its agent first, or it registers again within seconds`);
+          const name = o.forget;
+          if (!view.registered.includes(name)) throw new CliError(`no host '${name}' is registered`);
+          const hb = view.heartbeats.get(name);
+          if (hb && isAlive(hb, view.now)) {
+            throw new CliError(`host '${name}' is alive (seen ${formatTime(hb.seenAt)}): stop its agent first, or it registers again within seconds`);
           }
-          await ctx.redis.multi().hdel(ctx.keys.hosts, o.forget).hdel(ctx.keys.acks, o.forget).exec();
-          if (g.json) console.log(JSON.stringify({ forgotten: o.forget }));
-          else console.log(`forgot host ${o.forget}`);
+          // Its heartbeat, acknowledgement and report stream go with it: a host gone for good reports nothing more.
+          await ctx.redis.multi().srem(ctx.keys.registry, name).del(...Object.values(ctx.keys.host(name))).exec();
+          if (g.json) console.log(JSON.stringify({ forgotten: name }));
+          else console.log(`forgot host ${name}`);
           return;
         }
-        const raw = await ctx.redis.hgetall(ctx.keys.hosts);
-        const acks = await ctx.redis.hgetall(ctx.keys.acks);
         const newest = (await ctx.redis.xrevrange(ctx.keys.decisions, '+', '-', 'COUNT', 1))[0]?.[0] ?? '0-0';
-        const t = Date.now();
         const rows: Array<Heartbeat & { alive: boolean; behind: number; lagMs: number }> = [];
-        for (const json of Object.values(raw)) {
-          const d = decodeHeartbeat(json);
-          if (!d.ok) continue;
+        for (const bad of view.invalid) console.error(`warning: ${bad.host}: invalid heartbeat ignored (${bad.reason})`);
+        for (const beat of view.heartbeats.values()) {
           // The acknowledgement is newer than the heartbeat's copy whenever decisions arrived since.
-          const hb = { ...d.value, lastDecision: latestId(acks[d.value.host], d.value.lastDecision) };
+          const hb = { ...beat, lastDecision: latestId(view.acks.get(beat.host), beat.lastDecision) };
           // Decisions the host has not applied yet (counted up to 1000) and how far behind in time.
           const pending = hb.lastDecision === newest ? 0 : (await ctx.redis.xrange(ctx.keys.decisions, `(${hb.lastDecision}`, '+', 'COUNT', 1000)).length;
-          rows.push({ ...hb, alive: t - hb.seenAt <= ALIVE_MS, behind: pending, lagMs: pending === 0 ? 0 : Math.max(0, idTime(newest) - idTime(hb.lastDecision)) });
+          rows.push({ ...hb, alive: isAlive(hb, view.now), behind: pending, lagMs: pending === 0 ? 0 : Math.max(0, idTime(newest) - idTime(hb.lastDecision)) });
         }
         rows.sort((a, b) => a.host.localeCompare(b.host));
         if (g.json) {

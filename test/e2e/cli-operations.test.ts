@@ -120,16 +120,18 @@ test('status from a host without jail files shows the jails the coordinators run
 test('hosts --forget removes a dead host, refuses a live one', async () => {
   const keys = clusterKeys(cluster);
   const c = redis.client();
-  await c.hset(keys.hosts, 'gone', JSON.stringify({ v: PROTOCOL_VERSION, host: 'gone', addrs: [], version: '0.0.9', backend: 'nftables', jails: [], pid: 1, startedAt: 1, seenAt: Date.now() - 3_600_000, bansApplied: 0, lastDecision: '0-0' }));
-  await c.hset(keys.acks, 'gone', '0-0');
+  // A host that died an hour ago: still registered, its last heartbeat and acknowledgement still there.
+  await c.sadd(keys.registry, 'gone');
+  await c.set(keys.host('gone').heartbeat, JSON.stringify({ v: PROTOCOL_VERSION, host: 'gone', addrs: [], version: '0.0.9', backend: 'nftables', jails: [], pid: 1, startedAt: 1, seenAt: Date.now() - 3_600_000, bansApplied: 0, lastDecision: '0-0' }));
+  await c.set(keys.host('gone').ack, '0-0');
   const live = await cli('hosts', '--forget', 'h1');
   assert.equal(live.code, 1);
   assert.match(live.stderr, /^fleetban: host 'h1' is alive \(seen .*\): stop its agent first/);
   const f = await cli('hosts', '--forget', 'gone');
   assert.equal(f.code, 0, f.stderr);
   assert.equal(f.stdout, 'forgot host gone\n');
-  assert.equal(await c.hexists(keys.hosts, 'gone'), 0);
-  assert.equal(await c.hexists(keys.acks, 'gone'), 0);
+  assert.equal(await c.sismember(keys.registry, 'gone'), 0);
+  assert.equal(await c.exists(keys.host('gone').heartbeat, keys.host('gone').ack), 0);
   const again = await cli('hosts', '--forget', 'gone');
   assert.equal(again.code, 1);
   assert.equal(again.stderr, "fleetban: no host 'gone' is registered\n");
