@@ -13,7 +13,7 @@ import { loadFilter, builtinFilterDir } from '../common/filter/index.js';
 import type { Filter, LineMatcher } from '../common/filter/types.js';
 import { createFirewallBackend } from './firewall/index.js';
 import type { JailRule } from './firewall/backend.js';
-import { createLogSources } from './sources/index.js';
+import { createLogSources, jailsWithoutLogFiles } from './sources/index.js';
 import type { LogSource } from './sources/source.js';
 import { Enforcer } from './enforcer.js';
 import { DecisionFollower } from './decisions.js';
@@ -50,6 +50,9 @@ export function agentGate(config: FleetbanConfig, ownAddresses: readonly string[
     neverBan: a.neverBan, minPrefixV4: a.minPrefixV4, minPrefixV6: a.minPrefixV6,
   }, log);
 }
+
+/** Backends that honour `blocktype = reject` (the others drop). */
+const REJECTING_BACKENDS = new Set(['nftables', 'ipset', 'dry-run']);
 
 export interface AgentOptions {
   /** Settings that replace the file's (fleetban up, tests). */
@@ -92,7 +95,8 @@ export function loadJailFilters(dir: string, jails: readonly JailConfig[]): Map<
 export function jailRules(jails: readonly JailConfig[]): JailRule[] {
   const rules: JailRule[] = jails
     .filter((j) => j.enforce)
-    .map((j) => ({ jail: j.name, ports: j.ports, protocols: j.protocols, ...(j.actionName ? { label: j.actionName } : {}) }));
+    .map((j) => ({ jail: j.name, ports: j.ports, protocols: j.protocols, ...(j.actionName ? { label: j.actionName } : {}),
+      ...(j.blocktype === 'reject' ? { blocktype: 'reject' as const } : {}) }));
   if (!rules.some((r) => r.jail === MANUAL_JAIL)) rules.push({ jail: MANUAL_JAIL, ports: 'all', protocols: 'all' });
   return rules;
 }
@@ -119,6 +123,10 @@ export async function startAgent(dir: string, options: AgentOptions = {}): Promi
   const backend = await createFirewallBackend(config.agent.banaction, { maxBans: config.agent.maxBans });
   const enforcer = new Enforcer(backend, jailRules(loaded.jails), componentLogger('agent.firewall'));
   await enforcer.init();
+  const rejecting = loaded.jails.filter((j) => j.enforce && j.blocktype === 'reject').map((j) => j.name);
+  if (rejecting.length > 0 && !REJECTING_BACKENDS.has(enforcer.backendName)) {
+    log.warn({ jails: rejecting, backend: enforcer.backendName }, `blocktype = reject is enforced by the nftables and ipset backends; ${enforcer.backendName} drops instead`);
+  }
 
   const redisSettings = roleRedis(config, 'agent');
   const commands: Redis = connectRedis(redisSettings, 'agent', log);
@@ -145,6 +153,9 @@ export async function startAgent(dir: string, options: AgentOptions = {}): Promi
   // Logs are followed from before the wait for the first snapshot: with `--start-at end`, lines
   // written during the wait (up to 5 s with Redis away) were lost. Failures found meanwhile are
   // buffered by the reporter like any others.
+  for (const m of await jailsWithoutLogFiles(loaded.jails)) {
+    log.warn({ jail: m.jail, logpath: m.logpath }, `jail [${m.jail}]: no log file found yet; it is followed once it appears`);
+  }
   const sources: LogSource[] = [];
   for (const jail of loaded.jails) {
     const filter = filters.get(jail.name);

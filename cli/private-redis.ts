@@ -30,7 +30,9 @@ export async function startPrivateRedis(dir: string, log: Logger): Promise<Priva
     child = spawn('redis-server', [
       '--port', '0', '--unixsocket', socket, '--unixsocketperm', '700', '--dir', dir,
       '--appendonly', 'yes', '--appendfsync', 'everysec', '--save', '', '--logfile', join(dir, 'redis.log'),
-    ], { stdio: 'ignore' });
+    // Its own process group: Ctrl-C on a terminal signals the whole foreground group, and Redis
+    // must outlive the agent and coordinator that still flush to it while `up` stops them in order.
+    ], { stdio: 'ignore', detached: true });
   } catch (err) {
     throw new Error(`cannot start redis-server: ${(err as Error).message}`);
   }

@@ -1,6 +1,6 @@
 import { compareStreamIds } from '../common/protocol/messages.js';
 import { isAlive, readFleet } from '../common/hosts.js';
-import type { CliContext } from './context.js';
+import { CliError, type CliContext } from './context.js';
 
 export { ALIVE_MS } from '../common/protocol/messages.js';
 
@@ -35,6 +35,8 @@ export async function waitForAgents(ctx: CliContext, decisionId: string, timeout
       const ack = latestId(view.acks.get(hb.host), hb.lastDecision);
       (compareStreamIds(ack, decisionId) >= 0 ? applied : pending).push(hb.host);
     }
+    // No live agent: nothing applies the decision, and "applied by all 0 hosts" would be a lie.
+    if (applied.length === 0 && pending.length === 0) throw new CliError('published, but no live agent in the cluster applies it (see `fleetban hosts`)', 2);
     if (pending.length === 0 || Date.now() >= deadline) return { applied: applied.sort(), pending: pending.sort() };
     await new Promise((r) => setTimeout(r, 50));
   }

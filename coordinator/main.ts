@@ -1,3 +1,4 @@
+import { FLEETBAN_VERSION, PROTOCOL_VERSION } from '../common/protocol/version.js';
 import { hostname } from 'node:os';
 import type { Redis } from 'ioredis';
 import { loadFleetbanConfig, roleRedis, type FleetbanConfig } from '../common/config/fleetban-config.js';
@@ -123,6 +124,7 @@ export async function startCoordinator(dir: string, override?: Partial<FleetbanC
     const reg: CoordinatorRegistration = {
       consumer: config.coordinator.consumer, host: hostname(), pid: process.pid, seenAt: clock.now(),
       policy: policy.digest, jails: loaded.jails.map((j) => j.name), reloadedAt, ...(reloadError ? { reloadError } : {}),
+      version: FLEETBAN_VERSION, protocol: PROTOCOL_VERSION,
     };
     await writer.hset(keys.coordinators, reg.consumer, JSON.stringify(reg));
   };

@@ -8,12 +8,14 @@ cd "$(dirname "$0")/.."
 pkgs=(redis-server nftables iproute2)
 bins=(redis-server nft ip)
 if [ "${1:-}" = "--test" ]; then
-  pkgs+=(openssh-server openssh-client sshpass iptables ipset systemd-journal-remote shorewall shorewall6 redis-sentinel openssl)
+  pkgs+=(sqlite3 openssh-server openssh-client sshpass iptables ipset systemd-journal-remote shorewall shorewall6 redis-sentinel openssl)
   # systemd-journal-remote writes real journal files for the journald source tests (no systemd runs here).
   # redis-sentinel: the failover test runs three real sentinels. openssl: the TLS tests make their CA and certificates.
-  bins+=(sshd ssh sshpass iptables ipset /lib/systemd/systemd-journal-remote /sbin/shorewall /sbin/shorewall6 redis-sentinel openssl)
+  # sqlite3: fleetban import-fail2ban reads fail2ban's database with it (the tests install fail2ban itself).
+  bins+=(sqlite3 sshd ssh sshpass iptables ipset /lib/systemd/systemd-journal-remote /sbin/shorewall /sbin/shorewall6 redis-sentinel openssl)
 fi
 
+echo "setup: checking Debian packages (${pkgs[*]})"
 missing=()
 for i in "${!bins[@]}"; do
   b=${bins[$i]}
@@ -36,4 +38,7 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
   npm ci --no-audit --no-fund --loglevel=error
 fi
 
+echo "setup: compiling TypeScript into dist/ (about half a minute on a fresh clone)"
 npm run --silent build
+echo "setup: done"
+

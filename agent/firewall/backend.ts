@@ -19,6 +19,11 @@ export interface JailRule {
    * keep their names.
    */
   readonly label?: string;
+  /**
+   * fail2ban's `blocktype`: `reject` answers banned packets with ICMP port unreachable (nftables
+   * and ipset backends); absent or `drop` drops them silently.
+   */
+  readonly blocktype?: 'drop' | 'reject';
 }
 
 /** One ban as a backend sees it. */

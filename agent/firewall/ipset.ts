@@ -97,7 +97,7 @@ export class IpsetBackend extends KernelBackend<JailSets> {
       const lines = ['*filter', `:${this.jump.chain} - [0:0]`]; // with --noflush this (re)creates and empties only our chain
       for (const s of jails.values()) {
         for (const m of iptablesMatches(s.rule)) {
-          lines.push(['-A', this.jump.chain, ...m, '-m', 'set', '--match-set', family === 4 ? s.v4 : s.v6, 'src', '-j', 'DROP'].join(' '));
+          lines.push(['-A', this.jump.chain, ...m, '-m', 'set', '--match-set', family === 4 ? s.v4 : s.v6, 'src', ...verdict(s.rule, family)].join(' '));
         }
       }
       lines.push('COMMIT');
@@ -290,4 +290,10 @@ export class IpsetBackend extends KernelBackend<JailSets> {
     this.ledger.clear();
     this.overlong.clear();
   }
+}
+
+/** The iptables target for a jail's banned packets: DROP, or REJECT with port unreachable (blocktype = reject). */
+function verdict(rule: JailRule, family: 4 | 6): string[] {
+  if (rule.blocktype !== 'reject') return ['-j', 'DROP'];
+  return ['-j', 'REJECT', '--reject-with', family === 4 ? 'icmp-port-unreachable' : 'icmp6-port-unreachable'];
 }

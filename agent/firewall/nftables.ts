@@ -208,7 +208,7 @@ export class NftablesBackend extends KernelBackend<JailRule> {
     const lookup = info.prefix === full ? `${field} @${name}` : `${field} & ${maskText(info.family, info.prefix)} @${name}`;
     return [
       `add set ${t} ${name} { type ${info.family === 4 ? 'ipv4_addr' : 'ipv6_addr'}; flags timeout; }`,
-      `add rule ${t} input ${matchText(rule)}${lookup} drop comment "fleetban jail ${rule.jail}"`,
+      `add rule ${t} input ${matchText(rule)}${lookup} ${rule.blocktype === 'reject' ? 'reject' : 'drop'} comment "fleetban jail ${rule.jail}"`,
     ];
   }
 

@@ -5,9 +5,10 @@ import type { LogSource } from './source.js';
 import { FileTailSource, type StartAt } from './file-tail.js';
 import { JournalSource } from './journald.js';
 import { parseJournalMatch } from './journal-match.js';
-import { parseBackend } from './backend-spec.js';
+import { parseBackend } from '../../common/config/backend-spec.js';
 import { lineEncoding } from './encoding.js';
 import { stateFileName } from './state-file.js';
+import { logpathExists } from '../preflight.js';
 
 export type { LogSource } from './source.js';
 export { FileTailSource } from './file-tail.js';
@@ -58,6 +59,7 @@ export function createLogSources(jail: JailSourceConfig, options: SourceOptions 
   const log = componentLogger('agent.sources').child({ jail: jail.name });
   const backend = parseBackend(jail.backend, jail.name);
   const startAt = options.startAt ?? 'end';
+  if (backend.kind === 'bans') return []; // fed by the cluster's bans, not by a log
   if (backend.kind === 'systemd') {
     if (jail.logpath.length > 0) log.warn({ logpath: jail.logpath }, 'logpath is ignored with backend = systemd');
     const files =
@@ -95,4 +97,21 @@ export function createLogSources(jail: JailSourceConfig, options: SourceOptions 
       log: log.child({ source: 'files' }),
     }),
   ];
+}
+
+/**
+ * The jails that read files (backend auto, polling, pyinotify, gamin) and for which no `logpath`
+ * matches an existing file now. `fail2ban-client -t` refuses such a jail ("Have not found any log
+ * file for … jail"), so `check-config` does too; the agent only warns, and follows the file once
+ * it appears.
+ * @param jails the enabled jails
+ * @returns one entry per such jail, with its patterns
+ */
+export async function jailsWithoutLogFiles(jails: readonly JailSourceConfig[]): Promise<Array<{ jail: string; logpath: readonly string[] }>> {
+  const out: Array<{ jail: string; logpath: readonly string[] }> = [];
+  for (const jail of jails) {
+    if (parseBackend(jail.backend, jail.name).kind !== 'files') continue;
+    if (!(await logpathExists({ logpath: [...jail.logpath] }))) out.push({ jail: jail.name, logpath: jail.logpath });
+  }
+  return out;
 }

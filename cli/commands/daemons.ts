@@ -1,12 +1,13 @@
 import type { Command } from 'commander';
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { execa } from 'execa';
-import { configDir, loadFleetbanConfig, DEFAULT_CONFIG_DIR, type FleetbanConfig } from '../../common/config/fleetban-config.js';
+import { configDir, loadFleetbanConfig, shippedConfigDir, type FleetbanConfig } from '../../common/config/fleetban-config.js';
 import { loadJails, type JailConfig } from '../../common/config/jails.js';
+import { readFail2banSettings } from '../../common/config/fail2ban-settings.js';
 import { componentLogger, rootLogger } from '../../common/log.js';
 import { startAgent, loadJailFilters, jailRules } from '../../agent/main.js';
+import { jailsWithoutLogFiles } from '../../agent/sources/index.js';
+import { ConfigError } from '../../common/errors.js';
 import { startCoordinator } from '../../coordinator/main.js';
 import { createFirewallBackend } from '../../agent/firewall/index.js';
 import { startPrivateRedis } from '../private-redis.js';
@@ -14,11 +15,6 @@ import { chooseSshdSource, hostChecks } from '../../agent/preflight.js';
 import { CliError, type GlobalOptions } from '../context.js';
 import { ensureUpKeys } from '../../common/config/up-keys.js';
 import { DEFAULT_KEY_DIR, generateKeyFiles } from '../../common/config/keys.js';
-
-/** The commented defaults shipped in the repository, used by `fleetban up` when /etc/fleetban does not exist. */
-export function shippedConfigDir(): string {
-  return join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'deploy', 'etc', 'fleetban');
-}
 
 /** Stop cleanly on SIGINT/SIGTERM, reload on SIGHUP. */
 function onSignals(stop: () => Promise<void>, reload?: () => void): void {
@@ -85,8 +81,7 @@ export function registerDaemonCommands(program: Command, globals: () => GlobalOp
     .option('--start-at <where>', 'where to start reading logs: end, beginning, resume', 'end')
     .action(async (o: { startAt: string }) => {
       const log = componentLogger('up');
-      const flag = globals().config;
-      const dir = flag ?? process.env.FLEETBAN_CONFIG ?? (existsSync(DEFAULT_CONFIG_DIR) ? DEFAULT_CONFIG_DIR : shippedConfigDir());
+      const dir = configDir(globals().config);
       const config = loadFleetbanConfig(dir);
       log.info({ config: dir }, 'configuration');
       const stops: Array<() => Promise<void>> = [];
@@ -154,13 +149,21 @@ export function registerDaemonCommands(program: Command, globals: () => GlobalOp
       const config = loadFleetbanConfig(dir);
       const loaded = loadJails(dir);
       loadJailFilters(dir, loaded.jails);
+      // fail2ban-client -t refuses a jail that has no log file to follow; so does check-config.
+      const noLogs = await jailsWithoutLogFiles(loaded.jails);
+      if (noLogs.length > 0) {
+        const first = loaded.jails.find((j) => j.name === noLogs[0]!.jail)!;
+        throw new ConfigError(noLogs.map((m) => `jail [${m.jail}]: have not found any log file (logpath ${m.logpath.join(' ')})`).join('; ') +
+          '; create the file, fix logpath, or read the journal with backend = systemd', first.file, first.line, 'logpath');
+      }
       const host = await hostChecks(loaded.jails, { banaction: config.agent.banaction, sshdConfig: config.agent.sshdConfig });
       loaded.warnings.push(...host.map((w) => w.message));
+      const warnings = [...readFail2banSettings(dir).warnings, ...loaded.warnings];
       if (g.json) {
-        console.log(JSON.stringify({ ok: true, dir, cluster: config.cluster, jails: loaded.jails.map((j) => j.name), warnings: loaded.warnings }));
+        console.log(JSON.stringify({ ok: true, dir, cluster: config.cluster, jails: loaded.jails.map((j) => j.name), warnings }));
         return;
       }
-      for (const w of loaded.warnings) console.log(`warning: ${w}`);
+      for (const w of warnings) console.log(`warning: ${w}`);
       console.log(`OK: ${dir}: cluster ${config.cluster}, ${loaded.jails.length} enabled jail${loaded.jails.length === 1 ? '' : 's'}${loaded.jails.length ? ` (${loaded.jails.map((j) => j.name).join(', ')})` : ''}`);
     });
 }

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { createReadStream, statSync, type Stats } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import { ConfigError } from '../../common/errors.js';
@@ -8,6 +8,7 @@ import { builtinFilterDir, CompiledFilter, parseFilterSpec, type LineResult } fr
 import { loadFilterFrom } from '../../common/filter/filter-loader.js';
 import { FailRegex, FAILURE_ID_GROUPS } from '../../common/filter/fail-regex.js';
 import { DEFAULT_MAX_LINE_LENGTH } from '../../common/filter/filter-engine.js';
+import { explicitConfigDir } from '../../common/config/fleetban-config.js';
 import { CliError, type GlobalOptions } from '../context.js';
 
 /** Missed lines listed without --print-all-missed (fail2ban-regex caps its list the same way). */
@@ -58,13 +59,16 @@ export function registerRegexCommand(program: Command, globals: () => GlobalOpti
     .description('test a filter against a log file, stdin (-) or a single line, like fail2ban-regex')
     .argument('<log>', "log file, '-' for stdin, or a literal log line")
     .argument('<filter>', "filter name (sshd, 'sshd[mode=aggressive]'), path to a .conf, or a failregex containing <HOST>")
-    .option('--filter-dir <dir>', 'look for filters here before fleetban\'s own filter.d (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('--filter-dir <dir>', 'look for filters here before the configuration\'s filter.d (with --config) and fleetban\'s own (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
     .option('--print-all-missed', `list every missed line (otherwise at most ${MISSED_SHOWN})`)
     .option('--unsafe-regex', 'load regexes the ReDoS guard refuses (as unsaferegex = true in a filter)')
     .action(async (log: string, filterArg: string, o: RegexOptions) => {
-      const json = globals().json === true;
+      const g = globals();
+      const json = g.json === true;
       const input = resolveLogInput(log);
-      const dirs = [...o.filterDir.map((d) => resolve(d)), builtinFilterDir()];
+      // With --config (or FLEETBAN_CONFIG) the filters are the ones the agent of that configuration loads.
+      const confDir = explicitConfigDir(g.config);
+      const dirs = [...o.filterDir.map((d) => resolve(d)), ...(confDir ? [join(resolve(confDir), 'filter.d')] : []), builtinFilterDir()];
       const under = resolveFilter(filterArg, dirs, o.unsafeRegex === true);
       if (json) await runJson(input, under.filter);
       else await runReport(input, under, o);

@@ -1,30 +1,12 @@
 import type { Command } from 'commander';
-import { loadJails, type JailConfig } from '../../common/config/jails.js';
-import { configDir } from '../../common/config/fleetban-config.js';
-import { decodeBan, type BanRecord, type Heartbeat } from '../../common/protocol/messages.js';
+import type { JailConfig } from '../../common/config/jails.js';
+import { type BanRecord, type Heartbeat } from '../../common/protocol/messages.js';
+import { parseBanTarget } from '../../common/address.js';
 import { isAlive, readFleet, redisTime } from '../../common/hosts.js';
+import { activeBans, coveringBans, localJails, runningJails } from '../cluster-view.js';
 import { CliError, withContext, printTable, formatTime, type CliContext, type GlobalOptions } from '../context.js';
 import { latestId } from '../wait.js';
 
-
-async function activeBans(ctx: CliContext): Promise<BanRecord[]> {
-  const all = await ctx.redis.hgetall(ctx.keys.bans);
-  const out: BanRecord[] = [];
-  for (const json of Object.values(all)) {
-    const d = decodeBan(json);
-    if (d.ok) out.push(d.value);
-  }
-  return out.sort((a, b) => a.since - b.since || a.addr.localeCompare(b.addr));
-}
-
-function localJails(opts: GlobalOptions): JailConfig[] {
-  try {
-    return loadJails(configDir(opts.config)).jails;
-  } catch {
-    // status must work on a host whose jail files are broken or absent: it then shows what Redis knows.
-    return [];
-  }
-}
 
 /** Milliseconds encoded in a stream id. */
 function idTime(id: string): number {
@@ -38,13 +20,14 @@ export function registerStatusCommands(program: Command, globals: () => GlobalOp
     .argument('[jail]', 'one jail in detail')
     .action(async (jail: string | undefined) => {
       const g = globals();
-      const configured = localJails(g);
+      const configured: JailConfig[] = localJails(g)?.jails ?? [];
       await withContext(g, async (ctx) => {
         const stats = await ctx.redis.hgetall(ctx.keys.stats);
         // Windows are kept on Redis' clock (the coordinators'), not this host's.
         const t = await redisTime(ctx.redis);
         const bans = await activeBans(ctx);
-        const names = new Set(configured.map((j) => j.name));
+        // This host's jails and the ones the live coordinators run (the CLI may run elsewhere).
+        const names = new Set([...configured.map((j) => j.name), ...(await runningJails(ctx))]);
         for (const b of bans) names.add(b.jail);
         for (const k of Object.keys(stats)) names.add(k.slice(0, k.lastIndexOf(':')));
         if (jail !== undefined && !names.has(jail)) throw new CliError(`no jail '${jail}' (known: ${[...names].sort().join(', ') || 'none'})`);
@@ -92,14 +75,38 @@ export function registerStatusCommands(program: Command, globals: () => GlobalOp
 
   program
     .command('banned')
-    .description('every active ban in the cluster')
+    .description('every active ban in the cluster; with addresses: whether each is banned, and by which ban (a covering network included)')
+    .argument('[addr...]', 'addresses or networks to look up')
     .option('--jail <jail>', 'only this jail')
-    .action(async (o: { jail?: string }) => {
+    .action(async (inputs: string[], o: { jail?: string }) => {
       const g = globals();
+      const wanted = inputs.map((input) => {
+        try {
+          return parseBanTarget(input).text;
+        } catch (err) {
+          throw new CliError(`invalid address '${input}': ${(err as Error).message}`);
+        }
+      });
       await withContext(g, async (ctx) => {
         const bans = (await activeBans(ctx)).filter((b) => !o.jail || b.jail === o.jail);
+        const show = (b: BanRecord) => ({ ...b, since: formatTime(b.since), until: b.until === -1 ? null : formatTime(b.until) });
+        if (wanted.length > 0) {
+          const answers = wanted.map((addr) => ({ addr, bans: coveringBans(bans, addr) }));
+          if (g.json) {
+            console.log(JSON.stringify(answers.map((a) => ({ addr: a.addr, banned: a.bans.length > 0, bans: a.bans.map(show) }))));
+            return;
+          }
+          for (const a of answers) {
+            if (a.bans.length === 0) console.log(`${a.addr} is not banned${o.jail ? ` in jail ${o.jail}` : ''}`);
+            for (const b of a.bans) {
+              const by = b.addr === a.addr ? '' : ` by ${b.addr}`;
+              console.log(`${a.addr} is banned${by} in jail ${b.jail} ${b.until === -1 ? 'permanently' : `until ${formatTime(b.until)}`} (origin ${b.origin}${b.reason ? `, ${b.reason}` : ''})`);
+            }
+          }
+          return;
+        }
         if (g.json) {
-          console.log(JSON.stringify(bans.map((b) => ({ ...b, since: formatTime(b.since), until: b.until === -1 ? null : formatTime(b.until) }))));
+          console.log(JSON.stringify(bans.map(show)));
           return;
         }
         if (bans.length === 0) {
@@ -116,10 +123,24 @@ export function registerStatusCommands(program: Command, globals: () => GlobalOp
   program
     .command('hosts')
     .description('agents of the cluster: alive, last seen, backend, bans applied, decision lag')
-    .action(async () => {
+    .option('--forget <host>', 'remove a host that is gone for good from the list (refused while it is alive)')
+    .action(async (o: { forget?: string }) => {
       const g = globals();
       await withContext(g, async (ctx) => {
         const view = await readFleet(ctx.redis, ctx.keys);
+        if (o.forget !== undefined) {
+          const name = o.forget;
+          if (!view.registered.includes(name)) throw new CliError(`no host '${name}' is registered`);
+          const hb = view.heartbeats.get(name);
+          if (hb && isAlive(hb, view.now)) {
+            throw new CliError(`host '${name}' is alive (seen ${formatTime(hb.seenAt)}): stop its agent first, or it registers again within seconds`);
+          }
+          // Its heartbeat, acknowledgement and report stream go with it: a host gone for good reports nothing more.
+          await ctx.redis.multi().srem(ctx.keys.registry, name).del(...Object.values(ctx.keys.host(name))).exec();
+          if (g.json) console.log(JSON.stringify({ forgotten: name }));
+          else console.log(`forgot host ${name}`);
+          return;
+        }
         const newest = (await ctx.redis.xrevrange(ctx.keys.decisions, '+', '-', 'COUNT', 1))[0]?.[0] ?? '0-0';
         const rows: Array<Heartbeat & { alive: boolean; behind: number; lagMs: number }> = [];
         for (const bad of view.invalid) console.error(`warning: ${bad.host}: invalid heartbeat ignored (${bad.reason})`);

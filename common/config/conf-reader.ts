@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { FILE_LIMITS, FileRefusedError, readBoundedFile } from './secret-file.js';
 import { dirname, isAbsolute, join } from 'node:path';
 import { ConfigError } from '../errors.js';
@@ -130,11 +130,13 @@ export function readConfFile(path: string): ConfDocument | undefined {
  * Every file that makes up `path` in fail2ban's order: for `NAME.conf` and then `NAME.local`,
  * its `[INCLUDES] before` files (recursively), itself, then its `after` files.
  * @param path a `.conf` file (need not exist when only the `.local` does)
+ * @param options `local: false` reads `path` alone (the caller places the `.local` itself, as
+ *   jail.local comes after jail.d/*.conf)
  * @returns parsed documents in reading order
  */
-export function readWithIncludes(path: string): ConfDocument[] {
+export function readWithIncludes(path: string, options: { local?: boolean } = {}): ConfDocument[] {
   const out: ConfDocument[] = [];
-  const local = path.endsWith('.conf') ? `${path.slice(0, -5)}.local` : undefined;
+  const local = options.local !== false && path.endsWith('.conf') ? `${path.slice(0, -5)}.local` : undefined;
   for (const file of local ? [path, local] : [path]) collect(file, [], out);
   return out;
 }
@@ -153,6 +155,31 @@ function collect(file: string, seen: string[], out: ConfDocument[]): void {
   for (const f of resolve('before')) collect(f, [...seen, file], out);
   out.push(doc);
   for (const f of resolve('after')) collect(f, [...seen, file], out);
+}
+
+/**
+ * The files of one fail2ban configuration name in fail2ban's reading order (its configreader.py):
+ * `NAME.conf`, `NAME.d/*.conf`, `NAME.local`, `NAME.d/*.local`, each with its `[INCLUDES]`. So a
+ * `jail.local` overrides Debian's `jail.d/defaults-debian.conf`, and `jail.d/*.local` overrides both.
+ * @param dir configuration directory
+ * @param name `jail`, `fail2ban`, ...
+ * @returns parsed documents in reading order
+ */
+export function readConfName(dir: string, name: string): ConfDocument[] {
+  const dotD = join(dir, `${name}.d`);
+  let entries: string[] = [];
+  try {
+    entries = readdirSync(dotD).sort();
+  } catch {
+    // no NAME.d: nothing to add
+  }
+  const inD = (ext: string): ConfDocument[] => entries.filter((e) => e.endsWith(ext)).flatMap((e) => readWithIncludes(join(dotD, e), { local: false }));
+  return [
+    ...readWithIncludes(join(dir, `${name}.conf`), { local: false }),
+    ...inD('.conf'),
+    ...readWithIncludes(join(dir, `${name}.local`), { local: false }),
+    ...inD('.local'),
+  ];
 }
 
 /** Sources for values that are not in the file, e.g. `__name__` or jail options passed to a filter. */

@@ -1,5 +1,7 @@
 import { homedir, hostname } from 'node:os';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { ConfigError } from '../errors.js';
 import { CLUSTER_NAME_RE } from '../protocol/keys.js';
 import { HOST_NAME_RE } from '../protocol/messages.js';
@@ -8,6 +10,7 @@ import { parseTimeSpec } from './time-spec.js';
 import { parseSentinelUrl } from '../sentinel-url.js';
 import { FILE_LIMITS, FileRefusedError, readBoundedFile, readSecretFile } from './secret-file.js';
 import { parseBanTarget } from '../address.js';
+import { readFail2banSettings } from './fail2ban-settings.js';
 
 /** Redis connection settings. The password never appears in logs. */
 export interface RedisSettings {
@@ -139,9 +142,25 @@ export function roleRedis(config: Pick<FleetbanConfig, 'redis' | 'identities'>, 
 /** Where configuration lives unless --config or FLEETBAN_CONFIG says otherwise. */
 export const DEFAULT_CONFIG_DIR = '/etc/fleetban';
 
-/** @returns the configuration directory from the command line, the environment, or the default */
+/** The commented defaults shipped in the repository (deploy/etc/fleetban). */
+export function shippedConfigDir(): string {
+  return fileURLToPath(new URL('../../../deploy/etc/fleetban', import.meta.url));
+}
+
+/**
+ * The one rule for where configuration lives, used by every command and daemon alike (so the CLI
+ * reads the jails `fleetban up` runs): `--config`, else `$FLEETBAN_CONFIG`, else /etc/fleetban when
+ * it exists, else the shipped defaults.
+ * @param flag the `--config` option, when given
+ * @returns the configuration directory
+ */
 export function configDir(flag?: string): string {
-  return flag ?? process.env.FLEETBAN_CONFIG ?? DEFAULT_CONFIG_DIR;
+  return explicitConfigDir(flag) ?? (existsSync(DEFAULT_CONFIG_DIR) ? DEFAULT_CONFIG_DIR : shippedConfigDir());
+}
+
+/** @returns the directory named by `--config` or `$FLEETBAN_CONFIG`, undefined when neither is given */
+export function explicitConfigDir(flag?: string): string | undefined {
+  return flag || process.env.FLEETBAN_CONFIG || undefined;
 }
 
 /**
@@ -303,7 +322,8 @@ export function loadFleetbanConfig(dir: string): FleetbanConfig {
       streamMaxlen: integer('coordinator', 'stream_maxlen', 100_000, 1000),
       expireInterval: seconds('coordinator', 'expire_interval', '1s'),
       claimIdle: seconds('coordinator', 'claim_idle', '30s'),
-      dbpurgeage: seconds('coordinator', 'dbpurgeage', '1d'),
+      // fleetban.conf wins; a migrated directory's fail2ban.conf/fail2ban.local comes next.
+      dbpurgeage: get('coordinator', 'dbpurgeage') !== undefined ? seconds('coordinator', 'dbpurgeage', '1d') : readFail2banSettings(dir).dbpurgeage ?? 86_400,
       hostQuota: integer('coordinator', 'host_quota', 10_000, 100),
       hostQuotaMb: integer('coordinator', 'host_quota_mb', 64, 1),
       ...(get('coordinator', 'signing_key') ? { signingKey: get('coordinator', 'signing_key') } : {}),

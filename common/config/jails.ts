@@ -1,9 +1,9 @@
-import { readdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { statSync } from 'node:fs';
 import { ConfigError } from '../errors.js';
 import { AddressMatcher } from '../address.js';
 import { JAIL_NAME_RE, MAX_BAN_MS } from '../protocol/messages.js';
-import { ConfSet, readWithIncludes, readConfFile, type ConfValue } from './conf-reader.js';
+import { ConfSet, readConfName, type ConfValue } from './conf-reader.js';
+import { parseBackend, type BackendSpec } from './backend-spec.js';
 import { parseTimeSpec, PERMANENT } from './time-spec.js';
 import { parsePorts, parseProtocols, type PortSpec, type ProtocolSpec } from './ports.js';
 import { parseActions, isFirewallAction, type ActionRef } from './actions.js';
@@ -18,8 +18,10 @@ export interface JailConfig {
   /** Filter spec as fail2ban writes it: `sshd` or `sshd[mode=aggressive]`. */
   readonly filter: string;
   readonly logpath: string[];
-  /** fail2ban `backend`: auto, polling, pyinotify, systemd. */
+  /** fail2ban `backend` as written: auto, polling, pyinotify, gamin, systemd[...], bans. */
   readonly backend: string;
+  /** The backend parsed (common/config/backend-spec.ts decides what is valid). */
+  readonly backendSpec: BackendSpec;
   readonly logencoding: string;
   readonly journalmatch: string[];
   readonly maxretry: number;
@@ -30,6 +32,11 @@ export interface JailConfig {
   readonly protocols: ProtocolSpec;
   /** False when the jail's actions include no firewall action: bans are recorded, not enforced. */
   readonly enforce: boolean;
+  /**
+   * What a banned packet meets: fail2ban's `blocktype` (the firewall action's parameter, else the
+   * jail's option). `drop` unless it says `reject…`.
+   */
+  readonly blocktype: Blocktype;
   /** The firewall action's `name` parameter (`iptables[name=SSH]`): iptables names the chain `f2b-SSH`. */
   readonly actionName: string | undefined;
   /** `bantime.*` escalation options. */
@@ -59,6 +66,11 @@ export interface LoadedJails {
   /** Things an operator must hear about at start-up (unimplemented actions, ignored entries). */
   readonly warnings: string[];
   readonly files: string[];
+  /**
+   * The [DEFAULT] whitelist, for bans in a jail no file defines (`fleetban ban` into `manual`):
+   * the shipped ignoreip protects 127.0.0.1/8 there too.
+   */
+  readonly defaults: { readonly ignoreip: string[]; readonly ignoreself: boolean; readonly ignorecommand: string | undefined };
 }
 
 /** Defaults where neither the jail nor [DEFAULT] sets a value (fail2ban's own defaults). */
@@ -72,6 +84,21 @@ export const JAIL_DEFAULTS = Object.freeze({
   ignoreip: '',
 });
 
+/** How banned packets are refused. */
+export type Blocktype = 'drop' | 'reject';
+
+/**
+ * fail2ban options a jail may set that fleetban does not honour as such, each with what fleetban
+ * does instead (named in a warning when the jail sets it itself).
+ */
+const NOT_HONOURED: Readonly<Record<string, string>> = {
+  chain: "fleetban's rules live in its own table/chain hooked into input, whatever chain names",
+  maxmatches: 'fleetban reports each failure with its own line; there is no per-ticket match list',
+  fail2ban_agent: 'no fleetban action makes HTTP requests with a user agent',
+  banaction: 'fleetban enforces every firewall action with the host\'s [agent] banaction',
+  banaction_allports: 'fleetban enforces every firewall action with the host\'s [agent] banaction',
+};
+
 /** Options this implementation reads; others are passed to the filter or warned about once. */
 const KNOWN_OPTIONS = new Set([
   'enabled', 'filter', 'logpath', 'backend', 'logencoding', 'journalmatch', 'maxretry', 'findtime', 'bantime',
@@ -81,30 +108,33 @@ const KNOWN_OPTIONS = new Set([
   'action_xarf', 'action_cf_mwl', 'action_blocklist_de', 'action_abuseipdb', 'action_badips', 'action_badips_report',
   'fail2ban_agent', 'protocol', 'before', 'after', 'minhosts', 'bantime.increment', 'bantime.factor', 'bantime.formula',
   'bantime.multipliers', 'bantime.maxtime', 'bantime.rndtime', 'bantime.overalljails', 'journalfiles', 'journalpath',
-  'ipv6prefix',
+  'ipv6prefix', 'logtimezone', 'blocktype',
 ]);
 
 /**
- * Load jails in fail2ban's order: jail.conf (with its [INCLUDES]), jail.local, jail.d/*.conf, jail.d/*.local.
+ * Refuse a configuration directory that does not exist (fail2ban-client -t does too); reading
+ * nothing and running no jail would look like success.
+ * @throws ConfigError naming the directory
+ */
+export function requireConfigDir(dir: string): void {
+  let isDir = false;
+  try {
+    isDir = statSync(dir).isDirectory();
+  } catch (err) {
+    throw new ConfigError(`configuration directory does not exist (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, dir);
+  }
+  if (!isDir) throw new ConfigError('is not a directory', dir);
+}
+
+/**
+ * Load jails in fail2ban's order: jail.conf, jail.d/*.conf, jail.local, jail.d/*.local.
  * Only enabled jails are validated and returned, as fail2ban does.
  * @param dir configuration directory
  * @throws ConfigError naming file, line and key
  */
 export function loadJails(dir: string): LoadedJails {
-  const set = new ConfSet(readWithIncludes(join(dir, 'jail.conf')));
-  const jailD = join(dir, 'jail.d');
-  let entries: string[] = [];
-  try {
-    entries = readdirSync(jailD).sort();
-  } catch {
-    // no jail.d: nothing to add
-  }
-  for (const ext of ['.conf', '.local']) {
-    for (const name of entries.filter((e) => e.endsWith(ext))) {
-      const doc = readConfFile(join(jailD, name));
-      if (doc) set.add(doc);
-    }
-  }
+  requireConfigDir(dir);
+  const set = new ConfSet(readConfName(dir, 'jail'));
 
   const warnings: string[] = [];
   const jails: JailConfig[] = [];
@@ -113,7 +143,18 @@ export function loadJails(dir: string): LoadedJails {
     if (!enabled) continue;
     jails.push(buildJail(set, name, warnings));
   }
-  return { jails, warnings, files: set.files };
+  const dget = (key: string): string | undefined => (set.hasSection('DEFAULT') ? set.get('DEFAULT', key) : undefined);
+  const dfail = (key: string) => (message: string): never => {
+    const w = set.raw('DEFAULT', key);
+    throw new ConfigError(`[DEFAULT]: ${message}`, w?.file, w?.line, key);
+  };
+  const selfText = (dget('ignoreself') ?? 'true').trim().toLowerCase();
+  const defaults = {
+    ignoreip: parseIgnoreip(dget('ignoreip') ?? '', dfail('ignoreip')),
+    ignoreself: !['false', 'no', '0', 'off'].includes(selfText),
+    ignorecommand: dget('ignorecommand')?.trim() || undefined,
+  };
+  return { jails, warnings, files: set.files, defaults };
 }
 
 function buildJail(set: ConfSet, name: string, warnings: string[]): JailConfig {
@@ -178,20 +219,26 @@ function buildJail(set: ConfSet, name: string, warnings: string[]): JailConfig {
     }
   }
 
-  const ignoreip: string[] = [];
-  for (const entry of (get('ignoreip') ?? '').split(/[\s,]+/).filter(Boolean)) {
-    if (entry.startsWith('file:') || HOSTNAME_RE.test(entry)) {
-      // Resolved (names) and read (files) by the whitelist when the coordinator loads the policy.
-      ignoreip.push(entry);
-      continue;
+  const blocktypeText = (primary?.params.get('blocktype') ?? get('blocktype') ?? '').trim();
+  let blocktype: Blocktype = 'drop';
+  if (/^(?:drop)$/i.test(blocktypeText) || blocktypeText === '') blocktype = 'drop';
+  else if (/^reject\b/i.test(blocktypeText)) {
+    blocktype = 'reject';
+    if (/tcp-reset|tcp reset|with\s+(?!icmp)/i.test(blocktypeText) && !/port-unreachable/i.test(blocktypeText)) {
+      warnings.push(`jail [${name}]: blocktype '${blocktypeText}': fleetban rejects with ICMP port unreachable`);
     }
-    try {
-      new AddressMatcher([entry]);
-      ignoreip.push(entry);
-    } catch (err) {
-      fail('ignoreip', `'${entry}' is not an address, network, host name or file:PATH (${(err as Error).message})`);
-    }
+  } else fail('blocktype', `'${blocktypeText}' is neither drop nor reject (fail2ban's DROP, REJECT --reject-with …, drop, reject)`);
+
+  const ownKeys = set.ownKeys(name);
+  for (const key of ownKeys) {
+    if (NOT_HONOURED[key]) warnings.push(`jail [${name}]: option '${key}' is not used: ${NOT_HONOURED[key]}`);
   }
+  const usedns = (get('usedns') ?? '').trim().toLowerCase();
+  if (usedns === 'yes') {
+    warnings.push(`jail [${name}]: usedns = yes: fleetban never resolves host names found in log lines (as usedns = warn/no); a line naming only a host is not counted`);
+  }
+
+  const ignoreip = parseIgnoreip(get('ignoreip') ?? '', (message) => fail('ignoreip', message));
 
   const number = (key: string, fallback: number, min: number): number => {
     const text = get(key);
@@ -244,12 +291,13 @@ function buildJail(set: ConfSet, name: string, warnings: string[]): JailConfig {
     .map((l) => l.trim().replace(/\s+(?:head|tail)$/, ''))
     .filter(Boolean);
   const backend = (get('backend') ?? JAIL_DEFAULTS.backend).trim();
-  const backendName = backend.replace(/\[.*$/, '');
-  if (!['auto', 'polling', 'pyinotify', 'gamin', 'systemd', 'bans'].includes(backendName)) {
-    fail('backend', `'${backend}' is not one of auto, polling, pyinotify, gamin, systemd, bans`);
+  const backendSpec = parseBackend(backend, name, where('backend') ?? loc);
+  const countsBans = backendSpec.kind === 'bans';
+  if (backendSpec.kind === 'files' && logpath.length === 0) fail('logpath', 'is required (or backend = systemd or bans)');
+  if (backendSpec.kind === 'files' && logpath.some((p) => /(?:^|\/)fail2ban\.log$/.test(p))) {
+    warnings.push(`jail [${name}]: logpath ${logpath.join(' ')} is fail2ban's own log, which nothing writes once fleetban replaces fail2ban; ` +
+      'for a cluster-wide recidive set backend = bans (it counts the cluster\'s bans in every other jail)');
   }
-  const countsBans = backendName === 'bans';
-  if (!countsBans && backendName !== 'systemd' && logpath.length === 0) fail('logpath', 'is required (or backend = systemd or bans)');
 
   const options = new Map<string, string>();
   const keys = new Set([...set.ownKeys('DEFAULT'), ...set.ownKeys(name)]);
@@ -270,6 +318,7 @@ function buildJail(set: ConfSet, name: string, warnings: string[]): JailConfig {
     filter: (get('filter') ?? name).trim(),
     logpath,
     backend,
+    backendSpec,
     logencoding: value('logencoding').trim(),
     journalmatch: (get('journalmatch') ?? '').split('\n').map((s) => s.trim()).filter(Boolean),
     maxretry,
@@ -279,6 +328,7 @@ function buildJail(set: ConfSet, name: string, warnings: string[]): JailConfig {
     ports,
     protocols,
     enforce,
+    blocktype,
     actionName: primaryName,
     banTime,
     minhosts,
@@ -291,6 +341,25 @@ function buildJail(set: ConfSet, name: string, warnings: string[]): JailConfig {
     file: loc.file,
     line: loc.line,
   };
+}
+
+/** ignoreip entries: addresses and networks checked now; host names and file: lists kept for the whitelist to resolve. */
+function parseIgnoreip(text: string, fail: (message: string) => never): string[] {
+  const out: string[] = [];
+  for (const entry of text.split(/[\s,]+/).filter(Boolean)) {
+    if (entry.startsWith('file:') || HOSTNAME_RE.test(entry)) {
+      // Resolved (names) and read (files) by the whitelist when the coordinator loads the policy.
+      out.push(entry);
+      continue;
+    }
+    try {
+      new AddressMatcher([entry]);
+      out.push(entry);
+    } catch (err) {
+      fail(`'${entry}' is not an address, network, host name or file:PATH (${(err as Error).message})`);
+    }
+  }
+  return out;
 }
 
 function time(text: string, key: string, fail: (key: string, message: string) => never): number {

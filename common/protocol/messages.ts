@@ -383,6 +383,9 @@ export interface CoordinatorRegistration {
   /** Last reload (or start), on Redis' clock. */
   reloadedAt: number;
   reloadError?: string;
+  /** Release and wire protocol (`fleetban version`); absent from registrations of older coordinators. */
+  version?: string;
+  protocol?: number;
 }
 
 /** Parse and validate a coordinator registration (only coordinators write them; still bounded). */
@@ -401,6 +404,8 @@ export function decodeCoordinatorRegistration(json: string): Decoded<Coordinator
     value: {
       consumer: r.consumer, host: r.host, pid: r.pid as number, seenAt: r.seenAt as number, policy: label(r.policy), jails: r.jails as string[],
       reloadedAt: r.reloadedAt as number, ...(typeof r.reloadError === 'string' ? { reloadError: r.reloadError.slice(0, LIMITS.reasonChars) } : {}),
+      ...(typeof r.version === 'string' ? { version: label(r.version) } : {}),
+      ...(isCount(r.protocol) ? { protocol: r.protocol as number } : {}),
     },
   };
 }

@@ -3,13 +3,17 @@ import assert from 'node:assert/strict';
 import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startDaemon, runCli, writeConfig, sshdFailure } from '../helpers/spawn.js';
+import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { startDaemon, runCli, writeConfig, sshdFailure, CLI } from '../helpers/spawn.js';
 
 /** The CLI as an operator meets it: check-config, refusing bad configuration, and `fleetban up`. */
 
 test('check-config reports OK with warnings, or the file, line and key of a mistake', async () => {
+  const authLog = join(mkdtempSync(join(tmpdir(), 'fleetban-logs-')), 'auth.log');
+  writeFileSync(authLog, '');
   const good = writeConfig({
-    'jail.conf': `[ssh-iptables]\nenabled = true\nfilter = sshd\naction = iptables[name=SSH, port=ssh, protocol=tcp]\n         sendmail-whois[name=SSH, dest=you@example.org]\nlogpath = /var/log/auth.log\n`,
+    'jail.conf': `[ssh-iptables]\nenabled = true\nfilter = sshd\naction = iptables[name=SSH, port=ssh, protocol=tcp]\n         sendmail-whois[name=SSH, dest=you@example.org]\nlogpath = ${authLog}\n`,
   });
   const ok = await runCli(['--config', good, 'check-config']);
   assert.equal(ok.code, 0, ok.stderr);
@@ -26,6 +30,20 @@ test('check-config reports OK with warnings, or the file, line and key of a mist
   const f = await runCli(['--config', badFilter, 'check-config']);
   assert.equal(f.code, 1);
   assert.match(f.stderr, /nosuchfilter/);
+});
+
+test('check-config refuses what fail2ban-client -t refuses: a missing directory, a jail without a log file', async () => {
+  const gone = join(tmpdir(), `fleetban-no-such-dir-${process.pid}`);
+  const r = await runCli(['--config', gone, 'check-config']);
+  assert.equal(r.code, 1);
+  assert.equal(r.stderr, `fleetban: ${gone}: configuration directory does not exist (ENOENT)\n`);
+
+  const dir = writeConfig({ 'jail.conf': `[sshd]\nenabled = true\nlogpath = ${gone}/auth.log\n          ${gone}/*.log\n[journal]\nenabled = true\nfilter = sshd\nbackend = systemd\n` });
+  const m = await runCli(['--config', dir, 'check-config']);
+  assert.equal(m.code, 1);
+  assert.equal(m.stderr.trim().split('\n').length, 1, 'one line');
+  assert.match(m.stderr, new RegExp(`jail\\.conf:1, key 'logpath': jail \\[sshd\\]: have not found any log file \\(logpath ${gone}/auth\\.log ${gone}/\\*\\.log\\)`));
+  assert.doesNotMatch(m.stderr, /\[journal\]/, 'the journal backend needs no file');
 });
 
 test('a daemon with malformed configuration does not start and says where', async () => {
@@ -95,4 +113,56 @@ test('fleetban up still stops on SIGTERM after its Redis died under it', async (
   });
   if (code === 'hung') up.proc.kill('SIGKILL');
   assert.equal(code, 0, 'exits cleanly instead of waiting for a Redis that is gone');
+});
+
+test('Ctrl-C on a terminal stops fleetban up without Redis warnings', async () => {
+  const work = mkdtempSync(join(tmpdir(), 'fleetban-up-int-'));
+  const log = join(work, 'auth.log');
+  writeFileSync(log, '');
+  const dir = writeConfig({
+    'fleetban.conf': `[agent]\nhost = solo\nbanaction = dry-run\nstate_dir = ${join(work, 'state')}\n`,
+    'jail.conf': `[sshd]\nenabled = true\nfilter = sshd\nlogpath = ${log}\n`,
+  });
+  // A terminal's Ctrl-C signals the whole foreground process group: `up` leads its own group here.
+  const up = spawn(process.execPath, [CLI, '--config', dir, 'up'], { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, FLEETBAN_LOG_LEVEL: 'info' } });
+  const lines: Array<Record<string, unknown>> = [];
+  let err = '';
+  up.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  createInterface({ input: up.stdout }).on('line', (l) => {
+    try {
+      lines.push(JSON.parse(l) as Record<string, unknown>);
+    } catch {
+      lines.push({ msg: l });
+    }
+  });
+  const exited = new Promise<number | null>((r) => up.once('exit', (c) => r(c)));
+  const deadline = Date.now() + 20_000;
+  while (!lines.some((l) => String(l.msg).startsWith('fleetban is up'))) {
+    assert.ok(Date.now() < deadline && up.exitCode === null, `up did not start: ${err}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  process.kill(-up.pid!, 'SIGINT');
+  const code = await Promise.race([exited, new Promise<string>((r) => setTimeout(() => r('hung'), 20_000))]);
+  if (code === 'hung') process.kill(-up.pid!, 'SIGKILL');
+  assert.equal(code, 0);
+  const stopping = lines.findIndex((l) => l.msg === 'stopping');
+  assert.ok(stopping >= 0, 'it says it is stopping');
+  const noisy = lines.slice(stopping).filter((l) => Number(l.level) >= 40);
+  assert.deepEqual(noisy, [], 'no warnings or errors while stopping');
+  assert.equal(existsSync(join(work, 'state', 'redis', 'redis.sock')), false, 'the private Redis stopped too');
+});
+
+test('regex uses the configuration\'s filter.d when --config or FLEETBAN_CONFIG is given', async () => {
+  const dir = writeConfig({
+    'jail.conf': '',
+    'filter.d/sshd.conf': '[Definition]\nfailregex = ^ONLY-IN-CONFIG from <HOST>$\n',
+  });
+  const line = 'ONLY-IN-CONFIG from 198.51.100.4';
+  const withConfig = await runCli(['--config', dir, '--json', 'regex', line, 'sshd']);
+  assert.equal(withConfig.code, 0, withConfig.stderr);
+  assert.equal(JSON.parse(withConfig.stdout).host, '198.51.100.4');
+  const viaEnv = await runCli(['--json', 'regex', line, 'sshd'], { FLEETBAN_CONFIG: dir });
+  assert.equal(JSON.parse(viaEnv.stdout).host, '198.51.100.4');
+  const builtin = await runCli(['--json', 'regex', line, 'sshd'], { FLEETBAN_CONFIG: '' });
+  assert.equal(JSON.parse(builtin.stdout).match, false, "fleetban's own sshd filter does not know the line");
 });

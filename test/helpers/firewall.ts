@@ -1,3 +1,4 @@
+import type { Fleet } from './netns.js';
 import { pino, type Logger } from 'pino';
 import type { FirewallBan, JailRule } from '../../agent/firewall/backend.js';
 
@@ -26,3 +27,13 @@ export const ban = (jail: string, addr: string, ms: number): FirewallBan => ({
   family: addr.includes(':') ? 6 : 4,
   until: ms === -1 ? -1 : Date.now() + ms,
 });
+
+/**
+ * How a TCP connection from host `from` ends: `connected`, the error code of a refusal
+ * (`ECONNREFUSED`: a RST or an ICMP port unreachable, i.e. blocktype = reject), or `timeout` (dropped).
+ */
+export async function connectOutcome(fleet: Fleet, from: string, addr: string, port: number): Promise<string> {
+  const script = `const s=require('net').connect(${port},'${addr}');s.setTimeout(1500,()=>{console.log('timeout');process.exit(0)});` +
+    `s.on('connect',()=>{console.log('connected');process.exit(0)});s.on('error',(e)=>{console.log(e.code);process.exit(0)});`;
+  return (await fleet.exec(from, process.execPath, ['-e', script])).stdout.trim();
+}

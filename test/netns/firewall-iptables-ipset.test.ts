@@ -6,7 +6,7 @@ import type { FirewallBackend } from '../../agent/firewall/backend.js';
 import { IpsetBackend } from '../../agent/firewall/ipset.js';
 import { IptablesBackend } from '../../agent/firewall/iptables.js';
 import { createFleet, netnsAvailable, type Fleet } from '../helpers/netns.js';
-import { ALL, ATK4, ATK6, HOST4, HOST6, SSH, ban, captureLogger } from '../helpers/firewall.js';
+import { ALL, ATK4, ATK6, HOST4, HOST6, SSH, ban, captureLogger, connectOutcome } from '../helpers/firewall.js';
 import { waitUntil } from '../helpers/wait.js';
 
 const avail = netnsAvailable();
@@ -191,4 +191,22 @@ test('iptables names a labelled jail\'s chain f2b-<label>, as fail2ban\'s name= 
     await fw.shutdown({ cleanup: true });
   }
   assert.doesNotMatch(await chainsOf(), /fleetban|f2b-/, 'cleanup removes every chain');
+});
+
+test('ipset: blocktype = reject answers with port unreachable over IPv4 and IPv6; drop stays silent', async (t) => {
+  if (!avail.ok) return t.skip(avail.reason);
+  const fw = new IpsetBackend({ commandPrefix: fleet.prefix('host') });
+  try {
+    await fw.init([{ ...SSH, blocktype: 'reject' }, ALL]);
+    fw.add(ban('ssh-test.v1', ATK4, 60_000));
+    fw.add(ban('ssh-test.v1', ATK6, 60_000));
+    fw.add(ban('all_ports', '198.51.100.77', 60_000));
+    await fw.commit();
+    assert.equal(await connectOutcome(fleet, 'atk', HOST4, 22), 'ECONNREFUSED');
+    assert.equal(await connectOutcome(fleet, 'atk', HOST6, 22), 'ECONNREFUSED');
+    assert.equal(await connectOutcome(fleet, 'atk', HOST4, 80), 'connected');
+    assert.equal(await connectOutcome(fleet, 'good', HOST4, 22), 'timeout', 'a drop jail still drops silently');
+  } finally {
+    await fw.shutdown({ cleanup: true });
+  }
 });

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { FirewallError, InvalidInputError } from '../../common/errors.js';
 import { NftablesBackend } from '../../agent/firewall/nftables.js';
 import { createFleet, netnsAvailable, type Fleet } from '../helpers/netns.js';
-import { ALL, ATK4, ATK6, GOOD4, HOST4, HOST6, SSH, ban, captureLogger } from '../helpers/firewall.js';
+import { ALL, ATK4, ATK6, GOOD4, HOST4, HOST6, SSH, ban, captureLogger, connectOutcome } from '../helpers/firewall.js';
 import { waitUntil } from '../helpers/wait.js';
 
 const avail = netnsAvailable();
@@ -269,4 +269,20 @@ test("the factory's 'auto' picks nftables where nft works, and builds each named
   }
   // A prefix under which no firewall tool can run: auto says so instead of guessing.
   await assert.rejects(detectBackend(['env', 'PATH=/nonexistent']), /none of nft, ipset, iptables works/);
+});
+
+test('blocktype = reject answers the banned address with port unreachable; drop stays silent', async (t) => {
+  if (!avail.ok) return t.skip(avail.reason);
+  const fw = backend();
+  try {
+    await fw.init([{ ...SSH, blocktype: 'reject' }, ALL]);
+    fw.add(ban('ssh-test.v1', ATK4, 60_000));
+    fw.add(ban('all_ports', GOOD4, 60_000));
+    await fw.commit();
+    assert.equal(await connectOutcome(fleet, 'atk', HOST4, 22), 'ECONNREFUSED', 'rejected: the attacker is told at once');
+    assert.equal(await connectOutcome(fleet, 'atk', HOST4, 80), 'connected', 'other ports untouched');
+    assert.equal(await connectOutcome(fleet, 'good', HOST4, 22), 'timeout', 'a drop jail still drops silently');
+  } finally {
+    await fw.shutdown({ cleanup: true });
+  }
 });

@@ -105,3 +105,72 @@ test('fleetban.conf: defaults, overrides from fleetban.local, unknown keys refus
   assert.throws(() => loadFleetbanConfig(configDir({ 'fleetban.conf': '[cluster]\nname = a b\n' })), /key 'name'/);
   assert.throws(() => loadFleetbanConfig(configDir({ 'fleetban.conf': '[redis]\nurl = http://x\n' })), /must start with redis:\/\//);
 });
+
+test("fail2ban's reading order: jail.conf, jail.d/*.conf, jail.local, jail.d/*.local", () => {
+  // Debian ships jail.d/defaults-debian.conf enabling sshd; the operator's jail.local must win over it.
+  const dir = configDir({
+    'jail.conf': '[sshd]\nlogpath = /l\nmaxretry = 1\n[web]\nlogpath = /w\n',
+    'jail.d/defaults-debian.conf': '[sshd]\nenabled = true\nmaxretry = 2\n[web]\nenabled = true\nmaxretry = 2\n',
+    'jail.local': '[sshd]\nenabled = false\n[web]\nmaxretry = 3\n',
+    'jail.d/zz.local': '[web]\nfindtime = 1m\n',
+  });
+  const { jails, files } = loadJails(dir);
+  assert.deepEqual(jails.map((j) => j.name), ['web'], 'jail.local disables the sshd jail jail.d enabled');
+  assert.equal(jails[0]!.maxretry, 3, 'jail.local overrides jail.d/*.conf');
+  assert.equal(jails[0]!.findtime, 60);
+  assert.deepEqual(files.map((f) => f.slice(dir.length + 1)), ['jail.conf', 'jail.d/defaults-debian.conf', 'jail.local', 'jail.d/zz.local']);
+});
+
+test('a configuration directory that does not exist is refused', () => {
+  assert.throws(() => loadJails('/nonexistent/fleetban-conf'), /^ConfigError: \/nonexistent\/fleetban-conf: configuration directory does not exist/);
+});
+
+test('backends: one list for the jail loader and the log sources', async () => {
+  const { createLogSources } = await import('../../../agent/sources/index.js');
+  const dir = configDir({ 'jail.conf': '[sshd]\nenabled = true\nlogpath = /l\nbackend = inotify\n' });
+  assert.throws(() => loadJails(dir), /jail\.conf:4, key 'backend': jail \[sshd\]: unknown backend 'inotify' \(fail2ban's name for it is pyinotify\)/);
+  assert.throws(() => createLogSources({ name: 'sshd', backend: 'inotify', logpath: ['/l'], logencoding: 'auto', journalmatch: [] }), /unknown backend 'inotify'/);
+  for (const b of ['auto', 'polling', 'pyinotify', 'gamin']) {
+    const j = loadJails(configDir({ 'jail.conf': `[sshd]\nenabled = true\nlogpath = /l\nbackend = ${b}\n` })).jails[0]!;
+    assert.equal(j.backendSpec.kind, 'files', b);
+    assert.equal(createLogSources(j).length, 1, `${b}: the sources accept what the loader accepts`);
+  }
+  const bans = loadJails(configDir({ 'jail.conf': '[recidive]\nenabled = true\nbackend = bans\n' })).jails[0]!;
+  assert.equal(bans.countsBans, true);
+  assert.deepEqual(createLogSources(bans), []);
+});
+
+test('fail2ban options fleetban does not honour as such are named in a warning saying what it does instead', () => {
+  const dir = configDir({
+    'jail.conf': [
+      '[DEFAULT]', 'usedns = yes', 'logtimezone = UTC',
+      '[sshd]', 'enabled = true', 'logpath = /l', 'chain = INPUT', 'blocktype = REJECT --reject-with icmp-port-unreachable',
+      '[web]', 'enabled = true', 'logpath = /w', 'action = nftables[blocktype=drop]',
+      '[recidive]', 'enabled = true', 'logpath = /var/log/fail2ban.log',
+    ].join('\n') + '\n',
+  });
+  const { jails, warnings } = loadJails(dir);
+  const by = new Map(jails.map((j) => [j.name, j]));
+  assert.equal(by.get('sshd')!.blocktype, 'reject');
+  assert.equal(by.get('web')!.blocktype, 'drop');
+  assert.equal(by.get('sshd')!.options.get('logtimezone'), 'UTC', 'logtimezone reaches the filter');
+  assert.ok(!warnings.some((w) => /logtimezone/.test(w)), 'and is not called unknown');
+  assert.ok(warnings.includes("jail [sshd]: option 'chain' is not used: fleetban's rules live in its own table/chain hooked into input, whatever chain names"));
+  assert.ok(warnings.some((w) => /^jail \[sshd\]: usedns = yes: fleetban never resolves host names/.test(w)));
+  assert.ok(warnings.some((w) => /^jail \[recidive\]: logpath \/var\/log\/fail2ban\.log is fail2ban's own log.*set backend = bans/.test(w)));
+  assert.throws(() => loadJails(configDir({ 'jail.conf': '[a]\nenabled = true\nlogpath = /l\nblocktype = tarpit\n' })), /jail\.conf:4, key 'blocktype'.*neither drop nor reject/);
+});
+
+test("fail2ban.conf/fail2ban.local: dbpurgeage is read, settings without an equivalent are warned about", async () => {
+  const { readFail2banSettings } = await import('../../../common/config/fail2ban-settings.js');
+  const dir = configDir({
+    'fail2ban.conf': '[DEFAULT]\nloglevel = INFO\nlogtarget = /var/log/fail2ban.log\ndbfile = /var/lib/fail2ban/fail2ban.sqlite3\ndbpurgeage = 1d\n[Definition]\n',
+    'fail2ban.local': '[Definition]\ndbpurgeage = 7d\nlogtarget = SYSLOG\n',
+  });
+  assert.equal(loadFleetbanConfig(dir).coordinator.dbpurgeage, 7 * 86400);
+  const s = readFail2banSettings(dir);
+  assert.equal(s.dbfile, '/var/lib/fail2ban/fail2ban.sqlite3');
+  assert.deepEqual(s.warnings, ['fail2ban.conf: logtarget = SYSLOG is not used: fleetban logs to stdout/stderr (journald under systemd)']);
+  writeFileSync(join(dir, 'fleetban.conf'), '[coordinator]\ndbpurgeage = 2d\n');
+  assert.equal(loadFleetbanConfig(dir).coordinator.dbpurgeage, 2 * 86400, 'fleetban.conf wins');
+});

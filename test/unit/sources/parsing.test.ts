@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { formatJournalEntry, fieldText } from '../../../agent/sources/journal-format.js';
 import { parseJournalMatch } from '../../../agent/sources/journal-match.js';
-import { parseBackend } from '../../../agent/sources/backend-spec.js';
+import { parseBackend } from '../../../common/config/backend-spec.js';
 import { lineEncoding } from '../../../agent/sources/encoding.js';
 import { expandGlob, globMatches, segmentRegExp, literalParent } from '../../../agent/sources/glob.js';
 import { stateFileName } from '../../../agent/sources/state-file.js';
