@@ -12,6 +12,7 @@ import { Aggregator } from './aggregator.js';
 import { Expirer } from './expirer.js';
 import { RedisClock } from './redis-clock.js';
 import { loadPolicy } from './policy.js';
+import { startOperations } from './operations.js';
 
 /** A coordinator's entry in the coordinators hash, read by `fleetban reload` and `fleetban hosts`. */
 export interface CoordinatorRegistration {
@@ -90,6 +91,7 @@ export async function startCoordinator(dir: string, override?: Partial<FleetbanC
       loaded = next;
       policy = nextPolicy;
       aggregator.setPolicy(policy);
+      operations.reload();
       reloadError = undefined;
       log.info({ jails: next.jails.map((j) => j.name), policy: policy.digest }, 'policy reloaded');
     } catch (err) {
@@ -101,6 +103,7 @@ export async function startCoordinator(dir: string, override?: Partial<FleetbanC
     await register().catch(() => undefined);
   };
 
+  const operations = await startOperations(config, keys, writer, aggregator, () => loaded.jails, () => clock.now());
   await aggregator.start();
   expirer.start();
   await register().catch(() => undefined);
@@ -123,6 +126,7 @@ export async function startCoordinator(dir: string, override?: Partial<FleetbanC
       expirer.stop();
       clock.stop();
       await aggregator.stop();
+      await operations.stop();
       subscriber.disconnect();
       reader.disconnect();
       // Only with Redis there: commands to a Redis that is gone would wait for it for ever.

@@ -7,6 +7,7 @@ import { HOST_NAME_RE } from '../protocol/messages.js';
 import { ConfSet, readWithIncludes } from './conf-reader.js';
 import { parseTimeSpec } from './time-spec.js';
 import { parseSentinelUrl } from '../sentinel-url.js';
+import { parseListen } from '../metrics.js';
 
 /** Redis connection settings. The password never appears in logs. */
 export interface RedisSettings {
@@ -38,6 +39,8 @@ export interface AgentSettings {
   readonly reconcile: number;
   /** Most bans this host's firewall holds (all jails); small hosts crash on huge sets. */
   readonly maxBans: number;
+  /** Where Prometheus metrics are served (`[agent] metrics`); undefined: off. */
+  readonly metrics?: { host: string; port: number };
 }
 
 export interface CoordinatorSettings {
@@ -53,6 +56,8 @@ export interface CoordinatorSettings {
   readonly claimIdle: number;
   /** Seconds a ban stays in an address' history (fail2ban's dbpurgeage); escalation looks this far back. */
   readonly dbpurgeage: number;
+  /** Where Prometheus metrics are served (`[coordinator] metrics`); undefined: off. */
+  readonly metrics?: { host: string; port: number };
 }
 
 export interface FleetbanConfig {
@@ -69,8 +74,8 @@ const SCHEMA: Record<string, readonly string[]> = {
   cluster: ['name'],
   redis: ['url', 'username', 'password_file', 'tls_ca_file', 'tls_cert_file', 'tls_key_file', 'tls_servername', 'tls_verify',
     'sentinel_username', 'sentinel_password_file'],
-  agent: ['host', 'banaction', 'state_dir', 'heartbeat', 'report_batch', 'reconcile', 'max_bans'],
-  coordinator: ['consumer', 'batch', 'stream_maxlen', 'expire_interval', 'claim_idle', 'dbpurgeage'],
+  agent: ['host', 'banaction', 'state_dir', 'heartbeat', 'report_batch', 'reconcile', 'max_bans', 'metrics'],
+  coordinator: ['consumer', 'batch', 'stream_maxlen', 'expire_interval', 'claim_idle', 'dbpurgeage', 'metrics'],
 };
 
 /** Where configuration lives unless --config or FLEETBAN_CONFIG says otherwise. */
@@ -123,6 +128,15 @@ export function loadFleetbanConfig(dir: string): FleetbanConfig {
     const n = Number(text);
     if (!Number.isInteger(n) || n < min) return fail(section, key, `'${text}' is not a whole number of at least ${min}`);
     return n;
+  };
+
+  const listen = (section: string): { metrics?: { host: string; port: number } } => {
+    try {
+      const m = parseListen(get(section, 'metrics'));
+      return m ? { metrics: m } : {};
+    } catch (err) {
+      return fail(section, 'metrics', (err as Error).message);
+    }
   };
 
   const cluster = get('cluster', 'name') ?? 'default';
@@ -191,6 +205,7 @@ export function loadFleetbanConfig(dir: string): FleetbanConfig {
       reportBatch: integer('agent', 'report_batch', 500, 1),
       reconcile: seconds('agent', 'reconcile', '30s'),
       maxBans: integer('agent', 'max_bans', 131_072, 1),
+      ...listen('agent'),
     },
     coordinator: {
       consumer: get('coordinator', 'consumer') ?? `${host}-${process.pid}`,
@@ -199,6 +214,7 @@ export function loadFleetbanConfig(dir: string): FleetbanConfig {
       expireInterval: seconds('coordinator', 'expire_interval', '1s'),
       claimIdle: seconds('coordinator', 'claim_idle', '30s'),
       dbpurgeage: seconds('coordinator', 'dbpurgeage', '1d'),
+      ...listen('coordinator'),
     },
     files: set.files,
   };

@@ -6,6 +6,9 @@
 /** Consumer group of coordinators on the failures stream. */
 export const COORDINATOR_GROUP = 'coordinators';
 
+/** Consumer group of coordinators on the decisions stream: each ban is notified (mail, webhook) by one of them. */
+export const NOTIFIER_GROUP = 'notifiers';
+
 /** Cluster names become part of every key; keep them to characters that need no quoting anywhere. */
 export const CLUSTER_NAME_RE = /^[A-Za-z0-9_.-]{1,64}$/;
 
@@ -41,8 +44,16 @@ export interface ClusterKeys {
   readonly coordinators: string;
   /** Pub/sub channel of operator commands to every coordinator (reload). */
   readonly control: string;
+  /**
+   * Prefix of the matched-line records kept for notifications: `<prefix><jail>|<addr>` is a list of
+   * JSON `[time, host, line]`, and `<prefix><jail>` a sorted set of the jail's recorded addresses
+   * by last update (what bounds the whole record). Written only for jails that notify.
+   */
+  readonly matchesPrefix: string;
   /** The ban history of one address. */
   history(addr: string): string;
+  /** The matched-line record of one address in one jail (see matchesPrefix). */
+  matches(jail: string, addr: string): string;
   /** The hash of one jail's failure windows (field = address). */
   failureWindows(jail: string): string;
   /** The key of one jail's set of currently failing addresses. */
@@ -71,8 +82,10 @@ export function clusterKeys(cluster: string): ClusterKeys {
     windowHostsPrefix: `${prefix}:winhosts:`,
     historyPrefix: `${prefix}:history:`,
     coordinators: `${prefix}:coordinators`,
+    matchesPrefix: `${prefix}:matches:`,
     control: `${prefix}:control`,
     history: (addr) => `${prefix}:history:${addr}`,
+    matches: (jail, addr) => `${prefix}:matches:${jail}|${addr}`,
     failureWindows: (jail) => `${failureWindowPrefix}${jail}`,
     failing: (jail) => `${failingPrefix}${jail}`,
   };
