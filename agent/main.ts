@@ -20,6 +20,7 @@ import { DecisionFollower } from './decisions.js';
 import { Reporter } from './reporter.js';
 import { FailureSpool } from './spool.js';
 import { HeartbeatSender, hostAddresses } from './heartbeat.js';
+import { startAgentMetrics } from './metrics.js';
 
 export interface AgentOptions {
   /** Settings that replace the file's (fleetban up, tests). */
@@ -109,6 +110,7 @@ export async function startAgent(dir: string, options: AgentOptions = {}): Promi
   const waited = await Promise.race([synced.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 5000).unref())]);
   if (!waited) log.warn('cluster bans not loaded yet (Redis unreachable?); continuing and retrying in the background');
   heartbeat.start();
+  const metrics = await startAgentMetrics(config.agent.metrics, { enforcer, reporter, follower, keys, commands, connections: [commands, blocking] });
 
   const sources: LogSource[] = [];
   for (const jail of loaded.jails) {
@@ -126,6 +128,7 @@ export async function startAgent(dir: string, options: AgentOptions = {}): Promi
         const debug = jailLog.isLevelEnabled('debug');
         // A file source hands over its decoded chunk: the matcher walks the lines in place.
         const failures = Array.isArray(lines) ? matcher.feedBatch(lines) : matcher.feedChunk(lines.text, lines);
+        metrics?.metrics.lines(jail.name, lines, failures.length);
         for (const m of failures) {
           reporter.report({ jail: jail.name, addr: m.addr, time: m.time ?? now(), host, line: m.text });
           if (debug) jailLog.debug({ addr: m.addr, origin }, 'failure');
@@ -155,6 +158,7 @@ export async function startAgent(dir: string, options: AgentOptions = {}): Promi
     async stop(stopOptions = {}) {
       clearInterval(reconcileTimer);
       heartbeat.stop();
+      await metrics?.server.close();
       await Promise.all(sources.map((s) => s.stop()));
       // The hosts entry stays: `fleetban hosts` shows a stopped agent as not alive rather than forgetting it.
       await Promise.race([reporter.flush(), new Promise((r) => setTimeout(r, 2000).unref())]);

@@ -8,10 +8,11 @@ cd "$(dirname "$0")/.."
 pkgs=(redis-server nftables iproute2)
 bins=(redis-server nft ip)
 if [ "${1:-}" = "--test" ]; then
-  pkgs+=(openssh-server openssh-client sshpass iptables ipset systemd-journal-remote shorewall shorewall6 redis-sentinel)
+  pkgs+=(openssh-server openssh-client sshpass iptables ipset systemd-journal-remote shorewall shorewall6 redis-sentinel msmtp-mta whois)
+  # msmtp-mta (/usr/sbin/sendmail) and whois: the notification tests mail through a real sendmail.
   # systemd-journal-remote writes real journal files for the journald source tests (no systemd runs here).
   # redis-sentinel: the failover test runs three real sentinels.
-  bins+=(sshd ssh sshpass iptables ipset /lib/systemd/systemd-journal-remote /sbin/shorewall /sbin/shorewall6 redis-sentinel)
+  bins+=(sshd ssh sshpass iptables ipset /lib/systemd/systemd-journal-remote /sbin/shorewall /sbin/shorewall6 redis-sentinel msmtp whois)
 fi
 
 missing=()
