@@ -21,6 +21,7 @@ import { Reporter } from './reporter.js';
 import { FailureSpool } from './spool.js';
 import { HeartbeatSender, hostAddresses } from './heartbeat.js';
 import { startAgentMetrics } from './metrics.js';
+import { FoundLog } from './found-log.js';
 
 export interface AgentOptions {
   /** Settings that replace the file's (fleetban up, tests). */
@@ -113,11 +114,11 @@ export async function startAgent(dir: string, options: AgentOptions = {}): Promi
   const metrics = await startAgentMetrics(config.agent.metrics, { enforcer, reporter, follower, keys, commands, connections: [commands, blocking] });
 
   const sources: LogSource[] = [];
+  const found = new FoundLog(componentLogger('agent.found'));
   for (const jail of loaded.jails) {
     const filter = filters.get(jail.name);
     if (!filter) continue;
     const matchers = new Map<string, LineMatcher>();
-    const jailLog = componentLogger(`agent.jail.${jail.name}`);
     for (const source of createLogSources(jail, { stateDir: join(config.agent.stateDir, 'positions'), startAt: options.startAt ?? 'end' })) {
       await source.start((lines, origin) => {
         let matcher = matchers.get(origin);
@@ -125,13 +126,12 @@ export async function startAgent(dir: string, options: AgentOptions = {}): Promi
           matcher = filter.createMatcher();
           matchers.set(origin, matcher);
         }
-        const debug = jailLog.isLevelEnabled('debug');
         // A file source hands over its decoded chunk: the matcher walks the lines in place.
         const failures = Array.isArray(lines) ? matcher.feedBatch(lines) : matcher.feedChunk(lines.text, lines);
         metrics?.metrics.lines(jail.name, lines, failures.length);
         for (const m of failures) {
           reporter.report({ jail: jail.name, addr: m.addr, time: m.time ?? now(), host, line: m.text });
-          if (debug) jailLog.debug({ addr: m.addr, origin }, 'failure');
+          found.found(jail.name, m.addr, origin);
         }
       });
       sources.push(source);

@@ -308,7 +308,7 @@ export class Aggregator {
     this.stats.counted += counted.length;
     for (const ban of result.bans) {
       this.stats.bans++;
-      this.log.info({ jail: ban.jail, addr: ban.addr, until: ban.until === -1 ? 'permanent' : new Date(ban.until).toISOString() }, 'ban decided');
+      this.log.info({ event: 'ban decided', jail: ban.jail, addr: ban.addr, until: ban.until === -1 ? 'permanent' : new Date(ban.until).toISOString() }, `[${ban.jail}] Ban ${ban.addr} (cluster decision)`);
     }
   }
 }

@@ -105,3 +105,12 @@ test('Redis reconnects are counted', async () => {
   await redis.restart();
   await waitUntil(async () => (await value(agentUrl, 'fleetban_agent_redis_reconnects_total')) >= n + 2, 20_000, 'both agent connections reconnected');
 });
+
+test('every metric the shipped Grafana dashboard uses is exported', async () => {
+  const { readFileSync } = await import('node:fs');
+  const dashboard = readFileSync('deploy/grafana/fleetban.json', 'utf8');
+  const used = new Set([...dashboard.matchAll(/fleetban_[a-z_]+/g)].map((m) => m[0].replace(/_(bucket|count|sum)$/, '')));
+  const text = (await (await fetch(agentUrl)).text()) + (await (await fetch(coordUrl)).text());
+  for (const name of used) assert.ok(text.includes(`# HELP ${name} `), `${name} is exported`);
+  assert.ok(used.size >= 15);
+});
