@@ -97,13 +97,17 @@ export class Notifier {
 
   /** Create the group (from now: bans decided before notifications existed are not mailed) and start. */
   async start(): Promise<void> {
+    await this.createGroup();
+    this.running = true;
+    this.loop = this.run();
+  }
+
+  private async createGroup(): Promise<void> {
     try {
       await this.writer.xgroup('CREATE', this.keys.decisions, NOTIFIER_GROUP, '$', 'MKSTREAM');
     } catch (err) {
       if (!String((err as Error).message).includes('BUSYGROUP')) throw err;
     }
-    this.running = true;
-    this.loop = this.run();
   }
 
   async stop(): Promise<void> {
@@ -143,6 +147,8 @@ export class Notifier {
         this.runDue();
       } catch (err) {
         if (!this.running) break;
+        // The stream or group is gone (Redis restarted without its data, the keys were deleted): start over from now.
+        if (String((err as Error).message).includes('NOGROUP')) await this.createGroup().catch(() => undefined);
         this.log.warn({ err: (err as Error).message }, 'reading decisions for notifications failed; retrying');
         await new Promise((r) => setTimeout(r, 1000));
       }

@@ -4,7 +4,7 @@ import { appendFileSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startRedis, randomCluster, freePort, type TestRedis } from '../helpers/redis-server.js';
-import { startDaemon, writeConfig, sshdFailure, type Daemon } from '../helpers/spawn.js';
+import { startDaemon, startCoordinatorAndAgent, writeConfig, sshdFailure, type Daemon } from '../helpers/spawn.js';
 import { waitUntil } from '../helpers/wait.js';
 import { parseListen } from '../../common/metrics.js';
 import { loadFleetbanConfig } from '../../common/config/fleetban-config.js';
@@ -48,10 +48,7 @@ before(async () => {
     'fleetban.conf': `[cluster]\nname = ${cluster}\n[redis]\nurl = ${redis.url}\n[agent]\nhost = m1\nbanaction = dry-run\nstate_dir = ${join(work, 'state')}\nmetrics = 127.0.0.1:${ap}\n[coordinator]\nconsumer = mc\nmetrics = 127.0.0.1:${cp}\n`,
     'jail.conf': `[sshd]\nenabled = true\nfilter = sshd\nport = ssh\nlogpath = ${logFile}\nmaxretry = 3\nfindtime = 10m\nbantime = 1h\n`,
   });
-  coordinator = startDaemon(['--config', dir, 'coordinator']);
-  await coordinator.waitFor((l) => l.msg === 'coordinator started', 15_000, 'coordinator start');
-  agent = startDaemon(['--config', dir, 'agent']);
-  await agent.waitFor((l) => l.msg === 'agent started', 15_000, 'agent start');
+  ({ coordinator, agent } = await startCoordinatorAndAgent(dir));
 });
 
 after(async () => {

@@ -4,7 +4,7 @@ import { appendFileSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startRedis, randomCluster, type TestRedis } from '../helpers/redis-server.js';
-import { startDaemon, runCli, writeConfig, sshdFailure, type Daemon } from '../helpers/spawn.js';
+import { startDaemon, startCoordinatorAndAgent, runCli, writeConfig, sshdFailure, type Daemon } from '../helpers/spawn.js';
 import { clusterKeys } from '../../common/protocol/keys.js';
 
 /**
@@ -44,10 +44,7 @@ before(async () => {
   // Another fleet member's heartbeat, as its agent would write it.
   const c = redis.client();
   await c.hset(clusterKeys(cluster).hosts, 'web9', JSON.stringify({ v: 1, host: 'web9', addrs: [FLEET_MEMBER], version: 'x', backend: 'nftables', jails: [], pid: 1, startedAt: Date.now(), seenAt: Date.now(), bansApplied: 0, lastDecision: '0-0' }));
-  coordinator = startDaemon(['--config', dir, 'coordinator']);
-  await coordinator.waitFor((l) => l.msg === 'coordinator started', 15_000, 'coordinator start');
-  agent = startDaemon(['--config', dir, 'agent']);
-  await agent.waitFor((l) => l.msg === 'agent started', 15_000, 'agent start');
+  ({ coordinator, agent } = await startCoordinatorAndAgent(dir));
 });
 
 after(async () => {

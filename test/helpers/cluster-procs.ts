@@ -48,6 +48,8 @@ export interface HostConfig {
   banaction?: string;
   /** Extra lines for [agent]. */
   agent?: string;
+  /** Extra lines for the [sshd] jail, e.g. an `action = …`. */
+  jail?: string;
 }
 
 /** @returns a configuration directory with fleetban.conf and a one-jail (sshd) jail.conf */
@@ -63,6 +65,7 @@ export function hostConfig(c: HostConfig): string {
     'jail.conf': [
       '[sshd]', 'enabled = true', 'filter = sshd', 'port = ssh', `logpath = ${c.logpath ?? join(c.work, 'nobody.log')}`,
       `maxretry = ${c.maxretry ?? 5}`, `findtime = ${c.findtime ?? '10m'}`, `bantime = ${c.bantime ?? '1h'}`,
+      ...(c.jail ? [c.jail] : []),
     ].join('\n') + '\n',
   });
 }

@@ -67,3 +67,23 @@ test('the webhook body is the cluster view as JSON', () => {
     origin: 'h1', failures: 3, hosts: ['h1', 'h2'], lines: [{ time: '2026-01-01T00:00:00.000Z', host: 'h1', line: event.matches[0]!.line }], coordinator: 'coord1',
   });
 });
+
+test("Debian jail.conf's %(action_mwl)s macro gives a sendmail-whois-lines with destemail and sender", () => {
+  const dir = mkdtempSync(join(tmpdir(), 'fleetban-notify-'));
+  writeFileSync(join(dir, 'jail.conf'), [
+    '[DEFAULT]', 'destemail = sec@example.org', 'sender = f2b@example.org', 'mta = sendmail', 'protocol = tcp', 'chain = <known/chain>', 'port = 0:65535',
+    'banaction = iptables-multiport',
+    'action_ = %(banaction)s[port="%(port)s", protocol="%(protocol)s", chain="%(chain)s"]',
+    'action_mwl = %(action_)s',
+    '             %(mta)s-whois-lines[sender="%(sender)s", dest="%(destemail)s", logpath="%(logpath)s", chain="%(chain)s"]',
+    'action = %(action_mwl)s', '',
+    '[sshd]', 'enabled = true', 'port = ssh', 'logpath = /var/log/auth.log', '',
+  ].join('\n'));
+  const { jails, warnings } = loadJails(dir);
+  assert.deepEqual(warnings, []);
+  const [a] = notificationActions('sshd', jails[0]!.actions) as MailAction[];
+  assert.equal(a!.action, 'sendmail-whois-lines');
+  assert.deepEqual(a!.dest, ['sec@example.org']);
+  assert.equal(a!.sender, 'f2b@example.org');
+  assert.equal(jails[0]!.enforce, true);
+});
