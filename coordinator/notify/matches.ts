@@ -22,8 +22,8 @@ export interface MatchBounds {
   readonly ttlMs: number;
 }
 
-/** Lines kept per jail at most (each cut to {@link LINE_CHARS}): ~10 MB of Redis per notifying jail at worst. */
-const LINES_PER_JAIL = 20_000;
+/** Lines kept per jail at most (each cut to {@link LINE_CHARS}): ~25 MB of Redis per notifying jail at worst, ~7 MB with lines of typical length. */
+const LINES_PER_JAIL = 50_000;
 const LINE_CHARS = 512;
 
 /**

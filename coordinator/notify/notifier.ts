@@ -274,7 +274,8 @@ export class Notifier {
     ]);
     const record = json ? decodeBan(json) : undefined;
     // Failures after the decision (the address keeps trying) are not what banned it.
-    const before = matches.filter((m) => m.time <= d.since);
+    // Coordinators append in the order they count, which across coordinators is not the failures' order.
+    const before = matches.filter((m) => m.time <= d.since).sort((a, b) => a.time - b.time);
     const hosts = [...new Set(before.map((m) => m.host))].sort();
     return {
       cluster: this.options.cluster,

@@ -4,7 +4,7 @@ import { appendFileSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startRedis, randomCluster, freePort, type TestRedis } from '../helpers/redis-server.js';
-import { startDaemon, startCoordinatorAndAgent, writeConfig, sshdFailure, type Daemon } from '../helpers/spawn.js';
+import { startCoordinatorAndAgent, writeConfig, sshdFailure, type Daemon } from '../helpers/spawn.js';
 import { waitUntil } from '../helpers/wait.js';
 import { parseListen } from '../../common/metrics.js';
 import { loadFleetbanConfig } from '../../common/config/fleetban-config.js';

@@ -4,7 +4,7 @@ import { appendFileSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startRedis, randomCluster, type TestRedis } from '../helpers/redis-server.js';
-import { startDaemon, startCoordinatorAndAgent, runCli, writeConfig, sshdFailure, type Daemon } from '../helpers/spawn.js';
+import { startCoordinatorAndAgent, runCli, writeConfig, sshdFailure, type Daemon } from '../helpers/spawn.js';
 import { clusterKeys } from '../../common/protocol/keys.js';
 
 /**
