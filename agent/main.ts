@@ -22,12 +22,17 @@ import { FailureSpool } from './spool.js';
 import { HeartbeatSender, hostAddresses } from './heartbeat.js';
 import { startAgentMetrics } from './metrics.js';
 import { FoundLog } from './found-log.js';
+import { hostChecks, type HostCheckOptions } from './preflight.js';
 
 export interface AgentOptions {
   /** Settings that replace the file's (fleetban up, tests). */
   readonly override?: Partial<FleetbanConfig>;
   /** Where log sources start: end (default), beginning, or resume from saved positions. */
   readonly startAt?: 'end' | 'beginning' | 'resume';
+  /** Where the start-up host checks look (tests); see agent/preflight.ts. */
+  readonly hostChecks?: HostCheckOptions;
+  /** Change the loaded jails before they run (`fleetban up` picks its default jail's log source). */
+  readonly adjustJails?: (jails: JailConfig[]) => Promise<JailConfig[]>;
 }
 
 export interface AgentHandle {
@@ -72,8 +77,11 @@ export function jailRules(jails: readonly JailConfig[]): JailRule[] {
 export async function startAgent(dir: string, options: AgentOptions = {}): Promise<AgentHandle> {
   const log = componentLogger('agent');
   const config = { ...loadFleetbanConfig(dir), ...options.override };
-  const loaded = loadJails(dir);
+  const read = loadJails(dir);
+  const loaded = options.adjustJails ? { ...read, jails: await options.adjustJails(read.jails) } : read;
   for (const w of loaded.warnings) log.warn(w);
+  // The firewall's own check runs in the backend's init, against the configuration it runs with.
+  for (const w of await hostChecks(loaded.jails, { sshdConfig: config.agent.sshdConfig, ...options.hostChecks, firewall: false })) log.warn({ check: w.check }, w.message);
   const filters = loadJailFilters(dir, loaded.jails);
   const keys = clusterKeys(config.cluster);
   const host = config.agent.host;

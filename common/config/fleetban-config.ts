@@ -39,6 +39,8 @@ export interface AgentSettings {
   readonly reconcile: number;
   /** Most bans this host's firewall holds (all jails); small hosts crash on huge sets. */
   readonly maxBans: number;
+  /** sshd's configuration, checked with `sshd -T -f` when an sshd jail is enabled (agent/preflight.ts). */
+  readonly sshdConfig: string;
   /** Where Prometheus metrics are served (`[agent] metrics`); undefined: off. */
   readonly metrics?: { host: string; port: number };
 }
@@ -74,7 +76,7 @@ const SCHEMA: Record<string, readonly string[]> = {
   cluster: ['name'],
   redis: ['url', 'username', 'password_file', 'tls_ca_file', 'tls_cert_file', 'tls_key_file', 'tls_servername', 'tls_verify',
     'sentinel_username', 'sentinel_password_file'],
-  agent: ['host', 'banaction', 'state_dir', 'heartbeat', 'report_batch', 'reconcile', 'max_bans', 'metrics'],
+  agent: ['host', 'banaction', 'state_dir', 'heartbeat', 'report_batch', 'reconcile', 'max_bans', 'sshd_config', 'metrics'],
   coordinator: ['consumer', 'batch', 'stream_maxlen', 'expire_interval', 'claim_idle', 'dbpurgeage', 'metrics'],
 };
 
@@ -205,6 +207,7 @@ export function loadFleetbanConfig(dir: string): FleetbanConfig {
       reportBatch: integer('agent', 'report_batch', 500, 1),
       reconcile: seconds('agent', 'reconcile', '30s'),
       maxBans: integer('agent', 'max_bans', 131_072, 1),
+      sshdConfig: get('agent', 'sshd_config') ?? '/etc/ssh/sshd_config',
       ...listen('agent'),
     },
     coordinator: {
