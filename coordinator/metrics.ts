@@ -46,17 +46,33 @@ export class CoordinatorMetrics implements CountObserver {
    */
   constructor(redis: Redis, keys: ClusterKeys, queued: () => number) {
     const reg = [this.registry];
+    // One read of every registered host's stream per scrape, shared by the two gauges that need it.
+    let last: Promise<{ lag: number; pending: number }> | undefined;
+    const hostStreams = (): Promise<{ lag: number; pending: number }> => {
+      last ??= (async () => {
+        const hosts = await redis.smembers(keys.registry);
+        const states = await Promise.all(hosts.map((h) => groupState(redis, keys.host(h).failures, COORDINATOR_GROUP)));
+        let lag = 0;
+        let pending = 0;
+        for (const st of states) {
+          if (!st) continue;
+          if (Number.isFinite(st.lag)) lag += st.lag;
+          pending += st.pending;
+        }
+        return { lag, pending };
+      })().finally(() => setTimeout(() => (last = undefined), 1000).unref());
+      return last;
+    };
     new Gauge({
-      name: 'fleetban_coordinator_stream_backlog', help: 'Failure reports in the stream not yet read by any coordinator (the group lag).', registers: reg,
+      name: 'fleetban_coordinator_stream_backlog', help: 'Failure reports in the hosts\' streams not yet read by any coordinator (the group lag, summed).', registers: reg,
       async collect() {
-        const s = await groupState(redis, keys.failures, COORDINATOR_GROUP);
-        this.set(s && Number.isFinite(s.lag) ? s.lag : 0);
+        this.set((await hostStreams()).lag);
       },
     });
     new Gauge({
-      name: 'fleetban_coordinator_stream_pending', help: 'Failure reports read by a coordinator and not yet counted (pending in the group).', registers: reg,
+      name: 'fleetban_coordinator_stream_pending', help: 'Failure reports read by a coordinator and not yet counted (pending in the group, summed over hosts).', registers: reg,
       async collect() {
-        this.set((await groupState(redis, keys.failures, COORDINATOR_GROUP))?.pending ?? 0);
+        this.set((await hostStreams()).pending);
       },
     });
     new Gauge({

@@ -10,8 +10,8 @@ import { startRedis, randomCluster, type TestRedis } from '../helpers/redis-serv
 import { startDaemon, writeConfig, type Daemon } from '../helpers/spawn.js';
 import { startSmtpServer, parseMail, decodeQuotedPrintable, type TestSmtpServer } from '../helpers/smtp-server.js';
 import { waitUntil } from '../helpers/wait.js';
+import { xaddFailures } from '../helpers/cluster-procs.js';
 import { clusterKeys, NOTIFIER_GROUP } from '../../common/protocol/keys.js';
-import { encodeReport } from '../../common/protocol/messages.js';
 
 /**
  * Notifications end to end with real parts: coordinators as processes, Debian's
@@ -65,8 +65,7 @@ function coordinator(consumer: string): Daemon {
 async function report(jail: string, addr: string, hosts: string[], lines: string[]): Promise<void> {
   for (let i = 0; i < lines.length; i++) {
     const host = hosts[i % hosts.length]!;
-    const t = Date.now();
-    await c.xadd(keys.failures, '*', ...encodeReport(host, t, [{ eid: `t-${seq++}`, jail, addr, time: t - 1000, line: lines[i]! }]));
+    await xaddFailures(c, keys, [{ eid: `t-${seq++}`, jail, addr, time: Date.now() - 1000, host, line: lines[i]! }]);
   }
 }
 
