@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import type { FleetbanConfig } from '../common/config/fleetban-config.js';
+import { roleRedis, type FleetbanConfig } from '../common/config/fleetban-config.js';
 import type { JailConfig } from '../common/config/jails.js';
 import { notificationActions, type NotifyAction } from '../common/config/notify-actions.js';
 import type { ClusterKeys } from '../common/protocol/keys.js';
@@ -55,7 +55,7 @@ export async function startOperations(
   };
   reload();
 
-  const reader = connectRedis(config.redis, 'coordinator-notifier', log);
+  const reader = connectRedis(roleRedis(config, 'coordinator'), 'coordinator-notifier', log);
   const notifier = new Notifier(reader, writer, keys, config.coordinator.consumer, (jail) => actions.get(jail) ?? [], log, {
     cluster: config.cluster, from: hostname(), claimIdleMs: config.coordinator.claimIdle * 1000,
   });
