@@ -246,9 +246,10 @@ export class DecisionFollower {
         this.lastAppliedAt = Date.now();
         this.scheduleAck();
         for (const d of decisions) {
-          if (d.op === 'ban') this.log.info({ jail: d.jail, addr: d.addr, until: d.until, origin: d.origin }, 'ban applied');
-          else if (d.op === 'unban') this.log.info({ jail: d.jail, addr: d.addr, origin: d.origin }, 'unban applied');
-          else this.log.info({ jail: d.jail, origin: d.origin }, 'flush applied');
+          // fail2ban's wording, so its readers (and people) recognise the lines; `event` stays machine-stable.
+          if (d.op === 'ban') this.log.info({ event: 'ban applied', jail: d.jail, addr: d.addr, until: d.until, origin: d.origin }, `[${d.jail}] Ban ${d.addr}`);
+          else if (d.op === 'unban') this.log.info({ event: 'unban applied', jail: d.jail, addr: d.addr, origin: d.origin }, `[${d.jail}] Unban ${d.addr}`);
+          else this.log.info({ event: 'flush applied', jail: d.jail, origin: d.origin }, `[${d.jail}] Unban all (flush)`);
         }
         backoff = 100;
       } catch (err) {

@@ -136,9 +136,13 @@ export class Enforcer {
     }
   }
 
+  /** Told after each batch is applied, with how long it took from apply() (queue included), seconds (metrics). */
+  onApplied: ((decisions: readonly Decision[], seconds: number) => void) | undefined;
+
   /** Apply a batch of decisions as one firewall commit. */
   apply(decisions: readonly Decision[]): Promise<void> {
-    return this.serialize(() => this.doApply(decisions));
+    const started = performance.now();
+    return this.serialize(() => this.doApply(decisions)).then(() => this.onApplied?.(decisions, (performance.now() - started) / 1000));
   }
 
   private async doApply(decisions: readonly Decision[]): Promise<void> {

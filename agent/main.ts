@@ -20,6 +20,8 @@ import { DecisionFollower } from './decisions.js';
 import { Reporter } from './reporter.js';
 import { FailureSpool } from './spool.js';
 import { HeartbeatSender, hostAddresses } from './heartbeat.js';
+import { startAgentMetrics } from './metrics.js';
+import { FoundLog } from './found-log.js';
 import { hostChecks, type HostCheckOptions } from './preflight.js';
 import { DecisionGate } from './decision-gate.js';
 import { loadTrustedKeys } from '../common/config/keys.js';
@@ -156,12 +158,14 @@ export async function startAgent(dir: string, options: AgentOptions = {}): Promi
   for (const m of await jailsWithoutLogFiles(loaded.jails)) {
     log.warn({ jail: m.jail, logpath: m.logpath }, `jail [${m.jail}]: no log file found yet; it is followed once it appears`);
   }
+  const metrics = await startAgentMetrics(config.agent.metrics, { enforcer, reporter, follower, keys, commands, connections: [commands, blocking] });
+
   const sources: LogSource[] = [];
+  const found = new FoundLog(componentLogger('agent.found'));
   for (const jail of loaded.jails) {
     const filter = filters.get(jail.name);
     if (!filter) continue;
     const matchers = new Map<string, LineMatcher>();
-    const jailLog = componentLogger(`agent.jail.${jail.name}`);
     for (const source of createLogSources(jail, { stateDir: join(config.agent.stateDir, 'positions'), startAt: options.startAt ?? 'end' })) {
       await source.start((lines, origin) => {
         let matcher = matchers.get(origin);
@@ -169,12 +173,12 @@ export async function startAgent(dir: string, options: AgentOptions = {}): Promi
           matcher = filter.createMatcher();
           matchers.set(origin, matcher);
         }
-        const debug = jailLog.isLevelEnabled('debug');
         // A file source hands over its decoded chunk: the matcher walks the lines in place.
         const failures = Array.isArray(lines) ? matcher.feedBatch(lines) : matcher.feedChunk(lines.text, lines);
+        metrics?.metrics.lines(jail.name, lines, failures.length);
         for (const m of failures) {
           reporter.report({ jail: jail.name, addr: m.addr, time: m.time ?? now(), host, line: m.text });
-          if (debug) jailLog.debug({ addr: m.addr, origin }, 'failure');
+          found.found(jail.name, m.addr, origin);
         }
       });
       sources.push(source);
@@ -210,6 +214,7 @@ export async function startAgent(dir: string, options: AgentOptions = {}): Promi
     async stop(stopOptions = {}) {
       clearInterval(reconcileTimer);
       heartbeat.stop();
+      await metrics?.server.close();
       await Promise.all(sources.map((s) => s.stop()));
       // The hosts entry stays: `fleetban hosts` shows a stopped agent as not alive rather than forgetting it.
       await Promise.race([reporter.flush(), new Promise((r) => setTimeout(r, 2000).unref())]);

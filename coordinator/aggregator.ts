@@ -7,6 +7,7 @@ import { containingNetwork, parseBanTarget } from '../common/address.js';
 import { now } from '../common/clock.js';
 import { RateLimitedWarner } from '../common/log-limit.js';
 import type { ClusterPolicy } from './policy.js';
+import type { CountObserver } from './count-observer.js';
 
 /**
  * A failure's time on Redis' clock. Hosts' clocks may be minutes apart, so the host's own time is
@@ -92,6 +93,8 @@ export class Aggregator {
   private readonly warnedIgnored = new Map<string, number>();
   /** Anyone who can write the stream can write junk at full speed: its warnings are rate-limited. */
   private readonly warner: RateLimitedWarner;
+  /** Notifications' matched lines and metrics (coordinator/operations.ts). */
+  observer: CountObserver | undefined;
 
   /**
    * @param redis a connection for this aggregator alone (it blocks in XREADGROUP)
@@ -449,7 +452,7 @@ export class Aggregator {
         }
         // Per-prefix counting: every address of an IPv6 network counts toward, and bans, the network.
         const addr = policy.ipv6prefix < 128 && f.addr.includes(':') ? containingNetwork(parseBanTarget(f.addr), policy.ipv6prefix).text : f.addr;
-        counted.push({ eid: f.eid, jail: f.jail, addr, time: failureTime(id, f.time, f.sent), host: f.host });
+        counted.push({ eid: f.eid, jail: f.jail, addr, time: failureTime(id, f.time, f.sent), host: f.host, line: f.line });
         jails.add(f.jail);
       }
       ack(stream, id);
@@ -482,7 +485,10 @@ export class Aggregator {
 
   /** Count a prepared batch with the script (Redis' share of the work). */
   private async count({ policies, counted, acks }: Prepared): Promise<void> {
+    this.observer?.before(counted);
+    const started = performance.now();
     const result = await this.scripts.recordFailures(this.clock(), policies, counted, acks);
+    this.observer?.after(counted, result.bans, (performance.now() - started) / 1000);
     if (result.bans.length > 0 && this.waitForReplica) {
       // Replication is asynchronous: a ban decided just before the primary dies could be missing
       // on the replica Sentinel promotes. Waiting (briefly) for one replica closes most of that window.
@@ -502,7 +508,7 @@ export class Aggregator {
     }
     for (const ban of result.bans) {
       this.stats.bans++;
-      this.log.info({ jail: ban.jail, addr: ban.addr, until: ban.until === -1 ? 'permanent' : new Date(ban.until).toISOString() }, 'ban decided');
+      this.log.info({ event: 'ban decided', jail: ban.jail, addr: ban.addr, until: ban.until === -1 ? 'permanent' : new Date(ban.until).toISOString() }, `[${ban.jail}] Ban ${ban.addr} (cluster decision)`);
     }
   }
 }

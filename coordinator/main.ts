@@ -18,6 +18,7 @@ import { Aggregator } from './aggregator.js';
 import { Expirer } from './expirer.js';
 import { RedisClock } from './redis-clock.js';
 import { loadPolicy } from './policy.js';
+import { startOperations } from './operations.js';
 
 export type { CoordinatorRegistration } from '../common/protocol/messages.js';
 
@@ -136,6 +137,7 @@ export async function startCoordinator(dir: string, override?: Partial<FleetbanC
       loaded = next;
       policy = nextPolicy;
       started.setPolicy(policy);
+      operations.reload();
       reloadError = undefined;
       log.info({ jails: next.jails.map((j) => j.name), policy: policy.digest }, 'policy reloaded');
     } catch (err) {
@@ -148,6 +150,7 @@ export async function startCoordinator(dir: string, override?: Partial<FleetbanC
   };
 
   const started: Aggregator = aggregator;
+  const operations = await startOperations(config, keys, writer, started, () => loaded.jails, () => clock.now());
   await started.start();
   expirer.start();
   await register().catch(() => undefined);
@@ -176,6 +179,7 @@ export async function startCoordinator(dir: string, override?: Partial<FleetbanC
       expirer.stop();
       clock.stop();
       await started.stop();
+      await operations.stop();
       subscriber.disconnect();
       reader.disconnect();
       // Only with Redis there: commands to a Redis that is gone would wait for it for ever.

@@ -8,11 +8,12 @@ cd "$(dirname "$0")/.."
 pkgs=(redis-server nftables iproute2)
 bins=(redis-server nft ip)
 if [ "${1:-}" = "--test" ]; then
-  pkgs+=(sqlite3 openssh-server openssh-client sshpass iptables ipset systemd-journal-remote shorewall shorewall6 redis-sentinel openssl)
+  pkgs+=(sqlite3 openssh-server openssh-client sshpass iptables ipset systemd-journal-remote shorewall shorewall6 redis-sentinel openssl msmtp-mta whois)
   # systemd-journal-remote writes real journal files for the journald source tests (no systemd runs here).
   # redis-sentinel: the failover test runs three real sentinels. openssl: the TLS tests make their CA and certificates.
   # sqlite3: fleetban import-fail2ban reads fail2ban's database with it (the tests install fail2ban itself).
-  bins+=(sqlite3 sshd ssh sshpass iptables ipset /lib/systemd/systemd-journal-remote /sbin/shorewall /sbin/shorewall6 redis-sentinel openssl)
+  # msmtp-mta (/usr/sbin/sendmail) and whois: the notification tests mail through a real sendmail.
+  bins+=(sqlite3 sshd ssh sshpass iptables ipset /lib/systemd/systemd-journal-remote /sbin/shorewall /sbin/shorewall6 redis-sentinel openssl msmtp whois)
 fi
 
 echo "setup: checking Debian packages (${pkgs[*]})"

@@ -189,7 +189,8 @@ export class FileTailSource implements LogSource {
       for (const f of this.followers.values()) this.schedule(f, true);
     }, this.opts.pollIntervalMs);
     this.rescanTimer = setInterval(() => this.rescan(), this.opts.rescanIntervalMs);
-    this.log.debug({ files: [...this.followers.keys()] }, 'following');
+    const files = [...this.followers.keys()];
+    this.log.info({ files, logpath: this.opts.patterns }, `[${this.opts.name.replace(/:files$/, '')}] following ${files.length > 0 ? files.join(', ') : `no file yet (${this.opts.patterns.join(', ')})`}`);
   }
 
   /** Stop watching, finish the read in progress, save positions and close every file. */

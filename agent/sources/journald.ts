@@ -111,6 +111,7 @@ export class JournalSource implements LogSource {
     if (startAt === 'beginning') this.position = { kind: 'head' };
     if (this.position.kind === 'end') this.position = await this.tailPosition();
     await this.spawn();
+    this.log.info({ matches: this.opts.matches }, `[${this.name.replace(/:journal$/, '')}] following the journal`);
   }
 
   /** Stop journalctl, deliver what it had printed, save the cursor. */

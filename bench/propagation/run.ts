@@ -62,7 +62,7 @@ async function run(agentCount: number, acl: boolean): Promise<Result> {
     const addr = `2001:db8:${(agentCount).toString(16)}::${(t + 1).toString(16)}`;
     const isBan = (l: Record<string, unknown>) => l.msg === 'dry-run ban' && l.addr === addr;
     const waits = agents.map((a) => a.waitFor(isBan, 30_000));
-    const decided = coordinator.waitFor((l) => l.msg === 'ban decided' && l.addr === addr, 30_000);
+    const decided = coordinator.waitFor((l) => l.event === 'ban decided' && l.addr === addr, 30_000);
     // Let the previous ban's aftermath (acks, log writes in 50 processes) settle: each trial
     // measures one ban on a quiet fleet, not a queue behind the last one.
     await new Promise((r) => setTimeout(r, GAP_MS));

@@ -11,6 +11,7 @@ import { parseSentinelUrl } from '../sentinel-url.js';
 import { FILE_LIMITS, FileRefusedError, readBoundedFile, readSecretFile } from './secret-file.js';
 import { parseBanTarget } from '../address.js';
 import { readFail2banSettings } from './fail2ban-settings.js';
+import { parseListen } from '../metrics.js';
 
 /** Redis connection settings. The password never appears in logs. */
 export interface RedisSettings {
@@ -44,6 +45,8 @@ export interface AgentSettings {
   readonly maxBans: number;
   /** sshd's configuration, checked with `sshd -T -f` when an sshd jail is enabled (agent/preflight.ts). */
   readonly sshdConfig: string;
+  /** Where Prometheus metrics are served (`[agent] metrics`); undefined: off. */
+  readonly metrics?: { host: string; port: number };
   /** Public key files or patterns whose keys sign the decisions this agent applies. */
   readonly trustedKeys: string[];
   /** Apply unsigned decisions too (`allow_unsigned = true`); without it an agent with no trusted key refuses to start. */
@@ -75,6 +78,8 @@ export interface CoordinatorSettings {
   readonly claimIdle: number;
   /** Seconds a ban stays in an address' history (fail2ban's dbpurgeage); escalation looks this far back. */
   readonly dbpurgeage: number;
+  /** Where Prometheus metrics are served (`[coordinator] metrics`); undefined: off. */
+  readonly metrics?: { host: string; port: number };
   /** Reports (stream entries of 1-100 failures) one host's failure stream holds at most; past it its oldest are dropped. */
   readonly hostQuota: number;
   /** Megabytes one host's failure stream holds at most (reports may be large); past it its oldest are dropped. */
@@ -118,9 +123,9 @@ const SCHEMA: Record<string, readonly string[]> = {
   redis: ['url', 'username', 'password_file', 'tls_ca_file', 'tls_cert_file', 'tls_key_file', 'tls_servername', 'tls_verify',
     'sentinel_username', 'sentinel_password_file'],
   agent: ['host', 'banaction', 'state_dir', 'heartbeat', 'report_batch', 'reconcile', 'max_bans', 'sshd_config', 'redis_username', 'redis_password_file',
-    'trusted_keys', 'allow_unsigned', 'never_ban', 'min_prefix_v4', 'min_prefix_v6'],
+    'trusted_keys', 'allow_unsigned', 'never_ban', 'min_prefix_v4', 'min_prefix_v6', 'metrics'],
   coordinator: ['consumer', 'batch', 'stream_maxlen', 'expire_interval', 'claim_idle', 'dbpurgeage', 'host_quota', 'host_quota_mb', 'redis_username', 'redis_password_file',
-    'signing_key'],
+    'signing_key', 'metrics'],
   cli: ['redis_username', 'redis_password_file', 'signing_key'],
 };
 
@@ -233,6 +238,14 @@ export function loadFleetbanConfig(dir: string): FleetbanConfig {
     if (n > max) fail('agent', key, `${n} is more than ${max}`);
     return n;
   };
+  const listen = (section: string): { metrics?: { host: string; port: number } } => {
+    try {
+      const m = parseListen(get(section, 'metrics'));
+      return m ? { metrics: m } : {};
+    } catch (err) {
+      return fail(section, 'metrics', (err as Error).message);
+    }
+  };
 
   const cluster = get('cluster', 'name') ?? 'default';
   if (!CLUSTER_NAME_RE.test(cluster)) fail('cluster', 'name', `'${cluster}' may contain only letters, digits, '_', '.', '-'`);
@@ -315,6 +328,7 @@ export function loadFleetbanConfig(dir: string): FleetbanConfig {
       neverBan,
       minPrefixV4: prefix('min_prefix_v4', 16, 32),
       minPrefixV6: prefix('min_prefix_v6', 48, 128),
+      ...listen('agent'),
     },
     coordinator: {
       consumer: get('coordinator', 'consumer') ?? `${host}-${process.pid}`,
@@ -324,6 +338,7 @@ export function loadFleetbanConfig(dir: string): FleetbanConfig {
       claimIdle: seconds('coordinator', 'claim_idle', '30s'),
       // fleetban.conf wins; a migrated directory's fail2ban.conf/fail2ban.local comes next.
       dbpurgeage: get('coordinator', 'dbpurgeage') !== undefined ? seconds('coordinator', 'dbpurgeage', '1d') : readFail2banSettings(dir).dbpurgeage ?? 86_400,
+      ...listen('coordinator'),
       hostQuota: integer('coordinator', 'host_quota', 10_000, 100),
       hostQuotaMb: integer('coordinator', 'host_quota_mb', 64, 1),
       ...(get('coordinator', 'signing_key') ? { signingKey: get('coordinator', 'signing_key') } : {}),

@@ -7,6 +7,7 @@ import { parseBackend, type BackendSpec } from './backend-spec.js';
 import { parseTimeSpec, PERMANENT } from './time-spec.js';
 import { parsePorts, parseProtocols, type PortSpec, type ProtocolSpec } from './ports.js';
 import { parseActions, isFirewallAction, type ActionRef } from './actions.js';
+import { isNotificationAction, notificationActions } from './notify-actions.js';
 import { banTimeTable, DEFAULT_FORMULA, type BanTimePolicy } from '../policy/ban-time.js';
 
 /** A DNS name in ignoreip (at least one dot or a single label of letters), resolved at policy load. */
@@ -188,7 +189,8 @@ function buildJail(set: ConfSet, name: string, warnings: string[]): JailConfig {
     }
   }
   const firewallActions = actions.filter((a) => isFirewallAction(a.name));
-  for (const a of actions.filter((x) => !isFirewallAction(x.name))) {
+  try { notificationActions(name, actions); } catch (err) { fail('action', (err as Error).message); }
+  for (const a of actions.filter((x) => !isFirewallAction(x.name) && !isNotificationAction(x.name))) {
     warnings.push(`jail [${name}]: action '${a.name}' is not implemented by fleetban and is ignored`);
   }
   const enforce = actionText === undefined || firewallActions.length > 0;

@@ -6,6 +6,9 @@
 /** Consumer group of coordinators on every host's failure stream. */
 export const COORDINATOR_GROUP = 'coordinators';
 
+/** Consumer group of coordinators on the decisions stream: each ban is notified (mail, webhook) by one of them. */
+export const NOTIFIER_GROUP = 'notifiers';
+
 /** Cluster names become part of every key; keep them to characters that need no quoting anywhere. */
 export const CLUSTER_NAME_RE = /^[A-Za-z0-9_.-]{1,64}$/;
 
@@ -38,6 +41,12 @@ export interface ClusterKeys {
   /** Pub/sub channel of operator commands to every coordinator (reload). */
   readonly control: string;
   /**
+   * Prefix of the matched-line records kept for notifications: `<prefix><jail>|<addr>` is a list of
+   * JSON `[time, host, line]`, and `<prefix><jail>` a sorted set of the jail's recorded addresses
+   * by last update (what bounds the whole record). Written only for jails that notify.
+   */
+  readonly matchesPrefix: string;
+  /**
    * Set: names of the hosts of the cluster. Written by admins (`fleetban acl --apply`) and
    * coordinators (from the ACL's agent users), never by agents: a host cannot add or remove
    * another. Coordinators read the hosts' failure streams and heartbeats through it.
@@ -49,6 +58,8 @@ export interface ClusterKeys {
   host(name: string): HostKeys;
   /** The ban history of one address. */
   history(addr: string): string;
+  /** The matched-line record of one address in one jail (see matchesPrefix). */
+  matches(jail: string, addr: string): string;
   /** The hash of one jail's failure windows (field = address). */
   failureWindows(jail: string): string;
   /** The key of one jail's set of currently failing addresses. */
@@ -85,6 +96,7 @@ export function clusterKeys(cluster: string): ClusterKeys {
     windowHostsPrefix: `${prefix}:winhosts:`,
     historyPrefix: `${prefix}:history:`,
     coordinators: `${prefix}:coordinators`,
+    matchesPrefix: `${prefix}:matches:`,
     control: `${prefix}:control`,
     registry: `${prefix}:registry`,
     hostPrefix: `${prefix}:host:`,
@@ -94,6 +106,7 @@ export function clusterKeys(cluster: string): ClusterKeys {
       ack: `${prefix}:host:${name}:ack`,
     }),
     history: (addr) => `${prefix}:history:${addr}`,
+    matches: (jail, addr) => `${prefix}:matches:${jail}|${addr}`,
     failureWindows: (jail) => `${failureWindowPrefix}${jail}`,
     failing: (jail) => `${failingPrefix}${jail}`,
   };

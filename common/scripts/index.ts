@@ -14,6 +14,8 @@ export interface CountedFailure {
   readonly addr: string;
   readonly time: number;
   readonly host: string;
+  /** The matched log line, for the notifications' record (coordinator/notify/matches.ts); not sent to the script. */
+  readonly line?: string;
 }
 
 /** A jail's counting policy as the script needs it, all times in ms. */

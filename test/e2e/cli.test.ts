@@ -13,11 +13,11 @@ test('check-config reports OK with warnings, or the file, line and key of a mist
   const authLog = join(mkdtempSync(join(tmpdir(), 'fleetban-logs-')), 'auth.log');
   writeFileSync(authLog, '');
   const good = writeConfig({
-    'jail.conf': `[ssh-iptables]\nenabled = true\nfilter = sshd\naction = iptables[name=SSH, port=ssh, protocol=tcp]\n         sendmail-whois[name=SSH, dest=you@example.org]\nlogpath = ${authLog}\n`,
+    'jail.conf': `[ssh-iptables]\nenabled = true\nfilter = sshd\naction = iptables[name=SSH, port=ssh, protocol=tcp]\n         abuseipdb[abuseipdb_apikey=x]\nlogpath = ${authLog}\n`,
   });
   const ok = await runCli(['--config', good, 'check-config']);
   assert.equal(ok.code, 0, ok.stderr);
-  assert.match(ok.stdout, /warning: jail \[ssh-iptables\]: action 'sendmail-whois' is not implemented by fleetban and is ignored/);
+  assert.match(ok.stdout, /warning: jail \[ssh-iptables\]: action 'abuseipdb' is not implemented by fleetban and is ignored/);
   assert.match(ok.stdout, /OK: .*: cluster default, 1 enabled jail \(ssh-iptables\)/);
 
   const bad = writeConfig({ 'jail.conf': '[sshd]\nenabled = true\nlogpath = /var/log/auth.log\nfindtime = 10 mins ago\n' });

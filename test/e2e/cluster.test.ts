@@ -65,7 +65,7 @@ test('failures spread over three hosts add up to a ban that all three apply', as
   appendFileSync(logs.h3!, sshdFailure(attacker, 'h3'));
   const applied = await Promise.all(hosts.map((h) => agents[h]!.waitFor(isBan(attacker), 10_000, `${h} ban`)));
   for (const l of applied) assert.equal(l.jail, 'sshd');
-  await coordinator.waitFor((l) => l.msg === 'ban decided' && l.addr === attacker, 5000, 'ban decided');
+  await coordinator.waitFor((l) => l.event === 'ban decided' && l.addr === attacker, 5000, 'ban decided');
 
   const banned = await runCli(['--config', dirs.coord!, '--json', 'banned']);
   assert.equal(banned.code, 0, banned.stderr);

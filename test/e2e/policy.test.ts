@@ -4,7 +4,7 @@ import { appendFileSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startRedis, randomCluster, type TestRedis } from '../helpers/redis-server.js';
-import { startDaemon, runCli, writeConfig, sshdFailure, type Daemon } from '../helpers/spawn.js';
+import { startCoordinatorAndAgent, runCli, writeConfig, sshdFailure, type Daemon } from '../helpers/spawn.js';
 import { clusterKeys } from '../../common/protocol/keys.js';
 
 /**
@@ -47,10 +47,7 @@ before(async () => {
   const [sec] = await c.time();
   await c.sadd(k.registry, 'web9');
   await c.set(k.host('web9').heartbeat, JSON.stringify({ v: 1, host: 'web9', addrs: [FLEET_MEMBER], version: 'x', backend: 'nftables', jails: [], pid: 1, startedAt: Number(sec) * 1000, seenAt: Number(sec) * 1000, bansApplied: 0, lastDecision: '0-0' }));
-  coordinator = startDaemon(['--config', dir, 'coordinator']);
-  await coordinator.waitFor((l) => l.msg === 'coordinator started', 15_000, 'coordinator start');
-  agent = startDaemon(['--config', dir, 'agent']);
-  await agent.waitFor((l) => l.msg === 'agent started', 15_000, 'agent start');
+  ({ coordinator, agent } = await startCoordinatorAndAgent(dir));
 });
 
 after(async () => {

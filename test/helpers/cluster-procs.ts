@@ -51,6 +51,8 @@ export interface HostConfig {
   agent?: string;
   /** False: no keys, unsigned decisions accepted (benchmarks compare both); default signed with the test key. */
   signing?: boolean;
+  /** Extra lines for the [sshd] jail, e.g. an `action = …`. */
+  jail?: string;
 }
 
 /** @returns a configuration directory with fleetban.conf and a one-jail (sshd) jail.conf */
@@ -66,6 +68,7 @@ export function hostConfig(c: HostConfig): string {
     'jail.conf': [
       '[sshd]', 'enabled = true', 'filter = sshd', 'port = ssh', `logpath = ${c.logpath ?? join(c.work, 'nobody.log')}`,
       `maxretry = ${c.maxretry ?? 5}`, `findtime = ${c.findtime ?? '10m'}`, `bantime = ${c.bantime ?? '1h'}`,
+      ...(c.jail ? [c.jail] : []),
     ].join('\n') + '\n',
     ...(c.signing === false ? { 'fleetban.local': unsignedConfig() } : {}),
   });

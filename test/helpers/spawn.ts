@@ -81,6 +81,15 @@ export function startDaemon(args: string[], env: Record<string, string> = {}, pr
   };
 }
 
+/** Start a coordinator, then an agent, on one configuration directory; resolves once both said they started. */
+export async function startCoordinatorAndAgent(dir: string): Promise<{ coordinator: Daemon; agent: Daemon }> {
+  const coordinator = startDaemon(['--config', dir, 'coordinator']);
+  await coordinator.waitFor((l) => l.msg === 'coordinator started', 15_000, 'coordinator start');
+  const agent = startDaemon(['--config', dir, 'agent']);
+  await agent.waitFor((l) => l.msg === 'agent started', 15_000, 'agent start');
+  return { coordinator, agent };
+}
+
 /** Run the CLI to completion. */
 export async function runCli(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolvePromise) => {

@@ -83,7 +83,7 @@ test('nftables, ipset and iptables hosts enforce the same ban from one attack, a
   for (const h of hosts) assert.equal(await reaches('atk', h, 22), true, `attacker reaches ${h} before`);
 
   for (let i = 0; i < 5; i++) appendFileSync(logs.nft!, sshdFailure(ADDR.atk, 'nft'));
-  await Promise.all(hosts.map((h) => agents[h]!.waitFor((l) => l.msg === 'ban applied' && l.addr === ADDR.atk, 15_000, `${h} ban`)));
+  await Promise.all(hosts.map((h) => agents[h]!.waitFor((l) => l.event === 'ban applied' && l.addr === ADDR.atk, 15_000, `${h} ban`)));
   for (const h of hosts) {
     assert.equal(await reaches('atk', h, 22), false, `attacker dropped on port 22 by ${h} (${HOSTS[h]})`);
     assert.equal(await reaches('atk', h, 8080), true, `attacker still reaches port 8080 of ${h}: the jail is port-scoped`);

@@ -104,7 +104,7 @@ test('wrong passwords against host 1 get the attacker dropped on both hosts; unb
     assert.equal(await fleet.tcpConnects('atk', ADDR[h], 22, 2000), true, `attacker reaches ${h} before the attack`);
   }
   for (let i = 0; i < 5; i++) await wrongPassword(ADDR.h1);
-  await Promise.all(Object.values(agents).map((a) => a.waitFor((l) => l.msg === 'ban applied' && l.addr === ADDR.atk, 15_000, 'ban applied')));
+  await Promise.all(Object.values(agents).map((a) => a.waitFor((l) => l.event === 'ban applied' && l.addr === ADDR.atk, 15_000, 'ban applied')));
 
   for (const h of ['h1', 'h2'] as const) {
     assert.equal(await fleet.tcpConnects('atk', ADDR[h], 22, 1500), false, `attacker dropped by ${h}`);
@@ -116,7 +116,7 @@ test('wrong passwords against host 1 get the attacker dropped on both hosts; unb
 
   const r = await cli(['unban', ADDR.atk]);
   assert.equal(r.exitCode, 0, r.stderr);
-  await Promise.all(Object.values(agents).map((a) => a.waitFor((l) => l.msg === 'unban applied' && l.addr === ADDR.atk, 15_000, 'unban applied')));
+  await Promise.all(Object.values(agents).map((a) => a.waitFor((l) => l.event === 'unban applied' && l.addr === ADDR.atk, 15_000, 'unban applied')));
   for (const h of ['h1', 'h2'] as const) {
     assert.equal(await fleet.tcpConnects('atk', ADDR[h], 22, 2000), true, `attacker reaches ${h} again after unban`);
   }

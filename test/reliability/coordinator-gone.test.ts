@@ -57,6 +57,6 @@ test('agents without a coordinator keep enforcing and reporting; a late coordina
   await waitUntil(async () => (await stat(client, keys, 'sshd:failed')) === lines, 10_000, 'the whole backlog counted');
   assert.equal(await pendingReports(client, keys), 0, 'every backlog entry acknowledged');
   // Agents may apply the decision before the coordinator's own log line reaches this process.
-  const banLine = await coordinator.waitFor((l) => l.msg === 'ban decided' && l.addr === attacker, 5000, 'ban decided');
+  const banLine = await coordinator.waitFor((l) => l.event === 'ban decided' && l.addr === attacker, 5000, 'ban decided');
   assert.equal(banLine.jail, 'sshd', 'the coordinator decided the ban');
 });

@@ -57,7 +57,7 @@ test('a fleet member failing logins right after its start is never banned; other
     console.log(`spared by: ${spared.msg}`);
     await new Promise((r) => setTimeout(r, 1500));
     assert.equal(await admin.hexists(keys.bans, `sshd|${member}`), 0, `fleet member ${member} is not banned`);
-    assert.equal(coordinator.count((l) => l.msg === 'ban decided' && l.addr === member), 0);
+    assert.equal(coordinator.count((l) => l.event === 'ban decided' && l.addr === member), 0);
     // And it stays protected while it lives: more failures later are not a ban either.
     await fail(member);
     await new Promise((r) => setTimeout(r, 1000));
