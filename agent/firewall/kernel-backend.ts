@@ -50,7 +50,7 @@ export abstract class KernelBackend<J> implements FirewallBackend {
   protected jails = new Map<string, J>();
   private queue: Promise<unknown> = Promise.resolve();
   private expiryTimer: NodeJS.Timeout | undefined;
-  private readonly sessions: CommandSession[] = [];
+  private readonly openSessions: CommandSession[] = [];
   private readonly persistent: boolean;
   private readonly sessionTimeoutMs: number | undefined;
   /**
@@ -81,7 +81,7 @@ export abstract class KernelBackend<J> implements FirewallBackend {
   protected openSession(tool: string, protocol: SessionProtocol): CommandSession | undefined {
     if (!this.persistent) return undefined;
     const s = new CommandSession({ prefix: this.run.commandPrefix, tool, protocol, log: this.log, timeoutMs: this.sessionTimeoutMs });
-    this.sessions.push(s);
+    this.openSessions.push(s);
     return s;
   }
 
@@ -192,7 +192,7 @@ export abstract class KernelBackend<J> implements FirewallBackend {
     this.expiryTimer = undefined;
     return this.serialize(async () => {
       if (this.pending.size > 0) this.log.warn({ pending: this.pending.size }, 'shutdown with uncommitted firewall changes');
-      await Promise.all(this.sessions.map((s) => s.close()));
+      await Promise.all(this.openSessions.map((s) => s.close()));
       if (options.cleanup) await this.cleanup();
     });
   }
