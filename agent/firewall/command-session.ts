@@ -235,6 +235,18 @@ export class CommandSession {
     }
   }
 
+  /**
+   * Start the process now, if it does not run, and wait until it answers an empty batch, so the
+   * first ban does not pay for the start.
+   * @returns undefined when it answers, else why not (the first batch will try again)
+   */
+  async warm(): Promise<string | undefined> {
+    if (this.child || this.busy) return undefined;
+    const r = await this.apply('');
+    if (r.kind === 'broken') return r.reason;
+    return r.ok ? undefined : r.errors;
+  }
+
   /** Kill the process (hung, or shutting down); the next apply starts a new one. */
   kill(): void {
     const child = this.child;

@@ -91,6 +91,7 @@ export class IpsetBackend extends KernelBackend<JailSets> {
         this.ledgerSeeded = true;
       }
       this.startExpiry(this.expireIntervalMs, () => this.expireOverlong(), 'expiring overlong bans failed');
+      await this.warmSessions();
     });
   }
 

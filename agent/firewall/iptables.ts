@@ -85,6 +85,7 @@ export class IptablesBackend extends KernelBackend<JailChain> {
       }
       await this.setup(next);
       this.startExpiry(this.expireIntervalMs, () => this.expire(), 'removing expired bans failed');
+      if (this.nfTablesVariant) await this.warmSessions();
     });
   }
 

@@ -86,6 +86,14 @@ export abstract class KernelBackend<J> implements FirewallBackend {
   }
 
   abstract init(jails: readonly JailRule[]): Promise<void>;
+
+  /** Start the sessions (from init()), so the first ban finds its process running. */
+  protected async warmSessions(): Promise<void> {
+    for (const s of this.openSessions) {
+      const why = await s.warm();
+      if (why !== undefined) this.log.warn({ reason: why }, 'firewall session did not start; batches use one-shot processes until it does');
+    }
+  }
   abstract sync(bans: readonly FirewallBan[]): Promise<void>;
   abstract list(): Promise<FirewallBan[]>;
 

@@ -139,6 +139,7 @@ export class NftablesBackend extends KernelBackend<JailRule> {
         for (const b of await this.readBans()) this.ledger.set(banKey(b.jail, b.addr), b.until);
         this.ledgerSeeded = true;
       }
+      await this.warmSessions();
     });
   }
 

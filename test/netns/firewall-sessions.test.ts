@@ -59,7 +59,9 @@ for (const kind of kinds) {
     const fw = kind.make({ logger });
     try {
       await fw.init([SSH]);
-      lines.length = 0;
+      const started = sessionPids(lines).length;
+      assert.equal(started, kind.name === 'iptables' ? 2 : 1, 'init started the session (iptables: one per family)');
+      const before = lines.length;
       fw.add(ban(SSH.jail, ATK4, 60_000));
       await fw.commit();
       assert.equal(await reach('atk', HOST4, 22), false, 'attacker dropped');
@@ -71,10 +73,9 @@ for (const kind of kinds) {
       await fw.commit();
       assert.equal(await reach('atk', HOST4, 22), true, 'attacker connects after the unban');
       assert.equal(await reach('good', HOST4, 22), true, 'bystander connects');
-      const cmds = commands(lines);
+      const cmds = commands(lines.slice(before));
       assert.ok(cmds.length >= 5 && cmds.every(viaSession), `every commit went through the session: ${JSON.stringify(cmds.map((c) => c.argv))}`);
-      // iptables: one process per family.
-      assert.equal(sessionPids(lines).length, kind.name === 'iptables' ? 2 : 1, 'no process started per batch');
+      assert.equal(sessionPids(lines).length, started, 'no process started per batch');
       assert.deepEqual((await fw.list()).map((b) => b.addr).sort(), ['192.0.2.1', '192.0.2.2', '2001:db8:7::1']);
     } finally {
       await fw.shutdown({ cleanup: true });
@@ -127,7 +128,16 @@ for (const kind of kinds) {
       const oneShot = commands(lines).filter((l) => !viaSession(l));
       assert.ok(oneShot.length >= 1, 'the batch ran on a one-shot process');
       assert.equal(await reach('atk', HOST4, 22), false, 'and the kernel holds it');
-      for (const pid of pids) assert.throws(() => process.kill(pid, 0), 'the hung process was killed');
+      const alive = (pid: number) => {
+        try {
+          process.kill(pid, 0);
+          return true;
+        } catch {
+          return false;
+        }
+      };
+      // iptables: only the IPv4 process had a batch to hang on.
+      assert.ok(pids.some((pid) => !alive(pid)), 'the hung process was killed');
       lines.length = 0;
       fw.add(ban(SSH.jail, '192.0.2.6', 60_000));
       await fw.commit();
