@@ -157,18 +157,25 @@ async function run(agentCount: number, banaction: 'dry-run' | 'nftables', inName
     decidedP50: percentile(decideLatencies, 50), decidedP99: percentile(decideLatencies, 99) };
 }
 
-const results = [];
+const results: Result[] = [];
+const pad = (n: number, w: number) => String(n).padStart(w);
+const row = (r: Result) => `${r.mode.padEnd(17)}  ${pad(r.agents, 6)}  ${pad(r.trials, 6)}  ${pad(r.p50, 15)}  ${pad(r.p99, 3)}  ${pad(r.max, 3)}   ${pad(r.decidedP50, 11)}  ${pad(r.decidedP99, 3)}  ${r.check}`;
+const loadavg = async () => (await execa('cat', ['/proc/loadavg'])).stdout.split(' ').slice(0, 3).join(' ');
+const measure = async (...args: Parameters<typeof run>) => {
+  const r = await run(...args);
+  results.push(r);
+  // Each row as soon as it is measured, with the load it was measured under (this VM is shared).
+  process.stderr.write(`${row(r)}  (loadavg ${await loadavg()})\n`);
+};
 for (const n of sizes.length ? sizes : [3, 50]) {
   if (firewall) {
     // Floor first: the same namespaces and bridge, agents that only log.
-    results.push(await run(n, 'dry-run', true));
-    results.push(await run(n, 'nftables', true));
+    await measure(n, 'dry-run', true);
+    await measure(n, 'nftables', true);
   } else {
-    results.push(await run(n, 'dry-run', false));
+    await measure(n, 'dry-run', false);
   }
 }
-const { stdout: load } = await execa('cat', ['/proc/loadavg']);
-console.log(`\nban propagation: failure line appended -> ban applied by every agent (ms); loadavg ${load.split(' ').slice(0, 3).join(' ')}`);
+console.log(`\nban propagation: failure line appended -> ban applied by every agent (ms); loadavg ${await loadavg()}`);
 console.log('mode               agents  trials  all-applied p50  p99  max   decided p50  p99  cross-check');
-const pad = (n: number, w: number) => String(n).padStart(w);
-for (const r of results) console.log(`${r.mode.padEnd(17)}  ${pad(r.agents, 6)}  ${pad(r.trials, 6)}  ${pad(r.p50, 15)}  ${pad(r.p99, 3)}  ${pad(r.max, 3)}   ${pad(r.decidedP50, 11)}  ${pad(r.decidedP99, 3)}  ${r.check}`);
+for (const r of results) console.log(row(r));
