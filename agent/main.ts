@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
-import { loadFleetbanConfig, type FleetbanConfig } from '../common/config/fleetban-config.js';
+import { loadFleetbanConfig, roleRedis, type FleetbanConfig } from '../common/config/fleetban-config.js';
 import { loadJails, type JailConfig } from '../common/config/jails.js';
 import { clusterKeys } from '../common/protocol/keys.js';
 import { connectRedis } from '../common/redis.js';
@@ -20,12 +20,17 @@ import { DecisionFollower } from './decisions.js';
 import { Reporter } from './reporter.js';
 import { FailureSpool } from './spool.js';
 import { HeartbeatSender, hostAddresses } from './heartbeat.js';
+import { hostChecks, type HostCheckOptions } from './preflight.js';
 
 export interface AgentOptions {
   /** Settings that replace the file's (fleetban up, tests). */
   readonly override?: Partial<FleetbanConfig>;
   /** Where log sources start: end (default), beginning, or resume from saved positions. */
   readonly startAt?: 'end' | 'beginning' | 'resume';
+  /** Where the start-up host checks look (tests); see agent/preflight.ts. */
+  readonly hostChecks?: HostCheckOptions;
+  /** Change the loaded jails before they run (`fleetban up` picks its default jail's log source). */
+  readonly adjustJails?: (jails: JailConfig[]) => Promise<JailConfig[]>;
 }
 
 export interface AgentHandle {
@@ -70,8 +75,11 @@ export function jailRules(jails: readonly JailConfig[]): JailRule[] {
 export async function startAgent(dir: string, options: AgentOptions = {}): Promise<AgentHandle> {
   const log = componentLogger('agent');
   const config = { ...loadFleetbanConfig(dir), ...options.override };
-  const loaded = loadJails(dir);
+  const read = loadJails(dir);
+  const loaded = options.adjustJails ? { ...read, jails: await options.adjustJails(read.jails) } : read;
   for (const w of loaded.warnings) log.warn(w);
+  // The firewall's own check runs in the backend's init, against the configuration it runs with.
+  for (const w of await hostChecks(loaded.jails, { sshdConfig: config.agent.sshdConfig, ...options.hostChecks, firewall: false })) log.warn({ check: w.check }, w.message);
   const filters = loadJailFilters(dir, loaded.jails);
   const keys = clusterKeys(config.cluster);
   const host = config.agent.host;
@@ -80,14 +88,15 @@ export async function startAgent(dir: string, options: AgentOptions = {}): Promi
   const enforcer = new Enforcer(backend, jailRules(loaded.jails), componentLogger('agent.firewall'));
   await enforcer.init();
 
-  const commands: Redis = connectRedis(config.redis, 'agent', log);
-  const blocking: Redis = connectRedis(config.redis, 'agent-decisions', log);
+  const redisSettings = roleRedis(config, 'agent');
+  const commands: Redis = connectRedis(redisSettings, 'agent', log);
+  const blocking: Redis = connectRedis(redisSettings, 'agent-decisions', log);
   const spool = new FailureSpool(join(config.agent.stateDir, 'spool'), componentLogger('agent.spool'));
-  const reporter = new Reporter(commands, keys, componentLogger('agent.reporter'), config.agent.reportBatch, 100_000, config.coordinator.streamMaxlen, spool);
+  const reporter = new Reporter(commands, keys.host(host).failures, componentLogger('agent.reporter'), config.agent.reportBatch, 100_000, config.coordinator.streamMaxlen, spool);
   // Read once: a host's addresses rarely change, and the heartbeat runs every few seconds for ever.
   const addrs = hostAddresses();
   const follower = new DecisionFollower(blocking, commands, keys, (id) => {
-    if (commands.status === 'ready') commands.hset(keys.acks, host, id).catch(() => undefined);
+    if (commands.status === 'ready') commands.set(keys.host(host).ack, id).catch(() => undefined);
   }, enforcer, componentLogger('agent.decisions'));
   const heartbeat = new HeartbeatSender(commands, keys, config.agent.heartbeat * 1000, () => ({
     host,

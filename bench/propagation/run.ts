@@ -15,6 +15,9 @@
  *   node dist/bench/propagation/run.js [agents...]      default: 3 50
  *   node dist/bench/propagation/run.js --firewall nftables 10 50
  *   TRIALS=100 GAP_MS=100 node dist/bench/propagation/run.js 3
+ * In the loopback mode each size runs twice, side by side: every daemon logged in as Redis' default
+ * user ("acl off", the one shared login of before), and as its role's ACL user ("acl on", what
+ * fleetban does). The namespace mode runs its own redis-server with the default user only (acl off).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { appendFileSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
@@ -39,7 +42,7 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
 }
 
-interface Result { mode: string; agents: number; trials: number; p50: number; p99: number; max: number; decidedP50: number; decidedP99: number; check: string }
+interface Result { mode: string; acl: boolean; agents: number; trials: number; p50: number; p99: number; max: number; decidedP50: number; decidedP99: number; check: string }
 
 /** Where Redis runs and how a daemon of host `name` is started. */
 interface Layout {
@@ -49,9 +52,10 @@ interface Layout {
   stop(): Promise<void>;
 }
 
-async function loopbackLayout(): Promise<Layout> {
+async function loopbackLayout(acl: boolean): Promise<Layout> {
   const redis = await startRedis();
-  return { url: redis.url, prefix: () => [], stop: () => redis.stop() };
+  // With the default user's credentials in the URL, the harness gives the daemons no ACL users.
+  return { url: acl ? redis.url : redis.adminUrl, prefix: () => [], stop: () => redis.stop() };
 }
 
 /** Redis and the coordinator in namespace `r`, agent i in namespace `a<i>`, one bridge. */
@@ -96,10 +100,10 @@ async function missingInKernel(fleet: Fleet, name: string, addrs: readonly strin
   return addrs.filter((a) => !held.has(a));
 }
 
-async function run(agentCount: number, banaction: 'dry-run' | 'nftables', inNamespaces: boolean): Promise<Result> {
+async function run(agentCount: number, banaction: 'dry-run' | 'nftables', inNamespaces: boolean, acl = false): Promise<Result> {
   const cluster = randomCluster();
   const work = mkdtempSync(join(tmpdir(), 'fleetban-bench-'));
-  const layout = inNamespaces ? await netnsLayout(agentCount, work) : await loopbackLayout();
+  const layout = inNamespaces ? await netnsLayout(agentCount, work) : await loopbackLayout(acl);
   const config = (host: string, log: string) => writeConfig({
     'fleetban.conf': `[cluster]\nname = ${cluster}\n[redis]\nurl = ${layout.url}\n[agent]\nhost = ${host}\nbanaction = ${banaction}\nstate_dir = ${join(work, host)}\nheartbeat = 5s\n[coordinator]\nconsumer = ${host}\n`,
     'jail.conf': `[sshd]\nenabled = true\nfilter = sshd\nport = ssh\nlogpath = ${log}\nmaxretry = 1\nbantime = 1h\n`,
@@ -153,13 +157,13 @@ async function run(agentCount: number, banaction: 'dry-run' | 'nftables', inName
   await layout.stop();
   latencies.sort((a, b) => a - b);
   decideLatencies.sort((a, b) => a - b);
-  return { mode: inNamespaces ? `netns ${banaction}` : 'loopback dry-run', check, agents: agentCount, trials, p50: percentile(latencies, 50), p99: percentile(latencies, 99), max: latencies[latencies.length - 1]!,
+  return { mode: inNamespaces ? `netns ${banaction}` : 'loopback dry-run', acl, check, agents: agentCount, trials, p50: percentile(latencies, 50), p99: percentile(latencies, 99), max: latencies[latencies.length - 1]!,
     decidedP50: percentile(decideLatencies, 50), decidedP99: percentile(decideLatencies, 99) };
 }
 
 const results: Result[] = [];
 const pad = (n: number, w: number) => String(n).padStart(w);
-const row = (r: Result) => `${r.mode.padEnd(17)}  ${pad(r.agents, 6)}  ${pad(r.trials, 6)}  ${pad(r.p50, 15)}  ${pad(r.p99, 3)}  ${pad(r.max, 3)}   ${pad(r.decidedP50, 11)}  ${pad(r.decidedP99, 3)}  ${r.check}`;
+const row = (r: Result) => `${r.mode.padEnd(17)}  ${r.acl ? 'on ' : 'off'}  ${pad(r.agents, 6)}  ${pad(r.trials, 6)}  ${pad(r.p50, 15)}  ${pad(r.p99, 3)}  ${pad(r.max, 3)}   ${pad(r.decidedP50, 11)}  ${pad(r.decidedP99, 3)}  ${r.check}`;
 const loadavg = async () => (await execa('cat', ['/proc/loadavg'])).stdout.split(' ').slice(0, 3).join(' ');
 const measure = async (...args: Parameters<typeof run>) => {
   const r = await run(...args);
@@ -173,9 +177,9 @@ for (const n of sizes.length ? sizes : [3, 50]) {
     await measure(n, 'dry-run', true);
     await measure(n, 'nftables', true);
   } else {
-    await measure(n, 'dry-run', false);
+    for (const acl of [false, true]) await measure(n, 'dry-run', false, acl);
   }
 }
 console.log(`\nban propagation: failure line appended -> ban applied by every agent (ms); loadavg ${await loadavg()}`);
-console.log('mode               agents  trials  all-applied p50  p99  max   decided p50  p99  cross-check');
+console.log('mode               acl  agents  trials  all-applied p50  p99  max   decided p50  p99  cross-check');
 for (const r of results) console.log(row(r));
