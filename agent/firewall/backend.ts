@@ -39,6 +39,11 @@ export interface FirewallBan {
 export interface FirewallBackend {
   /** Short name shown in heartbeats and logs: `nftables`, `dry-run`, … */
   readonly name: string;
+  /**
+   * Longest timeout this backend gives a kernel element, ms (nftables: NFT_MAX_TIMEOUT_MS); a
+   * longer ban is clamped to it. Infinity where the backend has no such limit (it lifts bans itself).
+   */
+  readonly maxTimeoutMs: number;
   /** Create tables, sets, chains and rules for these jails. Idempotent; safe to call again with a changed list. */
   init(jails: readonly JailRule[]): Promise<void>;
   /** Buffer a ban (a repeated ban of the same address replaces the earlier one's expiry). */

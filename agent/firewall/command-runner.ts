@@ -21,8 +21,24 @@ export class CommandRunner {
    */
   constructor(
     private readonly prefix: readonly string[],
-    private readonly log: Logger,
+    readonly log: Logger,
   ) {}
+
+  /** The command prefix (`ip netns exec ns`), for long-lived processes started elsewhere. */
+  get commandPrefix(): readonly string[] {
+    return this.prefix;
+  }
+
+  /**
+   * Log a command at debug level, with the batch's size and first line (it can be megabytes).
+   * @param operation what it does
+   * @param argv what runs (for a session: `session <pid>`)
+   * @param input the batch
+   */
+  logCommand(operation: string, argv: readonly string[], input?: string): void {
+    if (!this.log.isLevelEnabled('debug')) return;
+    this.log.debug({ operation, argv, stdinBytes: input?.length, stdinHead: input?.slice(0, 200).split('\n')[0] }, 'firewall command');
+  }
 
   /**
    * @param operation what this command does, for the error message (`nft commit`)
@@ -34,10 +50,7 @@ export class CommandRunner {
    */
   async run(operation: string, argv: readonly string[], input?: string, opts: { allowFail?: boolean } = {}): Promise<CommandResult> {
     const full = [...this.prefix, ...argv];
-    if (this.log.isLevelEnabled('debug')) {
-      // The batch itself can be megabytes; its size and first line say enough.
-      this.log.debug({ operation, argv: full, stdinBytes: input?.length, stdinHead: input?.slice(0, 200).split('\n')[0] }, 'firewall command');
-    }
+    this.logCommand(operation, full, input);
     let r;
     try {
       r = await execa(full[0]!, full.slice(1), { input, reject: false, stripFinalNewline: false, maxBuffer: 512 * 1024 * 1024 });

@@ -2,7 +2,15 @@ import { execa } from 'execa';
 import { componentLogger, type Logger } from '../../common/log.js';
 import type { FirewallBackend } from './backend.js';
 import { DryRunBackend } from './dry-run.js';
-import { NftablesBackend } from './nftables.js';
+import { NFT_MAX_TIMEOUT_MS, NftablesBackend } from './nftables.js';
+
+/**
+ * Longest ban, ms, that every backend enforces for exactly its length: the smallest of the
+ * backends' `maxTimeoutMs` (nftables' kernel limit, 213,503 days; ipset and iptables lift longer
+ * bans themselves). A longer ban is clamped to this on nftables, so caps on ban durations
+ * elsewhere (config, CLI, escalation) can use it as their ceiling.
+ */
+export const FIREWALL_MAX_BAN_MS = NFT_MAX_TIMEOUT_MS;
 
 /** Options understood by {@link createFirewallBackend}; each backend uses the ones that apply. */
 export interface FirewallBackendOptions {
@@ -16,6 +24,8 @@ export interface FirewallBackendOptions {
   readonly namePrefix?: string;
   /** How often the iptables backend removes expired addresses, ms (default 1000). */
   readonly expireIntervalMs?: number;
+  /** Long-lived tool processes for commit batches (nftables, ipset, iptables); default true. */
+  readonly persistent?: boolean;
   readonly logger?: Logger;
 }
 

@@ -3,7 +3,8 @@
  * one `hash:net` set with kernel timeouts (hash:net holds single addresses and networks of any
  * length, overlapping ones included, each with its own timeout); one chain of ours, jumped to from
  * the top of INPUT, holds one `-m set --match-set` rule per jail, protocol and multiport group.
- * Changes go to the kernel as one `ipset restore -exist` per batch.
+ * Commits go to one long-lived `ipset -exist -` process; syncs (and large batches) as one
+ * `ipset restore -exist` each.
  *
  * ipset refuses timeouts above 2,147,483 s (about 24.8 days). A longer ban is stored without a
  * timeout and this backend deletes it itself when it is due (checked once a minute).
@@ -18,6 +19,7 @@ import { banKey, banTarget, boundedName, validateJailRules } from './jail-rules.
 import { KernelBackend, type KernelBackendOptions } from './kernel-backend.js';
 import type { PendingChange } from './pending-changes.js';
 import { prepareSync } from './prepare-sync.js';
+import { SESSION_PROTOCOLS, type CommandSession } from './command-session.js';
 import { applyOnStdin, applyWithRepair, type ScriptBatch } from './repair-and-retry.js';
 
 /** Options of {@link IpsetBackend}. */
@@ -53,6 +55,12 @@ export class IpsetBackend extends KernelBackend<JailSets> {
   /** Bans stored without a kernel timeout because they outlast ipset's limit: key to expiry. */
   private readonly overlong = new Map<string, number>();
   private ledgerSeeded = false;
+  /**
+   * `ipset -exist -` for commit batches. Only commits: interactive ipset goes on after a failed
+   * line, harmless for adds and deletes (the retry repeats them idempotently) but not for a
+   * sync, whose `swap` would then put a half-filled set in place; `ipset restore` stops first.
+   */
+  private readonly session: CommandSession | undefined;
 
   /** @param options see {@link IpsetOptions} */
   constructor(options: IpsetOptions = {}) {
@@ -63,6 +71,7 @@ export class IpsetBackend extends KernelBackend<JailSets> {
     this.maxelem = options.maxelem ?? this.ledger.maxBans;
     if (!Number.isInteger(this.maxelem) || this.maxelem < 1) throw new InvalidInputError(`ipset maxelem must be a positive integer, got ${this.maxelem}`);
     this.expireIntervalMs = options.expireIntervalMs ?? 60_000;
+    this.session = this.openSession('ipset', SESSION_PROTOCOLS.ipset);
   }
 
   private setsFor(rule: JailRule): JailSets {
@@ -82,6 +91,7 @@ export class IpsetBackend extends KernelBackend<JailSets> {
         this.ledgerSeeded = true;
       }
       this.startExpiry(this.expireIntervalMs, () => this.expireOverlong(), 'expiring overlong bans failed');
+      await this.warmSessions();
     });
   }
 
@@ -131,8 +141,8 @@ export class IpsetBackend extends KernelBackend<JailSets> {
     return { text: `timeout ${s}`, overlong: false };
   }
 
-  protected applyChanges(changes: readonly PendingChange[]): Promise<void> {
-    return this.withRepair('ipset commit', () => this.buildCommit(changes));
+  protected applyChanges(changes: readonly PendingChange[], repair = true): Promise<void> {
+    return this.withRepair('ipset commit', () => this.buildCommit(changes), this.session, repair);
   }
 
   /** With `-exist`, `add` of a present entry updates its timeout and `del` of a missing one is quiet. */
@@ -216,14 +226,17 @@ export class IpsetBackend extends KernelBackend<JailSets> {
     };
   }
 
-  /** Apply a batch with `ipset restore`; on failure repair sets, rules and jump, and retry once. */
-  private withRepair(operation: string, build: () => ScriptBatch): Promise<void> {
+  /**
+   * Apply a batch with `ipset restore`, or through the session when one is given; on failure
+   * repair sets, rules and jump, and retry once (unless repair is false).
+   */
+  private withRepair(operation: string, build: () => ScriptBatch, session?: CommandSession, repair = true): Promise<void> {
     return applyWithRepair(operation, build, {
       log: this.log,
       warning: 'ipset batch failed; repairing sets and rules and retrying once',
-      apply: applyOnStdin(this.run, ['ipset', 'restore', '-exist']),
+      apply: applyOnStdin(this.run, ['ipset', 'restore', '-exist'], session),
       repair: () => this.setup(this.jails),
-    });
+    }, repair);
   }
 
   /** Delete bans that were stored without a timeout because they outlast ipset's limit, once due. */

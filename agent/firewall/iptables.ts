@@ -6,8 +6,10 @@
  * ours (`fleetban`, jumped to from the top of INPUT) so that re-running init with changed ports
  * rewrites them without touching INPUT or the bans.
  *
- * Batches go through `iptables-restore --noflush` / `ip6tables-restore --noflush`, one process per
- * family per commit. iptables has no timeouts, so this backend deletes expired bans itself on a
+ * Batches go through `iptables-restore --noflush` / `ip6tables-restore --noflush`: commits through
+ * one long-lived process per family (which applies each COMMIT as it reads it), syncs and large
+ * batches through a one-shot process. The long-lived one is used only with the nf_tables variant
+ * of iptables, which takes no lock for its lifetime. iptables has no timeouts, so this backend deletes expired bans itself on a
  * timer, and it keeps a ledger of the rules it wrote: deleting a rule that is not there would fail
  * the whole restore, so a delete is only written for a rule the ledger holds.
  *
@@ -24,7 +26,8 @@ import { banKey, banTarget, boundedName, validateJailRules } from './jail-rules.
 import { KernelBackend, type KernelBackendOptions } from './kernel-backend.js';
 import type { PendingChange } from './pending-changes.js';
 import { prepareSync } from './prepare-sync.js';
-import { applyWithRepair, type Batch } from './repair-and-retry.js';
+import { SESSION_PROTOCOLS, type CommandSession } from './command-session.js';
+import { applyInSession, applyWithRepair, BatchRefusedError, SESSION_MAX_BYTES, type Batch } from './repair-and-retry.js';
 
 /** Options of {@link IptablesBackend}. */
 export interface IptablesOptions extends KernelBackendOptions {
@@ -52,6 +55,13 @@ export class IptablesBackend extends KernelBackend<JailChain> {
   private readonly prefix: string;
   private readonly jump: InputJump;
   private readonly expireIntervalMs: number;
+  private readonly sessions: Record<4 | 6, CommandSession | undefined>;
+  /**
+   * Whether iptables is the nf_tables variant (probed at first init). Legacy iptables-restore
+   * holds the xtables lock while it runs, so a long-lived one would block every other iptables
+   * command on the host; there each batch stays a one-shot process.
+   */
+  private nfTablesVariant: boolean | undefined;
 
   /** @param options see {@link IptablesOptions} */
   constructor(options: IptablesOptions = {}) {
@@ -60,13 +70,22 @@ export class IptablesBackend extends KernelBackend<JailChain> {
     if (!NAME_PREFIX.test(this.prefix)) throw new InvalidInputError(`iptables chain prefix '${this.prefix}' must match ${NAME_PREFIX}`);
     this.jump = new InputJump(this.run, options.chain ?? 'fleetban');
     this.expireIntervalMs = options.expireIntervalMs ?? 1000;
+    this.sessions = {
+      4: this.openSession('iptables-restore', SESSION_PROTOCOLS.iptablesRestore),
+      6: this.openSession('ip6tables-restore', SESSION_PROTOCOLS.iptablesRestore),
+    };
   }
 
   async init(jails: readonly JailRule[]): Promise<void> {
     const next = this.chainsFor(validateJailRules(jails));
     return this.serialize(async () => {
+      if (this.nfTablesVariant === undefined && (this.sessions[4] || this.sessions[6])) {
+        const v = await this.run.run('iptables version', ['iptables', '--version'], undefined, { allowFail: true });
+        this.nfTablesVariant = /nf_tables/.test(v.stdout);
+      }
       await this.setup(next);
       this.startExpiry(this.expireIntervalMs, () => this.expire(), 'removing expired bans failed');
+      if (this.nfTablesVariant) await this.warmSessions();
     });
   }
 
@@ -160,15 +179,15 @@ export class IptablesBackend extends KernelBackend<JailChain> {
     return { chains, dispatchTargets, bans };
   }
 
-  protected applyChanges(changes: readonly PendingChange[]): Promise<void> {
-    return this.withRepair('iptables commit', () => this.buildCommit(changes));
+  protected applyChanges(changes: readonly PendingChange[], repair = true): Promise<void> {
+    return this.withRepair('iptables commit', () => this.buildCommit(changes), repair);
   }
 
   /** Rules to add and delete per family; an already present ban only gets its expiry updated. */
   private buildCommit(changes: readonly PendingChange[]): Batches {
     const nowMs = clockNow();
     const lines: Record<4 | 6, string[]> = { 4: [], 6: [] };
-    const after: Array<() => void> = [];
+    const after: Record<4 | 6, Array<() => void>> = { 4: [], 6: [] };
     let freed = 0;
     for (const c of changes) {
       if (c.kind !== 'delete') continue;
@@ -178,7 +197,7 @@ export class IptablesBackend extends KernelBackend<JailChain> {
       const t = banTarget(c.addr);
       lines[t.family].push(`-D ${j.chain} -s ${t.text} -j DROP`);
       if (this.ledger.has(key, nowMs)) freed++;
-      after.push(() => this.ledger.delete(key));
+      after[t.family].push(() => this.ledger.delete(key));
     }
     const budget = new CapBudget(this.ledger, nowMs, freed);
     for (const c of changes) {
@@ -189,15 +208,15 @@ export class IptablesBackend extends KernelBackend<JailChain> {
       const key = banKey(ban.jail, ban.addr);
       if (this.ledger.get(key) !== undefined) {
         // The rule is there (maybe expired but not yet swept): only the expiry changes.
-        after.push(() => this.ledger.set(key, ban.until));
+        after[ban.family].push(() => this.ledger.set(key, ban.until));
         continue;
       }
       if (!budget.take()) continue;
       lines[ban.family].push(`-A ${j.chain} -s ${ban.addr} -j DROP`);
-      after.push(() => this.ledger.set(key, ban.until));
+      after[ban.family].push(() => this.ledger.set(key, ban.until));
     }
     budget.finish();
-    return { lines, flush: false, onSuccess: () => after.forEach((f) => f()) };
+    return { lines, flush: false, onFamily: (f) => after[f].forEach((op) => op()), onSuccess: () => undefined };
   }
 
   sync(bans: readonly FirewallBan[]): Promise<void> {
@@ -227,20 +246,23 @@ export class IptablesBackend extends KernelBackend<JailChain> {
   }
 
   /** Apply both families' batches; on failure resynchronise with the kernel, rebuild, retry once. */
-  private withRepair(operation: string, build: () => Batches): Promise<void> {
+  private withRepair(operation: string, build: () => Batches, repair = true): Promise<void> {
     return applyWithRepair(operation, build, {
       log: this.log,
       warning: 'iptables batch failed; re-reading the chains and retrying once',
       apply: (op, batch, allowFail) => this.restore(op, batch, allowFail),
       // A family that did apply is now in the kernel; setup reads it back into the ledger.
       repair: () => this.setup(this.jails),
-    });
+    }, repair);
   }
 
   /**
-   * One `ip(6)tables-restore` per family that has lines. Both families are tried even when the
-   * first fails, so one family's problem does not hold back the other's bans.
+   * One `ip(6)tables-restore` batch per family that has lines: a commit through the family's
+   * session, a sync or a large batch (or one the session could not answer) through a one-shot
+   * process. Both families are tried even when the first fails, so one family's problem does not
+   * hold back the other's bans.
    * @returns undefined when every family applied, else their stderr (when allowFail)
+   * @throws BatchRefusedError when a family failed and allowFail is not set
    */
   private async restore(operation: string, batch: Batches, allowFail: boolean): Promise<string | undefined> {
     const failed: string[] = [];
@@ -248,9 +270,17 @@ export class IptablesBackend extends KernelBackend<JailChain> {
       const text = this.restoreText(batch, family);
       if (!text) continue;
       const restore = family === 4 ? 'iptables-restore' : 'ip6tables-restore';
-      const r = await this.run.run(operation, [restore, '-w', '--noflush'], text, { allowFail });
-      if (r.exitCode !== 0) failed.push(r.stderr.trim());
+      const session = this.sessions[family];
+      let err: string | undefined | 'broken' = 'broken';
+      if (session && this.nfTablesVariant && !batch.flush && text.length <= SESSION_MAX_BYTES) err = await applyInSession(this.run, session, operation, text);
+      if (err === 'broken') {
+        const r = await this.run.run(operation, [restore, '-w', '--noflush'], text, { allowFail: true });
+        err = r.exitCode === 0 ? undefined : r.stderr.trim();
+      }
+      if (err === undefined) batch.onFamily?.(family);
+      else failed.push(err);
     }
+    if (failed.length && !allowFail) throw new BatchRefusedError(operation, failed.join('\n'));
     return failed.length === 0 ? undefined : failed.join('\n');
   }
 
@@ -273,7 +303,8 @@ export class IptablesBackend extends KernelBackend<JailChain> {
       await this.withRepair('iptables expire', () => ({
         lines,
         flush: false,
-        onSuccess: () => keys.forEach((k) => this.ledger.delete(k)),
+        onFamily: (f) => keys.forEach((k) => (k.includes(':') ? 6 : 4) === f && this.ledger.delete(k)),
+        onSuccess: () => undefined,
       }));
     });
   }
@@ -323,4 +354,9 @@ interface Batches extends Batch {
   readonly lines: Record<4 | 6, string[]>;
   /** Empty the jail chains first (sync). */
   readonly flush: boolean;
+  /**
+   * Record what one family's batch put in the kernel, as soon as that family applied, so that a
+   * batch whose other family failed leaves the ledger true (a commit; a sync relies on onSuccess).
+   */
+  readonly onFamily?: (family: 4 | 6) => void;
 }

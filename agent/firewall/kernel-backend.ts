@@ -3,8 +3,10 @@ import { InvalidInputError } from '../../common/errors.js';
 import type { FirewallBackend, FirewallBan, JailRule } from './backend.js';
 import { BanLedger, DEFAULT_MAX_BANS } from './ban-ledger.js';
 import { CommandRunner } from './command-runner.js';
+import { CommandSession, type SessionProtocol } from './command-session.js';
 import { banTarget, checkBan, type CheckedBan } from './jail-rules.js';
 import { PendingChanges, type PendingChange } from './pending-changes.js';
+import { BatchRefusedError } from './repair-and-retry.js';
 
 /** Options every {@link KernelBackend} takes. */
 export interface KernelBackendOptions {
@@ -14,7 +16,20 @@ export interface KernelBackendOptions {
   readonly maxBans?: number;
   /** Logger; default `componentLogger('firewall.<backend name>')`. */
   readonly logger?: Logger;
+  /**
+   * Write commit batches to one long-lived tool process instead of starting one per batch
+   * (nftables, ipset, iptables); default true. False keeps the one-shot path only.
+   */
+  readonly persistent?: boolean;
+  /** A session batch unanswered for this long means the process hangs (it is replaced); default 10,000 ms. */
+  readonly sessionTimeoutMs?: number;
 }
+
+/**
+ * Most batch attempts spent finding the refused changes of one failed commit; what is still
+ * untested after that goes back into the buffer and the commit fails as before.
+ */
+const ISOLATION_ATTEMPTS = 64;
 
 /**
  * What the backends that change the host's firewall share (nftables, ipset, iptables, shorewall);
@@ -35,6 +50,14 @@ export abstract class KernelBackend<J> implements FirewallBackend {
   protected jails = new Map<string, J>();
   private queue: Promise<unknown> = Promise.resolve();
   private expiryTimer: NodeJS.Timeout | undefined;
+  private readonly openSessions: CommandSession[] = [];
+  private readonly persistent: boolean;
+  private readonly sessionTimeoutMs: number | undefined;
+  /**
+   * Longest kernel timeout this backend writes, ms; a longer ban gets this timeout (nftables) or
+   * is lifted by the backend itself (ipset beyond its limit, iptables). Infinity: no limit.
+   */
+  readonly maxTimeoutMs: number = Infinity;
 
   /**
    * @param options see {@link KernelBackendOptions}
@@ -45,14 +68,41 @@ export abstract class KernelBackend<J> implements FirewallBackend {
     this.log = options.logger ?? componentLogger(component);
     this.run = new CommandRunner(options.commandPrefix ?? [], this.log);
     this.ledger = new BanLedger(options.maxBans ?? DEFAULT_MAX_BANS, this.log, kernelExpires);
+    this.persistent = options.persistent ?? true;
+    this.sessionTimeoutMs = options.sessionTimeoutMs;
+  }
+
+  /**
+   * A long-lived process for commit batches, closed by shutdown(); undefined when the backend was
+   * built with `persistent: false`.
+   * @param tool the binary (`nft`)
+   * @param protocol how it is driven, one of SESSION_PROTOCOLS
+   */
+  protected openSession(tool: string, protocol: SessionProtocol): CommandSession | undefined {
+    if (!this.persistent) return undefined;
+    const s = new CommandSession({ prefix: this.run.commandPrefix, tool, protocol, log: this.log, timeoutMs: this.sessionTimeoutMs });
+    this.openSessions.push(s);
+    return s;
   }
 
   abstract init(jails: readonly JailRule[]): Promise<void>;
+
+  /** Start the sessions (from init()), so the first ban finds its process running. */
+  protected async warmSessions(): Promise<void> {
+    for (const s of this.openSessions) {
+      const why = await s.warm();
+      if (why !== undefined) this.log.warn({ reason: why }, 'firewall session did not start; batches use one-shot processes until it does');
+    }
+  }
   abstract sync(bans: readonly FirewallBan[]): Promise<void>;
   abstract list(): Promise<FirewallBan[]>;
 
-  /** Apply one commit's changes; when this throws, they go back into the buffer. */
-  protected abstract applyChanges(changes: readonly PendingChange[]): Promise<void>;
+  /**
+   * Apply one commit's changes; when this throws, they go back into the buffer, except that after
+   * a BatchRefusedError the changes the kernel refuses on their own are found and dropped.
+   * @param repair false: one attempt, no repair (while finding refused changes)
+   */
+  protected abstract applyChanges(changes: readonly PendingChange[], repair?: boolean): Promise<void>;
 
   /** Remove everything this backend created on the host (shutdown with cleanup). */
   protected abstract cleanup(): Promise<void>;
@@ -94,10 +144,55 @@ export abstract class KernelBackend<J> implements FirewallBackend {
       try {
         await this.applyChanges(changes);
       } catch (err) {
-        this.pending.restore(changes);
-        throw err;
+        if (!(err instanceof BatchRefusedError)) {
+          this.pending.restore(changes);
+          throw err;
+        }
+        await this.dropRefused(changes, err);
       }
     });
+  }
+
+  /**
+   * The tool refused a batch even after the repair. Put back in the buffer, a change the kernel
+   * will never take (a timeout beyond its range, say) would fail every later batch too, so halve
+   * the batch until each part applies or is one change the kernel refuses on its own: those are
+   * dropped and logged, the rest is applied. Bounded by {@link ISOLATION_ATTEMPTS}; past that,
+   * what is untested goes back into the buffer and the commit fails.
+   * @throws BatchRefusedError when the attempts ran out
+   */
+  private async dropRefused(changes: readonly PendingChange[], first: BatchRefusedError): Promise<void> {
+    const todo: PendingChange[][] = changes.length > 1 ? halves(changes) : [];
+    const dropped: Array<{ change: PendingChange; stderr: string }> = changes.length === 1 ? [{ change: changes[0]!, stderr: first.stderr }] : [];
+    let attempts = 0;
+    while (todo.length > 0) {
+      if (attempts++ >= ISOLATION_ATTEMPTS) {
+        this.pending.restore(todo.flat());
+        this.logDropped(dropped);
+        throw first;
+      }
+      const part = todo.shift()!;
+      try {
+        await this.applyChanges(part, false);
+      } catch (err) {
+        if (!(err instanceof BatchRefusedError)) {
+          this.pending.restore([...part, ...todo.flat()]);
+          this.logDropped(dropped);
+          throw err;
+        }
+        if (part.length === 1) dropped.push({ change: part[0]!, stderr: err.stderr });
+        else todo.unshift(...halves(part));
+      }
+    }
+    this.logDropped(dropped);
+  }
+
+  private logDropped(dropped: ReadonlyArray<{ change: PendingChange; stderr: string }>): void {
+    for (const { change, stderr } of dropped.slice(0, 20)) {
+      const what = change.kind === 'add' ? { jail: change.ban.jail, addr: change.ban.addr, until: change.ban.until } : { jail: change.jail, addr: change.addr };
+      this.log.error({ change: change.kind, ...what, stderr: stderr.slice(0, 500) }, 'the kernel refused this firewall change; dropped, not retried');
+    }
+    if (dropped.length > 20) this.log.error({ dropped: dropped.length }, 'more refused firewall changes dropped');
   }
 
   shutdown(options: { cleanup?: boolean } = {}): Promise<void> {
@@ -105,6 +200,7 @@ export abstract class KernelBackend<J> implements FirewallBackend {
     this.expiryTimer = undefined;
     return this.serialize(async () => {
       if (this.pending.size > 0) this.log.warn({ pending: this.pending.size }, 'shutdown with uncommitted firewall changes');
+      await Promise.all(this.openSessions.map((s) => s.close()));
       if (options.cleanup) await this.cleanup();
     });
   }
@@ -122,4 +218,9 @@ export abstract class KernelBackend<J> implements FirewallBackend {
     this.expiryTimer = setInterval(() => void expire().catch((err: unknown) => this.log.error({ err }, failure)), intervalMs);
     this.expiryTimer.unref();
   }
+}
+
+function halves<T>(items: readonly T[]): T[][] {
+  const mid = Math.ceil(items.length / 2);
+  return [items.slice(0, mid), items.slice(mid)];
 }

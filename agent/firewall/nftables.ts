@@ -20,6 +20,7 @@ import { banKey, banTarget, portProtocols, validateJailRules } from './jail-rule
 import { KernelBackend, type KernelBackendOptions } from './kernel-backend.js';
 import type { PendingChange } from './pending-changes.js';
 import { prepareSync } from './prepare-sync.js';
+import { SESSION_PROTOCOLS, type CommandSession } from './command-session.js';
 import { applyOnStdin, applyWithRepair, type ScriptBatch } from './repair-and-retry.js';
 
 /** Options of {@link NftablesBackend}. */
@@ -39,6 +40,14 @@ export interface NftablesOptions extends KernelBackendOptions {
 
 // Kept exported from here, where it was first defined, for code that imports it from this module.
 export { DEFAULT_MAX_BANS } from './ban-ledger.js';
+
+/**
+ * Longest element timeout nftables takes, ms: 213,503 days. The kernel keeps timeouts in
+ * nanoseconds in 64 bits (2^64 ns is 213,503.98 days) and refuses a longer one with "Numerical
+ * result out of range" (nft 1.0.6, kernel 6.18: `213503d` accepted, `213504d` refused), failing
+ * the whole transaction. A longer ban is written with this timeout, which outlives any host.
+ */
+export const NFT_MAX_TIMEOUT_MS = 213_503 * 86_400_000;
 
 const TABLE_NAME = /^[A-Za-z][A-Za-z0-9_]{0,31}$/;
 const SET_NAME = /^j_((?:[A-Za-z0-9]|_[_dp])+)_(?:s([46])|n([46])_(\d{1,3}))$/;
@@ -105,6 +114,9 @@ export class NftablesBackend extends KernelBackend<JailRule> {
   private ledgerSeeded = false;
   /** Whether `add element` of a present element sets its new timeout (kernel 6.x); probed once. */
   private addUpdatesTimeout: boolean | undefined;
+  override readonly maxTimeoutMs = NFT_MAX_TIMEOUT_MS;
+  /** `nft -i` for commit batches; undefined with `persistent: false`. */
+  private readonly session: CommandSession | undefined;
 
   /** @param options see {@link NftablesOptions} */
   constructor(options: NftablesOptions = {}) {
@@ -115,6 +127,7 @@ export class NftablesBackend extends KernelBackend<JailRule> {
     this.priority = options.priority ?? -1;
     if (!Number.isInteger(this.priority)) throw new InvalidInputError(`nftables priority must be an integer, got ${this.priority}`);
     if (options.forceReAdd) this.addUpdatesTimeout = false;
+    this.session = this.openSession(this.nft, SESSION_PROTOCOLS.nft);
   }
 
   async init(jails: readonly JailRule[]): Promise<void> {
@@ -126,6 +139,7 @@ export class NftablesBackend extends KernelBackend<JailRule> {
         for (const b of await this.readBans()) this.ledger.set(banKey(b.jail, b.addr), b.until);
         this.ledgerSeeded = true;
       }
+      await this.warmSessions();
     });
   }
 
@@ -212,8 +226,8 @@ export class NftablesBackend extends KernelBackend<JailRule> {
     ];
   }
 
-  protected applyChanges(changes: readonly PendingChange[]): Promise<void> {
-    return this.withRepair('nft commit', () => this.buildCommit(changes));
+  protected applyChanges(changes: readonly PendingChange[], repair = true): Promise<void> {
+    return this.withRepair('nft commit', () => this.buildCommit(changes), this.session, repair);
   }
 
   /**
@@ -264,7 +278,7 @@ export class NftablesBackend extends KernelBackend<JailRule> {
       const s = slot(setName(ban.jail, target));
       const el = elementText(target);
       if (!this.addUpdatesTimeout) s.touch.push(el);
-      s.add.push(left === -1 ? el : `${el} timeout ${nftDuration(left)}`);
+      s.add.push(left === -1 ? el : `${el} timeout ${nftDuration(Math.min(left, NFT_MAX_TIMEOUT_MS))}`);
       ledgerOps.push(() => this.ledger.set(key, ban.until));
     }
     budget.finish();
@@ -299,7 +313,7 @@ export class NftablesBackend extends KernelBackend<JailRule> {
       let arr = perSet.get(name);
       if (!arr) perSet.set(name, (arr = []));
       const el = elementText(c.target);
-      arr.push(c.until === -1 ? el : `${el} timeout ${nftDuration(c.until - nowMs)}`);
+      arr.push(c.until === -1 ? el : `${el} timeout ${nftDuration(Math.min(c.until - nowMs, NFT_MAX_TIMEOUT_MS))}`);
     }
     const lines: string[] = [];
     for (const name of newSets) lines.push(...this.setLines(name, this.jails));
@@ -316,14 +330,17 @@ export class NftablesBackend extends KernelBackend<JailRule> {
     };
   }
 
-  /** Apply a batch with `nft -f -`; when it fails, repair the table and retry once. */
-  private withRepair(operation: string, build: () => ScriptBatch): Promise<void> {
+  /**
+   * Apply a batch with `nft -f -`, or through the `nft -i` session when one is given; when it
+   * fails, repair the table and retry once (unless repair is false).
+   */
+  private withRepair(operation: string, build: () => ScriptBatch, session?: CommandSession, repair = true): Promise<void> {
     return applyWithRepair(operation, build, {
       log: this.log,
       warning: 'nft batch failed; repairing the table and retrying once',
-      apply: applyOnStdin(this.run, [this.nft, '-f', '-']),
+      apply: applyOnStdin(this.run, [this.nft, '-f', '-'], session),
       repair: () => this.setup(this.jails),
-    });
+    }, repair);
   }
 
   list(): Promise<FirewallBan[]> {

@@ -1,7 +1,9 @@
 /**
  * Firewall backend benchmark (root only). Creates its own network namespace, and per backend:
  *  1. loads 100,000 bans into a fresh host with one sync() and times it;
- *  2. applies single bans one after another on top of that (add + commit each), p50/p99 latency;
+ *  2. applies single bans one after another on top of that (add + commit each), p50/p99 latency,
+ *     once through the backend's long-lived tool process (the default) and once with one
+ *     process per batch (`persistent: false`, the `… one-shot` rows), side by side;
  * then times fail2ban's iptables-multiport way (one `iptables -I f2b-x 1 -s ADDR -j REJECT`
  * process per address) for a sample and extrapolates to 100,000.
  *
@@ -11,7 +13,8 @@
  * each. Ban targets are generated from 2001:db8::/32 (documentation range); no packet
  * is sent to them.
  *
- * Usage (root): node dist/bench/firewall/run.js [--bans 100000] [--singles 200] [--f2b 1000] [--backends nftables,ipset,iptables]
+ * Usage (root): node dist/bench/firewall/run.js [--bans 100000] [--singles 200] [--f2b 1000]
+ *   [--backends nftables,nftables-oneshot,ipset,ipset-oneshot,iptables,iptables-oneshot]
  */
 import { performance } from 'node:perf_hooks';
 import { execa } from 'execa';
@@ -29,7 +32,7 @@ function arg(name: string, fallback: string): string {
 const BANS = Number(arg('bans', '100000'));
 const SINGLES = Number(arg('singles', '200'));
 const F2B = Number(arg('f2b', '1000'));
-const WHICH = arg('backends', 'nftables,ipset,iptables').split(',');
+const WHICH = arg('backends', 'nftables,nftables-oneshot,ipset,ipset-oneshot,iptables,iptables-oneshot').split(',');
 
 /** The i-th benchmark address: 2001:db8:HHHH:LLLL::1, unique for i below 2^32. */
 function addr(i: number, salt = 0): string {
@@ -122,16 +125,20 @@ async function main(): Promise<void> {
   }
   const rows: Row[] = [];
   const common = { commandPrefix: [] as string[], maxBans: BANS + SINGLES + 1000 };
+  const oneShot = { ...common, persistent: false };
   const makers: Record<string, () => FirewallBackend> = {
     nftables: () => new NftablesBackend(common),
+    'nftables-oneshot': () => new NftablesBackend(oneShot),
     ipset: () => new IpsetBackend(common),
+    'ipset-oneshot': () => new IpsetBackend(oneShot),
     iptables: () => new IptablesBackend({ ...common, expireIntervalMs: 3_600_000 }),
+    'iptables-oneshot': () => new IptablesBackend({ ...oneShot, expireIntervalMs: 3_600_000 }),
   };
   for (const name of WHICH) {
     const make = makers[name];
     if (!make) throw new Error(`unknown backend '${name}' (have ${Object.keys(makers).join(', ')})`);
     process.stderr.write(`benchmarking ${name}…\n`);
-    rows.push(await benchBackend(name, make));
+    rows.push(await benchBackend(name.replace('-oneshot', ' (one-shot process per batch)'), make));
   }
   process.stderr.write('benchmarking fail2ban-style…\n');
   rows.push(await benchFail2banStyle([]));
