@@ -6,6 +6,7 @@ import { configDir } from '../../common/config/fleetban-config.js';
 import { readFail2banSettings } from '../../common/config/fail2ban-settings.js';
 import { JAIL_NAME_RE, LIMITS, MANUAL_JAIL } from '../../common/protocol/messages.js';
 import { ClusterScripts } from '../../common/scripts/index.js';
+import { cliSigner, decisionTime } from '../signing.js';
 import { now } from '../../common/clock.js';
 import { CliError, withContext, formatTime, type GlobalOptions } from '../context.js';
 import { localJails, runningJails } from '../cluster-view.js';
@@ -99,7 +100,8 @@ export function registerImportCommand(program: Command, globals: () => GlobalOpt
     .description("publish the active bans of a fail2ban database to the cluster, with their jail and remaining time")
     .option('--db <path>', `fail2ban's sqlite3 database (default: dbfile of the configuration's fail2ban.conf, else ${FAIL2BAN_DB})`)
     .option('--dry-run', 'only show what would be published (reads the jails from this host\'s configuration, not from the cluster)')
-    .action(async (o: { db?: string; dryRun?: boolean }) => {
+    .option('--signing-key <file>', 'private key that signs the bans (default: $FLEETBAN_SIGNING_KEY or [cli] signing_key)')
+    .action(async (o: { db?: string; dryRun?: boolean; signingKey?: string }) => {
       const g = globals();
       const dir = configDir(g.config);
       const db = o.db ?? readFail2banSettings(dir).dbfile ?? FAIL2BAN_DB;
@@ -139,10 +141,12 @@ export function registerImportCommand(program: Command, globals: () => GlobalOpt
       }
       await withContext(g, async (ctx) => {
         const known = new Set([MANUAL_JAIL, ...local, ...(await runningJails(ctx))]);
-        const scripts = new ClusterScripts(ctx.redis, ctx.keys, ctx.config.coordinator.streamMaxlen, ctx.config.coordinator.dbpurgeage * 1000);
+        // Signed like every manual ban: agents apply nothing unsigned.
+        const scripts = new ClusterScripts(ctx.redis, ctx.keys, ctx.config.coordinator.streamMaxlen, ctx.config.coordinator.dbpurgeage * 1000,
+          cliSigner(ctx, o.signingKey));
         await publish(known, async (b) => {
           const reason = `imported from fail2ban (ban ${b.bancount})`.slice(0, LIMITS.reasonChars);
-          await scripts.ban({ jail: b.jail, addr: b.addr, now: t, until: b.until, reason, origin: ctx.origin });
+          await scripts.ban({ jail: b.jail, addr: b.addr, now: await decisionTime(ctx.redis), until: b.until, reason, origin: ctx.origin });
         });
       });
     });
