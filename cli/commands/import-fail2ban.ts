@@ -4,7 +4,7 @@ import { accessSync, constants } from 'node:fs';
 import { parseBanTarget } from '../../common/address.js';
 import { configDir } from '../../common/config/fleetban-config.js';
 import { readFail2banSettings } from '../../common/config/fail2ban-settings.js';
-import { JAIL_NAME_RE, LIMITS, MANUAL_JAIL } from '../../common/protocol/messages.js';
+import { JAIL_NAME_RE, LIMITS, MANUAL_JAIL, IMPORTED_REASON } from '../../common/protocol/messages.js';
 import { ClusterScripts } from '../../common/scripts/index.js';
 import { cliSigner, decisionTime } from '../signing.js';
 import { now } from '../../common/clock.js';
@@ -145,7 +145,7 @@ export function registerImportCommand(program: Command, globals: () => GlobalOpt
         const scripts = new ClusterScripts(ctx.redis, ctx.keys, ctx.config.coordinator.streamMaxlen, ctx.config.coordinator.dbpurgeage * 1000,
           cliSigner(ctx, o.signingKey));
         await publish(known, async (b) => {
-          const reason = `imported from fail2ban (ban ${b.bancount})`.slice(0, LIMITS.reasonChars);
+          const reason = `${IMPORTED_REASON} (ban ${b.bancount})`.slice(0, LIMITS.reasonChars);
           await scripts.ban({ jail: b.jail, addr: b.addr, now: await decisionTime(ctx.redis), until: b.until, reason, origin: ctx.origin });
         });
       });

@@ -103,6 +103,9 @@ export function boundedUntil(until: number, from: number): number {
 /** Jail of bans made by hand without --jail; every agent enforces it on all ports. */
 export const MANUAL_JAIL = 'manual';
 
+/** Reason prefix of bans brought over by `fleetban import-fail2ban`: restored bans, not new ones (not mailed). */
+export const IMPORTED_REASON = 'imported from fail2ban';
+
 /** `until` value of a permanent ban. */
 export const FOREVER = -1;
 

@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { banId, NOTIFIER_GROUP, type ClusterKeys } from '../../common/protocol/keys.js';
-import { decodeBan, decodeDecision, type Decision } from '../../common/protocol/messages.js';
+import { decodeBan, decodeDecision, type Decision, IMPORTED_REASON } from '../../common/protocol/messages.js';
 import type { NotifyAction } from '../../common/config/notify-actions.js';
 import type { BanEvent, NotificationSender } from './event.js';
 import { MatchRecorder } from './matches.js';
@@ -198,7 +198,9 @@ export class Notifier {
         acks.push(id);
         continue;
       }
-      const actions = d.value.op === 'ban' ? this.actionsFor(d.value.jail) : [];
+      // fail2ban does not mail the bans it restores at start; imported bans are restored ones.
+      const restored = d.value.op === 'ban' && d.value.reason.startsWith(IMPORTED_REASON);
+      const actions = d.value.op === 'ban' && !restored ? this.actionsFor(d.value.jail) : [];
       if (actions.length === 0) {
         acks.push(id);
         continue;

@@ -12,6 +12,8 @@ import { startSmtpServer, parseMail, decodeQuotedPrintable, type TestSmtpServer 
 import { waitUntil } from '../helpers/wait.js';
 import { xaddFailures } from '../helpers/cluster-procs.js';
 import { clusterKeys, NOTIFIER_GROUP } from '../../common/protocol/keys.js';
+import { IMPORTED_REASON } from '../../common/protocol/messages.js';
+import { ClusterScripts } from '../../common/scripts/index.js';
 
 /**
  * Notifications end to end with real parts: coordinators as processes, Debian's
@@ -209,4 +211,17 @@ test('a coordinator that dies with notifications pending hands them to another',
   await waitUntil(() => mailsTo('ops@example.org').length === before + 1, 15_000, 'mail sent by c4');
   await waitUntil(() => posts.some((p) => p.addr === attacker) && posts.filter((p) => p.addr === attacker).length >= 2, 15_000, 'webhook sent by c4');
   await c4.waitFor((l) => l.addr === attacker && l.action === 'webhook' && String(l.msg).includes('notified'), 15_000, 'c4 notified');
+});
+
+test('bans imported from fail2ban are restored bans: not mailed, while a manual ban in the same jail is', async () => {
+  const before = smtp.mails.length;
+  const scripts = new ClusterScripts(c, keys);
+  const t = Date.now();
+  await scripts.ban({ jail: 'postfix', addr: '198.51.100.31', now: t, until: t + 600_000, reason: `${IMPORTED_REASON} (ban 1)`, origin: 'cli:root' });
+  await scripts.ban({ jail: 'postfix', addr: '198.51.100.32', now: t, until: t + 600_000, reason: 'manual ban', origin: 'cli:root' });
+  const mail = await smtp.waitForMail(before + 1);
+  assert.match(mail.data, /198\.51\.100\.32/, 'the manual ban is mailed');
+  await new Promise((r) => setTimeout(r, 1500));
+  assert.equal(smtp.mails.length, before + 1, 'the imported ban is not');
+  assert.ok(!smtp.mails.some((m) => m.data.includes('198.51.100.31')));
 });
