@@ -137,7 +137,7 @@ async function run(agentCount: number, banaction: 'dry-run' | 'nftables', inName
     addrs.push(addr);
     // dry-run logs when it would apply; a real agent logs `ban applied` once the kernel took it.
     const applied = banaction === 'dry-run' ? 'dry-run ban' : 'ban applied';
-    const isBan = (l: Record<string, unknown>) => l.msg === applied && l.addr === addr;
+    const isBan = (l: Record<string, unknown>) => (l.msg === applied || l.event === applied) && l.addr === addr;
     const waits = agents.map((a) => a.waitFor(isBan, 30_000));
     const decided = coordinator.waitFor((l) => l.event === 'ban decided' && l.addr === addr, 30_000);
     // Let the previous ban's aftermath (acks, log writes in 50 processes) settle: each trial
