@@ -47,6 +47,24 @@ export class Enforcer {
     await this.backend.init([...this.rules.values()]);
   }
 
+  /**
+   * Take the jail rules of a reloaded configuration. A jail that is gone but still holds bans keeps
+   * its rule until those bans end: a reload must not lift a ban the cluster still holds.
+   */
+  setRules(rules: readonly JailRule[]): Promise<void> {
+    return this.serialize(async () => {
+      const next = new Map<string, JailRule>();
+      for (const r of rules) next.set(r.jail, r);
+      for (const ban of this.desired.values()) {
+        const kept = this.rules.get(ban.jail);
+        if (!next.has(ban.jail) && kept) next.set(ban.jail, kept);
+      }
+      this.rules.clear();
+      for (const [jail, r] of next) this.rules.set(jail, r);
+      await this.backend.init([...this.rules.values()]);
+    });
+  }
+
   /** Replace everything with a snapshot of the cluster's active bans (start-up and reconnect). */
   replaceAll(records: readonly BanRecord[]): Promise<void> {
     return this.serialize(() => this.doReplaceAll(records));

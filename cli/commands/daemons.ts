@@ -65,7 +65,7 @@ export function registerDaemonCommands(program: Command, globals: () => GlobalOp
       }
       if (!['end', 'beginning', 'resume'].includes(o.startAt)) throw new Error(`--start-at must be end, beginning or resume, not '${o.startAt}'`);
       const agent = await startAgent(dir, { startAt: o.startAt as 'end' | 'beginning' | 'resume' });
-      onSignals(() => agent.stop());
+      onSignals(() => agent.stop(), () => void agent.reload());
     });
 
   program
@@ -108,7 +108,10 @@ export function registerDaemonCommands(program: Command, globals: () => GlobalOp
       log.info('fleetban is up: `fleetban status`, `fleetban banned`, `fleetban hosts` show what it does');
       onSignals(async () => {
         for (const stop of stops) await stop();
-      }, () => void coordinator.reload());
+      }, () => {
+        void coordinator.reload();
+        void agent.reload();
+      });
     });
 
   program
