@@ -9,7 +9,7 @@
 // Run `npm run build` first (`npm run package` does). Packaging layout and maintainer scripts live
 // in deploy/debian/; this script only assembles the tree and calls dpkg-deb.
 import { execFileSync } from 'node:child_process';
-import { chmodSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, lstatSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import { createHash } from 'node:crypto';
 import { join, relative, resolve } from 'node:path';
@@ -50,7 +50,7 @@ cpSync(join(root, 'package-lock.json'), join(lib, 'package-lock.json'));
 // From npm's cache when the tests ran `npm ci` before; the lock file pins every version.
 run('npm', ['ci', '--omit=dev', '--ignore-scripts', '--no-audit', '--no-fund', '--prefer-offline', '--loglevel=error'], { cwd: lib });
 rmSync(join(lib, 'package-lock.json'));
-rmSync(join(lib, 'node_modules', '.package-lock.json'), { force: true });
+pruneModules(join(lib, 'node_modules'));
 
 // --- commands, units, configuration, docs ------------------------------------------------------
 const deb = join(root, 'deploy', 'debian');
@@ -69,7 +69,8 @@ if (existsSync(join(root, 'docs', 'deploy.md'))) cpSync(join(root, 'docs', 'depl
 // Node's licence (MIT plus the notices of what it bundles) must travel with its binary.
 const nodeLicense = ['/usr/share/doc/nodejs/LICENSE', join(process.execPath, '..', '..', 'LICENSE')].find((p) => existsSync(p));
 if (!nodeLicense) throw new Error('Node.js LICENSE file not found: it must ship with the binary');
-writeFileSync(join(doc, 'copyright'), readFileSync(join(deb, 'copyright'), 'utf8') + '\n' + readFileSync(nodeLicense, 'utf8').replace(/^\s*$/gm, ' .').replace(/^/gm, ' ') + '\n');
+cpSync(join(deb, 'copyright'), join(doc, 'copyright'));
+cpSync(nodeLicense, join(doc, 'LICENSE.node'));
 const date = new Date(Number(process.env.SOURCE_DATE_EPOCH ?? Math.floor(Date.now() / 1000)) * 1000).toUTCString().replace('GMT', '+0000');
 const changelog = `fleetban (${version}) unstable; urgency=medium\n\n  * Built from the fleetban repository with scripts/package.mjs.\n\n -- fleetban maintainers <fleetban@example.org>  ${date}\n`;
 writeFileSync(join(doc, 'changelog.gz'), gzipSync(changelog, { level: 9 }));
@@ -92,6 +93,7 @@ mkdirSync(control);
 const md5 = [];
 const conffiles = [];
 walk(stage, (p, st) => {
+  if (lstatSync(p).isSymbolicLink()) return;
   const rel = relative(stage, p);
   if (!st.isFile() || rel.startsWith('DEBIAN')) return;
   md5.push(`${createHash('md5').update(readFileSync(p)).digest('hex')}  ${rel}`);
@@ -114,3 +116,25 @@ run('dpkg-deb', ['--root-owner-group', '-Zxz', '--build', stage, file], { stdio:
 rmSync(stage, { recursive: true, force: true });
 const size = statSync(file).size;
 console.log(`${relative(process.cwd(), file) || file}: ${(size / 1048576).toFixed(1)} MiB (installed ${(kib / 1024).toFixed(0)} MiB)`);
+
+/**
+ * What npm installs but nothing runs: npm's bin links and bookkeeping, tests, docs, linters'
+ * settings, the modules' own command-line tools.
+ */
+function pruneModules(dir) {
+  const junkDirs = new Set(['.bin', '.github', 'test', 'tests', 'docs', 'benchmarks', 'bench', 'example', 'examples']);
+  const junkFiles = /^(\.package-lock\.json|\.eslintrc.*|\.npmignore|\.gitattributes|\.editorconfig|\.prettierrc.*|\.travis\.yml|.*\.md|index\.html|tsconfig\.json)$/i;
+  for (const name of readdirSync(dir)) {
+    const p = join(dir, name);
+    const st = lstatSync(p);
+    if (st.isDirectory()) {
+      if (junkDirs.has(name)) rmSync(p, { recursive: true, force: true });
+      else pruneModules(p);
+    } else if (junkFiles.test(name) && !/^(license|licence|copying)/i.test(name)) {
+      rmSync(p);
+    } else if (st.isFile() && (st.mode & 0o111) !== 0) {
+      // A module's own command-line tool (pino's, which's): npm would link it, fleetban never runs it.
+      if (readFileSync(p, 'utf8').startsWith('#!/usr/bin/env node')) rmSync(p);
+    }
+  }
+}
