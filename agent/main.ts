@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
-import { loadFleetbanConfig, type FleetbanConfig } from '../common/config/fleetban-config.js';
+import { loadFleetbanConfig, roleRedis, type FleetbanConfig } from '../common/config/fleetban-config.js';
 import { loadJails, type JailConfig } from '../common/config/jails.js';
 import { clusterKeys } from '../common/protocol/keys.js';
 import { connectRedis } from '../common/redis.js';
@@ -103,14 +103,15 @@ export async function startAgent(dir: string, options: AgentOptions = {}): Promi
   const enforcer = new Enforcer(backend, jailRules(loaded.jails), componentLogger('agent.firewall'));
   await enforcer.init();
 
-  const commands: Redis = connectRedis(config.redis, 'agent', log);
-  const blocking: Redis = connectRedis(config.redis, 'agent-decisions', log);
+  const redisSettings = roleRedis(config, 'agent');
+  const commands: Redis = connectRedis(redisSettings, 'agent', log);
+  const blocking: Redis = connectRedis(redisSettings, 'agent-decisions', log);
   const spool = new FailureSpool(join(config.agent.stateDir, 'spool'), componentLogger('agent.spool'));
-  const reporter = new Reporter(commands, keys, componentLogger('agent.reporter'), config.agent.reportBatch, 100_000, config.coordinator.streamMaxlen, spool);
+  const reporter = new Reporter(commands, keys.host(host).failures, componentLogger('agent.reporter'), config.agent.reportBatch, 100_000, config.coordinator.streamMaxlen, spool);
   // Read once: a host's addresses rarely change, and the heartbeat runs every few seconds for ever.
   const addrs = hostAddresses();
   const follower = new DecisionFollower(blocking, commands, keys, (id) => {
-    if (commands.status === 'ready') commands.hset(keys.acks, host, id).catch(() => undefined);
+    if (commands.status === 'ready') commands.set(keys.host(host).ack, id).catch(() => undefined);
   }, enforcer, componentLogger('agent.decisions'));
   const heartbeat = new HeartbeatSender(commands, keys, config.agent.heartbeat * 1000, () => ({
     host,

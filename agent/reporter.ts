@@ -1,7 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import type { ClusterKeys } from '../common/protocol/keys.js';
 import { encodeReport, splitIntoReports } from '../common/protocol/messages.js';
 import { now } from '../common/clock.js';
 import type { FailureSpool, PendingFailure } from './spool.js';
@@ -41,10 +40,11 @@ export class Reporter {
    * @param maxBuffered failures held in memory at most while Redis is away
    * @param streamMaxlen approximate cap of the failures stream in reports (XADD MAXLEN ~)
    * @param spool where failures wait while Redis is unreachable; without one, memory only
+   * @param stream this host's failure stream, the only one its identity may write
    */
   constructor(
     private readonly redis: Redis,
-    private readonly keys: ClusterKeys,
+    private readonly stream: string,
     private readonly log: Logger,
     private readonly batch = 500,
     private readonly maxBuffered = 100_000,
@@ -135,7 +135,7 @@ export class Reporter {
     const pipeline = this.redis.pipeline();
     const sent = now();
     const reports = splitIntoReports(events);
-    for (const r of reports) pipeline.xadd(this.keys.failures, 'MAXLEN', '~', this.streamMaxlen, '*', ...encodeReport(r[0]!.host, sent, r));
+    for (const r of reports) pipeline.xadd(this.stream, 'MAXLEN', '~', this.streamMaxlen, '*', ...encodeReport(r[0]!.host, sent, r));
     let results: Array<[Error | null, unknown]> | null;
     try {
       results = await pipeline.exec();

@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import { userInfo } from 'node:os';
-import { configDir, loadFleetbanConfig, redactUrl, type FleetbanConfig } from '../common/config/fleetban-config.js';
+import { configDir, loadFleetbanConfig, redactUrl, roleRedis, type FleetbanConfig } from '../common/config/fleetban-config.js';
 import { clusterKeys, type ClusterKeys } from '../common/protocol/keys.js';
 import { connectRedis } from '../common/redis.js';
 import { componentLogger } from '../common/log.js';
@@ -38,7 +38,7 @@ export async function openContext(opts: GlobalOptions): Promise<CliContext> {
   const config = loadFleetbanConfig(configDir(opts.config));
   const log = componentLogger('cli');
   log.level = 'silent';
-  const redis = connectRedis(config.redis, 'cli', log, {
+  const redis = connectRedis(roleRedis(config, 'cli'), 'cli', log, {
     maxRetriesPerRequest: 1,
     retryStrategy: (attempt) => (attempt > 3 ? null : 200),
     enableOfflineQueue: true,

@@ -9,6 +9,7 @@ import { registerStatusCommands } from './commands/status.js';
 import { registerDaemonCommands } from './commands/daemons.js';
 import { registerPolicyCommands } from './commands/policy.js';
 import { registerRegexCommand } from './commands/regex.js';
+import { registerAclCommand } from './commands/acl.js';
 
 const program = new Command();
 program
@@ -34,6 +35,7 @@ registerBanCommands(program, globals);
 registerStatusCommands(program, globals);
 registerPolicyCommands(program, globals);
 registerRegexCommand(program, globals);
+registerAclCommand(program, globals);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   const known = err instanceof CliError || err instanceof ConfigError || err instanceof InvalidInputError;

@@ -1,8 +1,8 @@
-import { compareStreamIds, decodeHeartbeat } from '../common/protocol/messages.js';
+import { compareStreamIds } from '../common/protocol/messages.js';
+import { isAlive, readFleet } from '../common/hosts.js';
 import type { CliContext } from './context.js';
 
-/** An agent or coordinator is alive when it reported within this long (three missed 5 s heartbeats). */
-export const ALIVE_MS = 15_000;
+export { ALIVE_MS } from '../common/protocol/messages.js';
 
 
 /** The later of an agent's acknowledgement and its heartbeat's copy (either may be missing or stale). */
@@ -27,14 +27,13 @@ export interface WaitResult {
 export async function waitForAgents(ctx: CliContext, decisionId: string, timeoutMs: number): Promise<WaitResult> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const [hosts, acks] = await Promise.all([ctx.redis.hgetall(ctx.keys.hosts), ctx.redis.hgetall(ctx.keys.acks)]);
+    const view = await readFleet(ctx.redis, ctx.keys);
     const applied: string[] = [];
     const pending: string[] = [];
-    for (const json of Object.values(hosts)) {
-      const hb = decodeHeartbeat(json);
-      if (!hb.ok || Date.now() - hb.value.seenAt > ALIVE_MS) continue;
-      const ack = latestId(acks[hb.value.host], hb.value.lastDecision);
-      (compareStreamIds(ack, decisionId) >= 0 ? applied : pending).push(hb.value.host);
+    for (const hb of view.heartbeats.values()) {
+      if (!isAlive(hb, view.now)) continue;
+      const ack = latestId(view.acks.get(hb.host), hb.lastDecision);
+      (compareStreamIds(ack, decisionId) >= 0 ? applied : pending).push(hb.host);
     }
     if (pending.length === 0 || Date.now() >= deadline) return { applied: applied.sort(), pending: pending.sort() };
     await new Promise((r) => setTimeout(r, 50));

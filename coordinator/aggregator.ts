@@ -1,8 +1,8 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { COORDINATOR_GROUP, type ClusterKeys } from '../common/protocol/keys.js';
+import { COORDINATOR_GROUP, hostOfKey, type ClusterKeys } from '../common/protocol/keys.js';
 import { decodeReport } from '../common/protocol/messages.js';
-import { ClusterScripts, type CountedFailure, type ScriptPolicy } from '../common/scripts/index.js';
+import { ClusterScripts, COUNT_RESULT, type CountedFailure, type ScriptPolicy, type StreamAcks } from '../common/scripts/index.js';
 import { containingNetwork, parseBanTarget } from '../common/address.js';
 import { now } from '../common/clock.js';
 import type { ClusterPolicy } from './policy.js';
@@ -24,11 +24,35 @@ export function failureTime(id: string, time: number, sent: number): number {
 interface Prepared {
   readonly policies: ScriptPolicy[];
   readonly counted: CountedFailure[];
-  /** Every entry whose failures are in `counted`, and entries with nothing to count. */
-  readonly acks: string[];
+  /** Every entry whose failures are in `counted`, and entries with nothing to count, by stream. */
+  readonly acks: StreamAcks;
 }
 
 type StreamReply = Array<[string, Array<[string, string[]]>]> | null;
+
+/** One report read from a host's failure stream; `host` comes from the stream's key. */
+export interface StreamEntry {
+  readonly stream: string;
+  readonly host: string;
+  readonly id: string;
+  readonly fields: string[];
+}
+
+interface HostStream {
+  readonly host: string;
+  readonly key: string;
+  /** '>' once this consumer's own pending entries there are read, else the position reached in them. */
+  cursor: string;
+}
+
+/** Entries read per stream at least, however many hosts are busy. */
+const MIN_PER_STREAM = 2;
+
+/** Reports a host's stream holds at most (about: MAXLEN ~) unless `[coordinator] host_quota` says otherwise. */
+export const DEFAULT_HOST_QUOTA = 10_000;
+
+/** Bytes a host's stream holds at most unless `[coordinator] host_quota_mb` says otherwise. */
+export const DEFAULT_HOST_QUOTA_BYTES = 64 * 1024 * 1024;
 
 /** How often counted reports are trimmed from the stream. */
 const TRIM_INTERVAL_MS = 1000;
@@ -57,7 +81,10 @@ export class Aggregator {
   private readonly warnedJails = new Set<string>();
   private readonly batch: number;
   /** Counters for logs and tests. */
-  readonly stats = { read: 0, counted: 0, malformed: 0, unknownJail: 0, ignored: 0, bans: 0 };
+  readonly stats = { read: 0, counted: 0, malformed: 0, unknownJail: 0, ignored: 0, bans: 0, fleetMember: 0, overQuota: 0 };
+  private readonly streams = new Map<string, HostStream>();
+  /** Streams that had entries in the last read: the per-stream COUNT is the batch shared among them. */
+  private busyStreams = 1;
   private readonly warnedIgnored = new Map<string, number>();
 
   /**
@@ -69,6 +96,8 @@ export class Aggregator {
    * @param log logger
    * @param batch stream entries (reports of up to 100 failures) per read
    * @param claimIdleMs pending entries idle this long (their coordinator died) are claimed
+   * @param hostQuota reports one host's stream holds at most (its oldest are dropped past it)
+   * @param hostQuotaBytes bytes one host's stream holds at most (likewise)
    */
   constructor(
     private readonly redis: Redis,
@@ -83,6 +112,8 @@ export class Aggregator {
     private readonly clock: () => number = now,
     historyRetentionMs?: number,
     private readonly waitForReplica = false,
+    private readonly hostQuota = DEFAULT_HOST_QUOTA,
+    private readonly hostQuotaBytes = DEFAULT_HOST_QUOTA_BYTES,
   ) {
     this.batch = Math.min(batch, MAX_BATCH);
     this.scripts = new ClusterScripts(writer, keys, decisionsMaxlen, historyRetentionMs);
@@ -96,13 +127,35 @@ export class Aggregator {
     this.warnedJails.clear();
   }
 
-  /** Create the group if needed (from the start of the stream, so a backlog is processed) and start reading. */
-  async start(): Promise<void> {
-    try {
-      await this.redis.xgroup('CREATE', this.keys.failures, COORDINATOR_GROUP, '0', 'MKSTREAM');
-    } catch (err) {
-      if (!String((err as Error).message).includes('BUSYGROUP')) throw err;
+  /**
+   * Follow these hosts' failure streams from now on (the registry, refreshed by the caller):
+   * the group is created on each new stream from its start, so a backlog is processed, and this
+   * consumer first re-reads its own pending entries there. A host no longer listed is not read.
+   */
+  async setHosts(hosts: readonly string[]): Promise<void> {
+    const wanted = new Set(hosts);
+    for (const [host] of this.streams) if (!wanted.has(host)) this.streams.delete(host);
+    const added = hosts.filter((h) => !this.streams.has(h));
+    if (added.length === 0) return;
+    await this.createGroups(added);
+    for (const host of added) this.streams.set(host, { host, key: this.keys.host(host).failures, cursor: '0' });
+  }
+
+  /** The hosts whose streams are read. */
+  get hosts(): string[] {
+    return [...this.streams.keys()];
+  }
+
+  private async createGroups(hosts: readonly string[]): Promise<void> {
+    const p = this.writer.pipeline();
+    for (const h of hosts) p.xgroup('CREATE', this.keys.host(h).failures, COORDINATOR_GROUP, '0', 'MKSTREAM');
+    for (const [err] of (await p.exec()) ?? []) {
+      if (err && !String(err.message).includes('BUSYGROUP')) throw err;
     }
+  }
+
+  /** Start reading. */
+  async start(): Promise<void> {
     this.running = true;
     this.loop = this.run();
   }
@@ -115,21 +168,58 @@ export class Aggregator {
     await Promise.race([this.loop, new Promise((r) => setTimeout(r, STOP_GRACE_MS).unref())]);
   }
 
-  private read(cursor: string): Promise<Array<[string, string[]]>> {
-    return (this.redis.xreadgroup(
-      'GROUP', COORDINATOR_GROUP, this.consumer, 'COUNT', this.batch, 'BLOCK', 1000, 'STREAMS', this.keys.failures, cursor,
-    ) as Promise<StreamReply>).then((reply) => reply?.[0]?.[1] ?? []);
+  /**
+   * New entries of every followed stream in one blocking XREADGROUP (it takes any number of
+   * streams). COUNT applies per stream, which is what keeps hosts apart: a host flooding its
+   * stream gets the same share of a read as any other busy host, and the reply stays bounded
+   * (batch entries when one host is busy, a few per host when all are).
+   */
+  private async readNew(): Promise<StreamEntry[]> {
+    const live = [...this.streams.values()].filter((s) => s.cursor === '>');
+    if (live.length === 0) {
+      await new Promise((r) => setTimeout(r, 200));
+      return [];
+    }
+    const count = Math.max(MIN_PER_STREAM, Math.ceil(this.batch / this.busyStreams));
+    const reply = (await this.redis.xreadgroup(
+      'GROUP', COORDINATOR_GROUP, this.consumer, 'COUNT', count, 'BLOCK', 1000, 'STREAMS', ...live.map((s) => s.key), ...live.map(() => '>'),
+    )) as StreamReply;
+    const entries = this.flatten(reply);
+    this.busyStreams = Math.max(1, reply?.length ?? 0);
+    return entries;
+  }
+
+  /** This consumer's own pending entries (left by its previous run) of streams just followed. */
+  private async readPending(): Promise<StreamEntry[]> {
+    const scan = [...this.streams.values()].filter((s) => s.cursor !== '>');
+    const reply = (await this.redis.xreadgroup(
+      'GROUP', COORDINATOR_GROUP, this.consumer, 'COUNT', this.batch, 'STREAMS', ...scan.map((s) => s.key), ...scan.map((s) => s.cursor),
+    )) as StreamReply;
+    const byKey = new Map((reply ?? []).map(([key, list]) => [key, list]));
+    for (const s of scan) {
+      const list = byKey.get(s.key) ?? [];
+      s.cursor = list.length === 0 ? '>' : list[list.length - 1]![0];
+    }
+    return this.flatten(reply);
+  }
+
+  private flatten(reply: StreamReply): StreamEntry[] {
+    const out: StreamEntry[] = [];
+    for (const [key, list] of reply ?? []) {
+      const host = hostOfKey(this.keys, key);
+      if (!host) continue;
+      for (const [id, fields] of list) if (fields) out.push({ stream: key, host, id, fields });
+    }
+    return out;
   }
 
   private async run(): Promise<void> {
-    // First our own pending entries (left by a previous run of this consumer), then new ones.
-    let cursor = '0';
     let lastClaim = 0;
     let lastTrim = now();
-    // In '>' mode the next read is already on its way while a batch is being counted (on the other
-    // connection): Redis never waits for this process to decode, and this process never waits for
-    // a round trip to get its next batch.
-    let ahead: Promise<Array<[string, string[]]>> | undefined;
+    // Once every stream is past its own pending entries, the next read is already on its way
+    // while a batch is being counted (on the other connection): Redis never waits for this process
+    // to decode, and this process never waits for a round trip to get its next batch.
+    let ahead: Promise<StreamEntry[]> | undefined;
     // Likewise the counting script of one batch runs in Redis while this process decodes the next:
     // batches are still counted one after another, in stream order.
     let counting: Promise<void> = Promise.resolve();
@@ -142,15 +232,20 @@ export class Aggregator {
         if (now() - lastTrim > TRIM_INTERVAL_MS) {
           lastTrim = now();
           // Trimming is housekeeping: a failure here must not look like a failed read.
-          await this.trimCounted().catch((err: Error) => this.log.warn({ err: err.message }, 'trimming counted reports from the stream failed; retrying in a second'));
+          await this.trimCounted().catch((err: Error) => this.log.warn({ err: err.message }, 'trimming counted reports from the streams failed; retrying in a second'));
         }
-        const entries = await (ahead ?? this.read(cursor));
-        ahead = undefined;
-        if (cursor === '0') {
-          if (entries.length === 0) cursor = '>';
-          else cursor = entries[entries.length - 1]![0];
+        let entries: StreamEntry[];
+        if (ahead) {
+          entries = await ahead;
+          ahead = undefined;
+        } else if ([...this.streams.values()].some((s) => s.cursor !== '>')) {
+          // Re-reading pending entries by position: the previous batch must be settled first.
+          await counting;
+          entries = await this.readPending();
+        } else {
+          entries = await this.readNew();
         }
-        if (cursor === '>' && this.running) ahead = this.read('>');
+        if (this.running && [...this.streams.values()].every((s) => s.cursor === '>')) ahead = this.readNew();
         if (entries.length > 0) {
           const prepared = await this.prepare(entries);
           await counting;
@@ -164,7 +259,10 @@ export class Aggregator {
       } catch (err) {
         ahead = undefined;
         if (!this.running) break;
-        this.log.error({ err: (err as Error).message }, 'reading failures failed; retrying');
+        const message = (err as Error).message;
+        // A stream (and its group) deleted under us, e.g. a host forgotten: make the groups again.
+        if (message.includes('NOGROUP')) await this.createGroups(this.hosts).catch(() => undefined);
+        this.log.error({ err: message }, 'reading failures failed; retrying');
         await new Promise((r) => setTimeout(r, 500));
       }
     }
@@ -176,37 +274,96 @@ export class Aggregator {
 
   /** Take over entries another coordinator read but never acknowledged (it crashed). */
   private async claimAbandoned(): Promise<void> {
-    let start = '0-0';
-    for (let rounds = 0; rounds < 100; rounds++) {
-      const [next, entries] = (await this.writer.xautoclaim(
-        this.keys.failures, COORDINATOR_GROUP, this.consumer, this.claimIdleMs, start, 'COUNT', this.batch,
-      )) as [string, Array<[string, string[]] | null>];
-      const live = entries.filter((e): e is [string, string[]] => e !== null);
-      if (live.length > 0) {
-        this.log.warn({ count: live.length }, 'claimed failures abandoned by another coordinator');
-        await this.process(live);
+    for (const s of [...this.streams.values()]) {
+      let start = '0-0';
+      for (let rounds = 0; rounds < 100; rounds++) {
+        const [next, entries] = (await this.writer.xautoclaim(
+          s.key, COORDINATOR_GROUP, this.consumer, this.claimIdleMs, start, 'COUNT', this.batch,
+        )) as [string, Array<[string, string[]] | null>];
+        const live = entries.filter((e): e is [string, string[]] => e !== null && Array.isArray(e[1]));
+        if (live.length > 0) {
+          this.log.warn({ host: s.host, count: live.length }, 'claimed failures abandoned by another coordinator');
+          await this.process(live.map(([id, fields]) => ({ stream: s.key, host: s.host, id, fields })));
+        }
+        if (next === '0-0') break;
+        start = next;
       }
-      if (next === '0-0') break;
-      start = next;
     }
   }
 
   /**
-   * Drop the reports every coordinator is done with, so that the stream holds the backlog and not
-   * a history of what was counted (MAXLEN alone kept the newest `stream_maxlen` entries, counted
-   * or not: hundreds of MB under a flood). Entries are delivered in order, so everything before
-   * the oldest pending entry (or, with none pending, up to the last delivered one) was
+   * Drop the reports every coordinator is done with, so that each stream holds the backlog and
+   * not a history of what was counted (MAXLEN alone kept the newest `stream_maxlen` entries,
+   * counted or not: hundreds of MB under a flood). Entries are delivered in order, so everything
+   * before the oldest pending entry (or, with none pending, up to the last delivered one) was
    * acknowledged. `~` lets Redis drop whole nodes only, which is cheap.
+   *
+   * Then each host's quota: a stream longer than `hostQuota` reports loses its oldest ones. Only
+   * coordinators trim (agents may not), and a host that reports faster than the cluster counts
+   * loses its own reports, never another host's, while Redis' memory stays bounded.
    */
   private async trimCounted(): Promise<void> {
-    const [pending, oldest] = (await this.writer.xpending(this.keys.failures, COORDINATOR_GROUP)) as [number, string | null];
-    let floor = Number(pending) > 0 ? oldest : undefined;
-    if (!floor) {
-      const groups = (await this.writer.xinfo('GROUPS', this.keys.failures)) as unknown[][];
-      const group = groups.find((g) => g[g.indexOf('name') + 1] === COORDINATOR_GROUP);
-      floor = group ? String(group[group.indexOf('last-delivered-id') + 1]) : undefined;
+    const streams = [...this.streams.values()];
+    if (streams.length === 0) return;
+    const summary = this.writer.pipeline();
+    for (const s of streams) summary.xpending(s.key, COORDINATOR_GROUP);
+    const pending = (await summary.exec()) ?? [];
+    const floors = new Map<HostStream, string>();
+    const idle: HostStream[] = [];
+    streams.forEach((s, i) => {
+      const [err, reply] = pending[i] ?? [new Error('no reply'), null];
+      if (err) return;
+      const [count, oldest] = reply as [number, string | null];
+      if (Number(count) > 0 && oldest) floors.set(s, oldest);
+      else idle.push(s);
+    });
+    if (idle.length > 0) {
+      const info = this.writer.pipeline();
+      for (const s of idle) info.xinfo('GROUPS', s.key);
+      const replies = (await info.exec()) ?? [];
+      idle.forEach((s, i) => {
+        const [err, groups] = replies[i] ?? [new Error('no reply'), null];
+        if (err) return;
+        const group = (groups as unknown[][]).find((g) => g[g.indexOf('name') + 1] === COORDINATOR_GROUP);
+        if (group) floors.set(s, String(group[group.indexOf('last-delivered-id') + 1]));
+      });
     }
-    if (floor && floor !== '0-0') await this.writer.xtrim(this.keys.failures, 'MINID', '~', floor);
+    const trim = this.writer.pipeline();
+    for (const s of streams) {
+      const floor = floors.get(s);
+      if (floor && floor !== '0-0') trim.xtrim(s.key, 'MINID', '~', floor);
+    }
+    await trim.exec();
+    // The quota in bytes as well as in reports: a report may be up to the server's
+    // proto-max-bulk-len, so a count alone does not bound memory. MEMORY USAGE samples a few
+    // entries (cheap); an over-quota stream is cut, exactly, to the share of it that fits.
+    const measure = this.writer.pipeline();
+    for (const s of streams) {
+      measure.xlen(s.key);
+      measure.memory('USAGE', s.key, 'SAMPLES', 16);
+    }
+    const sizes = (await measure.exec()) ?? [];
+    const cut = this.writer.pipeline();
+    const cutting: Array<{ s: HostStream; len: number; keep: number }> = [];
+    streams.forEach((s, i) => {
+      const len = Number(sizes[2 * i]?.[1] ?? 0);
+      const bytes = Number(sizes[2 * i + 1]?.[1] ?? 0);
+      let keep = Math.min(len, this.hostQuota);
+      if (bytes > this.hostQuotaBytes && len > 0) keep = Math.min(keep, Math.floor((len * this.hostQuotaBytes) / bytes));
+      if (keep < len) {
+        cut.xtrim(s.key, 'MAXLEN', keep);
+        cutting.push({ s, len, keep });
+      }
+    });
+    if (cutting.length === 0) return;
+    const results = (await cut.exec()) ?? [];
+    cutting.forEach(({ s, keep }, i) => {
+      const [err, dropped] = results[i] ?? [null, 0];
+      if (err || Number(dropped) === 0) return;
+      this.stats.overQuota += Number(dropped);
+      this.log.warn({ host: s.host, dropped: Number(dropped), kept: keep, quota: this.hostQuota, quotaBytes: this.hostQuotaBytes },
+        "host's failure stream over its quota; its oldest uncounted reports dropped");
+    });
   }
 
   /** Log a whitelisted address at most once a minute, not once per failure of a flood. */
@@ -220,7 +377,7 @@ export class Aggregator {
   }
 
   /** Decode, filter and count one batch of stream entries. */
-  async process(entries: Array<[string, string[]]>): Promise<void> {
+  async process(entries: StreamEntry[]): Promise<void> {
     for (const chunk of await this.prepare(entries)) await this.count(chunk);
   }
 
@@ -228,24 +385,29 @@ export class Aggregator {
    * Decode and filter a batch (this process' share of the work), cut into script calls of at most
    * MAX_FAILURES_PER_CALL failures at entry boundaries.
    */
-  private async prepare(entries: Array<[string, string[]]>): Promise<Prepared[]> {
+  private async prepare(entries: StreamEntry[]): Promise<Prepared[]> {
     const calls: Prepared[] = [];
     let counted: CountedFailure[] = [];
-    let acks: string[] = [];
+    let acks = new Map<string, string[]>();
     let jails = new Set<string>();
+    const ack = (stream: string, id: string) => {
+      const list = acks.get(stream);
+      if (list) list.push(id);
+      else acks.set(stream, [id]);
+    };
     const cut = () => {
-      if (acks.length > 0) calls.push({ policies: this.scriptPolicies(jails), counted, acks });
+      if (acks.size > 0) calls.push({ policies: this.scriptPolicies(jails), counted, acks: [...acks] });
       counted = [];
-      acks = [];
+      acks = new Map();
       jails = new Set();
     };
-    for (const [id, fields] of entries) {
+    for (const { stream, host, id, fields } of entries) {
       this.stats.read++;
-      const d = decodeReport(fields);
+      const d = decodeReport(fields, host);
       if (!d.ok) {
         this.stats.malformed++;
-        this.log.warn({ id, reason: d.reason }, 'malformed failure report skipped');
-        acks.push(id);
+        this.log.warn({ id, host, reason: d.reason }, 'malformed failure report skipped');
+        ack(stream, id);
         continue;
       }
       const report = d.value;
@@ -275,7 +437,7 @@ export class Aggregator {
         counted.push({ eid: f.eid, jail: f.jail, addr, time: failureTime(id, f.time, f.sent), host: f.host });
         jails.add(f.jail);
       }
-      acks.push(id);
+      ack(stream, id);
     }
     cut();
     return calls;
@@ -300,6 +462,11 @@ export class Aggregator {
       await this.writer.call('WAIT', 1, 200).catch(() => undefined);
     }
     this.stats.counted += counted.length;
+    const members = result.results.filter((r) => r === COUNT_RESULT.fleetMember).length;
+    if (members > 0) {
+      this.stats.fleetMember += members;
+      this.log.info({ failures: members }, 'failures of fleet members counted but not banned (ignoreself)');
+    }
     for (const ban of result.bans) {
       this.stats.bans++;
       this.log.info({ jail: ban.jail, addr: ban.addr, until: ban.until === -1 ? 'permanent' : new Date(ban.until).toISOString() }, 'ban decided');

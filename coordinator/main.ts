@@ -1,9 +1,11 @@
 import { hostname } from 'node:os';
 import type { Redis } from 'ioredis';
-import { loadFleetbanConfig, type FleetbanConfig } from '../common/config/fleetban-config.js';
+import { loadFleetbanConfig, roleRedis, type FleetbanConfig } from '../common/config/fleetban-config.js';
 import { loadJails } from '../common/config/jails.js';
 import { clusterKeys } from '../common/protocol/keys.js';
-import { decodeHeartbeat } from '../common/protocol/messages.js';
+import { HOSTS_CHANGED, HOST_NAME_RE, type CoordinatorRegistration } from '../common/protocol/messages.js';
+import { agentUser } from '../common/acl.js';
+import { MAX_HOSTS, liveFleetAddresses, readFleet } from '../common/hosts.js';
 import { connectRedis } from '../common/redis.js';
 import { componentLogger } from '../common/log.js';
 import { ClusterScripts } from '../common/scripts/index.js';
@@ -13,17 +15,7 @@ import { Expirer } from './expirer.js';
 import { RedisClock } from './redis-clock.js';
 import { loadPolicy } from './policy.js';
 
-/** A coordinator's entry in the coordinators hash, read by `fleetban reload` and `fleetban hosts`. */
-export interface CoordinatorRegistration {
-  consumer: string;
-  host: string;
-  pid: number;
-  seenAt: number;
-  policy: string;
-  jails: string[];
-  reloadedAt: number;
-  reloadError?: string;
-}
+export type { CoordinatorRegistration } from '../common/protocol/messages.js';
 
 /** A running coordinator. */
 export interface CoordinatorHandle {
@@ -47,37 +39,63 @@ export async function startCoordinator(dir: string, override?: Partial<FleetbanC
   let loaded = loadJails(dir);
   for (const w of loaded.warnings) log.warn(w);
   const keys = clusterKeys(config.cluster);
-  const reader: Redis = connectRedis(config.redis, 'coordinator-reader', log);
-  const writer: Redis = connectRedis(config.redis, 'coordinator', log);
-  const subscriber: Redis = connectRedis(config.redis, 'coordinator-control', log);
+  const redisSettings = roleRedis(config, 'coordinator');
+  const reader: Redis = connectRedis(redisSettings, 'coordinator-reader', log);
+  const writer: Redis = connectRedis(redisSettings, 'coordinator', log);
+  const subscriber: Redis = connectRedis(redisSettings, 'coordinator-control', log);
   const maxlen = config.coordinator.streamMaxlen;
   const fleet = new FleetAddressSet();
-  const refreshFleet = async (): Promise<void> => {
-    const hosts = await writer.hgetall(keys.hosts);
-    const addrs: string[] = [];
-    for (const json of Object.values(hosts)) {
-      const hb = decodeHeartbeat(json);
-      if (hb.ok && Array.isArray(hb.value.addrs)) addrs.push(...hb.value.addrs);
+  const agentPrefix = agentUser('');
+  let aclReadable = true;
+  /**
+   * Register the hosts that have an agent user in the ACL (an admin made them), so that a host
+   * set up from an ACL file needs no separate registration. Without the right (no ACL in use, or
+   * an older ACL), the registry is what admins and agents wrote.
+   */
+  const registerFromAcl = async (): Promise<void> => {
+    if (!aclReadable) return;
+    let users: string[];
+    try {
+      users = (await writer.call('ACL', 'USERS')) as string[];
+    } catch (err) {
+      aclReadable = false;
+      log.info({ err: (err as Error).message }, 'cannot list ACL users; hosts are registered by fleetban acl --apply (or by themselves without an ACL)');
+      return;
     }
-    fleet.update(addrs);
+    const hosts = users.filter((u) => u.startsWith(agentPrefix)).map((u) => u.slice(agentPrefix.length)).filter((h) => HOST_NAME_RE.test(h)).slice(0, MAX_HOSTS);
+    if (hosts.length > 0) await writer.sadd(keys.registry, ...hosts);
   };
-  await refreshFleet().catch(() => undefined);
+  let warnedInvalid = new Set<string>();
+  const refreshFleet = async (): Promise<void> => {
+    await registerFromAcl();
+    const view = await readFleet(writer, keys);
+    for (const bad of view.invalid) {
+      if (!warnedInvalid.has(bad.host)) log.warn({ host: bad.host, reason: bad.reason }, 'invalid heartbeat ignored');
+    }
+    warnedInvalid = new Set(view.invalid.map((b) => b.host));
+    fleet.update(liveFleetAddresses(view));
+    await aggregator?.setHosts(view.registered);
+  };
+  // eslint-disable-next-line prefer-const
+  let aggregator: Aggregator | undefined;
+  await refreshFleet().catch((err: Error) => log.warn({ err: err.message }, 'reading the fleet failed; retrying'));
   let policy = await loadPolicy(loaded.jails, fleet, log);
   const clock = new RedisClock(writer, log);
   await clock.start();
-  const aggregator = new Aggregator(
+  aggregator = new Aggregator(
     reader, writer, keys, config.coordinator.consumer, policy, componentLogger('coordinator.aggregator'),
     config.coordinator.batch, config.coordinator.claimIdle * 1000, maxlen, () => clock.now(), config.coordinator.dbpurgeage * 1000,
-    config.redis.url.startsWith('sentinel://'),
+    config.redis.url.startsWith('sentinel://'), config.coordinator.hostQuota, config.coordinator.hostQuotaMb * 1024 * 1024,
   );
+  await refreshFleet().catch((err: Error) => log.warn({ err: err.message }, 'reading the fleet failed; retrying'));
   const expirer = new Expirer(new ClusterScripts(writer, keys, maxlen), config.coordinator.expireInterval * 1000,
     componentLogger('coordinator.expirer'), () => clock.now());
 
-  let reloadedAt = Date.now();
+  let reloadedAt = clock.now();
   let reloadError: string | undefined;
   const register = async (): Promise<void> => {
     const reg: CoordinatorRegistration = {
-      consumer: config.coordinator.consumer, host: hostname(), pid: process.pid, seenAt: Date.now(),
+      consumer: config.coordinator.consumer, host: hostname(), pid: process.pid, seenAt: clock.now(),
       policy: policy.digest, jails: loaded.jails.map((j) => j.name), reloadedAt, ...(reloadError ? { reloadError } : {}),
     };
     await writer.hset(keys.coordinators, reg.consumer, JSON.stringify(reg));
@@ -89,7 +107,7 @@ export async function startCoordinator(dir: string, override?: Partial<FleetbanC
       const nextPolicy = await loadPolicy(next.jails, fleet, log);
       loaded = next;
       policy = nextPolicy;
-      aggregator.setPolicy(policy);
+      started.setPolicy(policy);
       reloadError = undefined;
       log.info({ jails: next.jails.map((j) => j.name), policy: policy.digest }, 'policy reloaded');
     } catch (err) {
@@ -97,11 +115,12 @@ export async function startCoordinator(dir: string, override?: Partial<FleetbanC
       reloadError = (err as Error).message;
       log.error({ err: reloadError }, 'reload failed; keeping the previous policy');
     }
-    reloadedAt = Date.now();
+    reloadedAt = clock.now();
     await register().catch(() => undefined);
   };
 
-  await aggregator.start();
+  const started: Aggregator = aggregator;
+  await started.start();
   expirer.start();
   await register().catch(() => undefined);
   const timer = setInterval(() => {
@@ -111,18 +130,20 @@ export async function startCoordinator(dir: string, override?: Partial<FleetbanC
   timer.unref();
   subscriber.on('message', (_channel: string, message: string) => {
     if (message === 'reload') void reload();
+    // Hosts were registered (fleetban acl --apply): follow their streams now, not at the next refresh.
+    if (message === HOSTS_CHANGED) refreshFleet().catch((err: Error) => log.warn({ err: err.message }, 'reading the fleet failed; retrying'));
   });
   await subscriber.subscribe(keys.control);
   log.info({ cluster: config.cluster, consumer: config.coordinator.consumer, jails: loaded.jails.map((j) => j.name), policy: policy.digest }, 'coordinator started');
 
   return {
-    aggregator,
+    aggregator: started,
     reload,
     async stop() {
       clearInterval(timer);
       expirer.stop();
       clock.stop();
-      await aggregator.stop();
+      await started.stop();
       subscriber.disconnect();
       reader.disconnect();
       // Only with Redis there: commands to a Redis that is gone would wait for it for ever.

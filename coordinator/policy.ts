@@ -37,6 +37,7 @@ export async function loadPolicy(jails: readonly JailConfig[], fleet: FleetAddre
       overalljails: j.banTime.overalljails,
       rndtimeMs: Math.round(j.banTime.rndtime * 1000),
       countsBans: j.countsBans,
+      ignoreself: j.ignoreself,
       durationsMs: j.bantime === PERMANENT ? [-1] : banTimeTable(j.banTime),
     };
     const whitelist = await Whitelist.load({ jail: j.name, ignoreip: j.ignoreip, ignoreself: j.ignoreself, ignorecommand: j.ignorecommand }, fleet, log);

@@ -39,8 +39,8 @@ function addr(i: number): string {
  * One agent's batch: failures `from`..`to` of host `h<batch number % 50>` in reports of up to
  * 100, encoded exactly as agent/reporter.ts encodes them.
  */
-function reports(from: number, to: number, eidPrefix: string, now: number): string[][] {
-  const host = `h${Math.floor(from / BATCH) % 50}`;
+function reports(from: number, to: number, eidPrefix: string, now: number, mode: Mode): { host: string; reports: string[][] } {
+  const host = `h${Math.floor(from / BATCH) % mode.hosts}`;
   const out: string[][] = [];
   for (let start = from; start < to; start += LIMITS.reportFailures) {
     const failures: ReportedFailure[] = [];
@@ -49,7 +49,30 @@ function reports(from: number, to: number, eidPrefix: string, now: number): stri
     }
     out.push(encodeReport(host, now, failures));
   }
-  return out;
+  return { host, reports: out };
+}
+
+/**
+ * How the agents reach the coordinators. `secured`: 50 hosts, each reporting into its own stream,
+ * coordinators logged in as their ACL user (what fleetban does). `baseline`: all reports in one
+ * stream (one host's), coordinators logged in as Redis' default user: the single shared stream
+ * and shared login fleetban had before, measured in the same run for the comparison.
+ */
+interface Mode {
+  readonly name: string;
+  readonly hosts: number;
+  readonly acl: boolean;
+}
+const MODES: Mode[] = [{ name: 'baseline (1 stream, default user)', hosts: 1, acl: false }, { name: 'secured (50 streams, ACL users)', hosts: 50, acl: true }];
+
+/** The agents' hosts, registered as `fleetban acl --apply` does. */
+async function registerHosts(client: Redis, keys: ClusterKeys, mode: Mode): Promise<void> {
+  await client.sadd(keys.registry, ...Array.from({ length: mode.hosts }, (_, i) => `h${i}`));
+}
+
+function coordinatorConfig(redis: TestRedis, cluster: string, host: string, work: string, mode: Mode): string {
+  // With the default user's credentials in the URL, the harness adds no per-role identities.
+  return hostConfig({ cluster, url: mode.acl ? redis.url : redis.adminUrl, host, work, maxretry: 1000, findtime: '10m' });
 }
 
 /** CPU seconds (user + system) a process has used so far, from /proc. */
@@ -81,7 +104,7 @@ function cpuMeter(redisPid: number, daemons: Daemon[]): () => CpuShare {
 
 /** Coordinators that have joined the failures stream's consumer group (0 before it exists). */
 async function consumersInGroup(client: Redis, keys: ClusterKeys): Promise<number> {
-  const groups = (await client.xinfo('GROUPS', keys.failures).catch(() => [])) as unknown[][];
+  const groups = (await client.xinfo('GROUPS', keys.host('h0').failures).catch(() => [])) as unknown[][];
   const g = groups[0];
   return g ? Number(g[g.indexOf('consumers') + 1]) : 0;
 }
@@ -99,7 +122,7 @@ async function commandStats(c: Redis): Promise<Map<string, { calls: number; usec
  * stream is filled first (as if agents had reported while no coordinator ran), then the clock runs
  * from the moment the coordinators have joined the group until every failure is counted.
  */
-async function drainRun(redis: TestRedis, redisPid: number, coordinators: number): Promise<{ rate: number; cpu: CpuShare }> {
+async function drainRun(redis: TestRedis, redisPid: number, coordinators: number, mode: Mode): Promise<{ rate: number; cpu: CpuShare }> {
   const cluster = randomCluster();
   const keys = clusterKeys(cluster);
   const work = mkdtempSync(join(tmpdir(), 'fleetban-bench-drain-'));
@@ -107,13 +130,15 @@ async function drainRun(redis: TestRedis, redisPid: number, coordinators: number
   const client = redis.client();
   try {
     const now = Date.now();
+    await registerHosts(client, keys, mode);
     for (let from = 0; from < N; from += BATCH) {
       const p = client.pipeline();
-      for (const fields of reports(from, Math.min(N, from + BATCH), 'd', now)) p.xadd(keys.failures, '*', ...fields);
+      const r = reports(from, Math.min(N, from + BATCH), 'd', now, mode);
+      for (const fields of r.reports) p.xadd(keys.host(r.host).failures, '*', ...fields);
       await p.exec();
     }
     for (let i = 0; i < coordinators; i++) {
-      const dir = hostConfig({ cluster, url: redis.url, host: `c${i}`, work, maxretry: 1000, findtime: '10m' });
+      const dir = coordinatorConfig(redis, cluster, `c${i}`, work, mode);
       daemons.push(startDaemon(['--config', dir, 'coordinator'], { FLEETBAN_LOG_LEVEL: 'warn' }));
     }
     let started = 0n;
@@ -136,16 +161,17 @@ async function drainRun(redis: TestRedis, redisPid: number, coordinators: number
   }
 }
 
-async function pipelineRun(redis: TestRedis, redisPid: number, coordinators: number): Promise<{ rate: number; writeRate: number; cpu: CpuShare; stats: Map<string, { calls: number; usec: number }> }> {
+async function pipelineRun(redis: TestRedis, redisPid: number, coordinators: number, mode: Mode): Promise<{ rate: number; writeRate: number; cpu: CpuShare; stats: Map<string, { calls: number; usec: number }> }> {
   const cluster = randomCluster();
   const keys = clusterKeys(cluster);
   const work = mkdtempSync(join(tmpdir(), 'fleetban-bench-coord-'));
   const daemons: Daemon[] = [];
   const client = redis.client();
   try {
+    await registerHosts(client, keys, mode);
     for (let i = 0; i < coordinators; i++) {
       // maxretry above what any address reaches: every event takes the full counting path.
-      const dir = hostConfig({ cluster, url: redis.url, host: `c${i}`, work, maxretry: 1000, findtime: '10m' });
+      const dir = coordinatorConfig(redis, cluster, `c${i}`, work, mode);
       daemons.push(startDaemon(['--config', dir, 'coordinator'], { FLEETBAN_LOG_LEVEL: 'warn' }));
     }
     // Wait for the consumer group instead of a log line (warn level hides 'coordinator started').
@@ -164,7 +190,8 @@ async function pipelineRun(redis: TestRedis, redisPid: number, coordinators: num
         next = Math.min(N, from + BATCH);
         const p = client.pipeline();
         const now = Date.now();
-        for (const fields of reports(from, next, 'b', now)) p.xadd(keys.failures, 'MAXLEN', '~', 100_000, '*', ...fields);
+        const r = reports(from, next, 'b', now, mode);
+        for (const fields of r.reports) p.xadd(keys.host(r.host).failures, 'MAXLEN', '~', 100_000, '*', ...fields);
         await p.exec();
       }
     };
@@ -195,7 +222,8 @@ redis.call('PEXPIRE', KEYS[1], 600000)
 return n`;
 
 function redisBenchmark(port: number, sha: string, pipeline: number): number {
-  const r = spawnSync('redis-benchmark', ['-p', String(port), '-n', String(200_000), '-r', String(ADDRS), '-P', String(pipeline), '-q',
+  const password = decodeURIComponent(new URL(redis.adminUrl).password);
+  const r = spawnSync('redis-benchmark', ['-p', String(port), ...(password ? ['--user', 'default', '-a', password] : []), '-n', String(200_000), '-r', String(ADDRS), '-P', String(pipeline), '-q',
     'EVALSHA', sha, '1', 'fb:bench:win:__rand_int__', String(Date.now()), 'm__rand_int__'], { encoding: 'utf8' });
   const m = /([\d.]+) requests per second/.exec(r.stdout);
   if (!m) throw new Error(`redis-benchmark: ${r.stderr || r.stdout}`);
@@ -215,26 +243,34 @@ try {
   const cpuText = (x: CpuShare) => `CPU per failure: Redis ${x.redis.toFixed(1)} µs, coordinators ${x.coordinators.toFixed(1)} µs, generator ${x.generator.toFixed(1)} µs`;
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
   for (const n of counts.length ? counts : [1, 2]) {
-    const ends: Array<Awaited<ReturnType<typeof pipelineRun>>> = [];
-    const drains: Array<Awaited<ReturnType<typeof drainRun>>> = [];
+    const ends = new Map<Mode, Array<Awaited<ReturnType<typeof pipelineRun>>>>(MODES.map((m) => [m, []]));
+    const drains = new Map<Mode, Array<Awaited<ReturnType<typeof drainRun>>>>(MODES.map((m) => [m, []]));
+    // The modes alternate run by run, so that both see the same moments of this VM's speed.
     for (let run = 0; run < REPEAT; run++) {
-      ends.push(await pipelineRun(redis, redisPid, n));
-      await c.flushall();
-      drains.push(await drainRun(redis, redisPid, n));
-      await c.flushall();
+      for (const mode of MODES) {
+        ends.get(mode)!.push(await pipelineRun(redis, redisPid, n, mode));
+        await c.flushall();
+        drains.get(mode)!.push(await drainRun(redis, redisPid, n, mode));
+        await c.flushall();
+      }
     }
-    const best = ends.reduce((a, b) => (b.rate > a.rate ? b : a));
-    const bestDrain = drains.reduce((a, b) => (b.rate > a.rate ? b : a));
-    console.log(`${n} coordinator(s): ${Math.round(best.rate)} failures/s end to end, best (median ${Math.round(median(ends.map((r) => r.rate)))}); `
-      + `${(best.rate / ceiling1).toFixed(2)}x the unpipelined EVALSHA ceiling, ${(best.rate / ceiling16).toFixed(2)}x the -P 16 one; XADD side alone ${Math.round(best.writeRate)}/s`);
-    console.log(`  ${cpuText(best.cpu)}`);
-    const rows = [...best.stats.entries()].sort((a, b) => b[1].usec - a[1].usec).slice(0, 6);
-    for (const [name, st] of rows) {
-      console.log(`  ${name.padEnd(18)} calls ${String(st.calls).padStart(9)}  ${(st.usec / N).toFixed(2).padStart(7)} µs per failure  ${(st.usec / st.calls).toFixed(2)} µs per call`);
+    for (const mode of MODES) {
+      const e = ends.get(mode)!;
+      const d = drains.get(mode)!;
+      const best = e.reduce((a, b) => (b.rate > a.rate ? b : a));
+      const bestDrain = d.reduce((a, b) => (b.rate > a.rate ? b : a));
+      console.log(`-- ${mode.name}`);
+      console.log(`${n} coordinator(s): ${Math.round(best.rate)} failures/s end to end, best (median ${Math.round(median(e.map((r) => r.rate)))}); `
+        + `${(best.rate / ceiling1).toFixed(2)}x the unpipelined EVALSHA ceiling, ${(best.rate / ceiling16).toFixed(2)}x the -P 16 one; XADD side alone ${Math.round(best.writeRate)}/s`);
+      console.log(`  ${cpuText(best.cpu)}`);
+      const rows = [...best.stats.entries()].sort((a, b) => b[1].usec - a[1].usec).slice(0, 6);
+      for (const [name, st] of rows) {
+        console.log(`  ${name.padEnd(18)} calls ${String(st.calls).padStart(9)}  ${(st.usec / N).toFixed(2).padStart(7)} µs per failure  ${(st.usec / st.calls).toFixed(2)} µs per call`);
+      }
+      console.log(`${n} coordinator(s), stream pre-filled: ${Math.round(bestDrain.rate)} failures/s counted, best (median ${Math.round(median(d.map((r) => r.rate)))}); `
+        + `${(bestDrain.rate / ceiling1).toFixed(2)}x the unpipelined EVALSHA ceiling`);
+      console.log(`  ${cpuText(bestDrain.cpu)}`);
     }
-    console.log(`${n} coordinator(s), stream pre-filled: ${Math.round(bestDrain.rate)} failures/s counted, best (median ${Math.round(median(drains.map((r) => r.rate)))}); `
-      + `${(bestDrain.rate / ceiling1).toFixed(2)}x the unpipelined EVALSHA ceiling`);
-    console.log(`  ${cpuText(bestDrain.cpu)}`);
   }
 } finally {
   await redis.stop();

@@ -5,7 +5,8 @@ import { componentLogger } from '../../common/log.js';
 import { parseTimeSpec, formatDuration, PERMANENT } from '../../common/config/time-spec.js';
 import { loadJails, JAIL_DEFAULTS, type JailConfig } from '../../common/config/jails.js';
 import { configDir } from '../../common/config/fleetban-config.js';
-import { JAIL_NAME_RE, LIMITS, MANUAL_JAIL, decodeHeartbeat } from '../../common/protocol/messages.js';
+import { JAIL_NAME_RE, LIMITS, MANUAL_JAIL } from '../../common/protocol/messages.js';
+import { liveFleetAddresses, readFleet } from '../../common/hosts.js';
 import { ClusterScripts } from '../../common/scripts/index.js';
 import { now } from '../../common/clock.js';
 import { CliError, withContext, formatTime, type GlobalOptions } from '../context.js';
@@ -81,11 +82,7 @@ export function registerBanCommands(program: Command, globals: () => GlobalOptio
             ? { jail, ignoreip: jc.ignoreip, ignoreself: jc.ignoreself, ignorecommand: jc.ignorecommand }
             : { jail, ignoreip: [], ignoreself: true, ignorecommand: undefined };
           const fleet = new FleetAddressSet();
-          const hosts = await ctx.redis.hgetall(ctx.keys.hosts);
-          fleet.update(Object.values(hosts).flatMap((json) => {
-            const hb = decodeHeartbeat(json);
-            return hb.ok && Array.isArray(hb.value.addrs) ? hb.value.addrs : [];
-          }));
+          fleet.update(liveFleetAddresses(await readFleet(ctx.redis, ctx.keys)));
           const silent = componentLogger('cli');
           silent.level = 'silent';
           const reason = await (await Whitelist.load(spec, fleet, silent)).check(target!);

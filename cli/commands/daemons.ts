@@ -93,6 +93,8 @@ export function registerDaemonCommands(program: Command, globals: () => GlobalOp
         stops.push(() => priv.stop());
         redis = { ...config.redis, url: `unix://${priv.socket}` };
       }
+      // The private server has no ACL users: every role logs in as its default user.
+      const identities = config.redis.private ? {} : config.identities;
       let agentSettings = config.agent;
       if (config.agent.banaction === 'auto' && !(await nftUsable())) {
         log.warn('not root or no working nft: bans are only logged (dry-run), not enforced. Run as root with nftables installed to enforce.');
@@ -100,7 +102,7 @@ export function registerDaemonCommands(program: Command, globals: () => GlobalOp
       } else if (config.agent.banaction === 'auto') {
         agentSettings = { ...config.agent, banaction: 'nftables' };
       }
-      const override: Partial<FleetbanConfig> = { redis, agent: agentSettings };
+      const override: Partial<FleetbanConfig> = { redis, identities, agent: agentSettings };
       const coordinator = await startCoordinator(dir, override);
       stops.unshift(() => coordinator.stop());
       const agent = await startAgent(dir, { override, startAt: o.startAt as 'end' | 'beginning' | 'resume' });

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { parseBanTarget } from '../../common/address.js';
-import type { CoordinatorRegistration } from '../../coordinator/main.js';
+import { decodeCoordinatorRegistration, type CoordinatorRegistration } from '../../common/protocol/messages.js';
+import { redisTime } from '../../common/hosts.js';
 import { CliError, withContext, printTable, formatTime, type GlobalOptions } from '../context.js';
 import { ALIVE_MS } from '../wait.js';
 
@@ -46,16 +47,20 @@ export function registerPolicyCommands(program: Command, globals: () => GlobalOp
       const timeoutMs = Number(o.timeout) * 1000;
       if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new CliError(`invalid --timeout '${o.timeout}'`);
       await withContext(g, async (ctx) => {
-        const read = async (): Promise<CoordinatorRegistration[]> =>
-          Object.values(await ctx.redis.hgetall(ctx.keys.coordinators))
-            .map((json) => JSON.parse(json) as CoordinatorRegistration)
-            .filter((c) => Date.now() - c.seenAt <= ALIVE_MS);
+        // Coordinators stamp their registrations with Redis' clock; so is everything compared here.
+        const read = async (): Promise<CoordinatorRegistration[]> => {
+          const [all, t] = await Promise.all([ctx.redis.hgetall(ctx.keys.coordinators), redisTime(ctx.redis)]);
+          return Object.values(all)
+            .map((json) => decodeCoordinatorRegistration(json))
+            .flatMap((d) => (d.ok && Math.abs(t - d.value.seenAt) <= ALIVE_MS ? [d.value] : []));
+        };
         const before = await read();
         if (before.length === 0) throw new CliError('no coordinator is running in this cluster');
-        const asked = Date.now();
+        const asked = await redisTime(ctx.redis);
         await ctx.redis.publish(ctx.keys.control, 'reload');
         let after = before;
-        while (Date.now() - asked < timeoutMs) {
+        const started = Date.now();
+        while (Date.now() - started < timeoutMs) {
           after = await read();
           if (before.every((b) => after.some((a) => a.consumer === b.consumer && a.reloadedAt >= asked))) break;
           await new Promise((r) => setTimeout(r, 100));

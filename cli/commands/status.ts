@@ -1,10 +1,10 @@
 import type { Command } from 'commander';
 import { loadJails, type JailConfig } from '../../common/config/jails.js';
 import { configDir } from '../../common/config/fleetban-config.js';
-import { decodeBan, decodeHeartbeat, type BanRecord, type Heartbeat } from '../../common/protocol/messages.js';
-import { now } from '../../common/clock.js';
+import { decodeBan, type BanRecord, type Heartbeat } from '../../common/protocol/messages.js';
+import { isAlive, readFleet, redisTime } from '../../common/hosts.js';
 import { CliError, withContext, printTable, formatTime, type CliContext, type GlobalOptions } from '../context.js';
-import { ALIVE_MS, latestId } from '../wait.js';
+import { latestId } from '../wait.js';
 
 
 async function activeBans(ctx: CliContext): Promise<BanRecord[]> {
@@ -41,6 +41,8 @@ export function registerStatusCommands(program: Command, globals: () => GlobalOp
       const configured = localJails(g);
       await withContext(g, async (ctx) => {
         const stats = await ctx.redis.hgetall(ctx.keys.stats);
+        // Windows are kept on Redis' clock (the coordinators'), not this host's.
+        const t = await redisTime(ctx.redis);
         const bans = await activeBans(ctx);
         const names = new Set(configured.map((j) => j.name));
         for (const b of bans) names.add(b.jail);
@@ -49,7 +51,7 @@ export function registerStatusCommands(program: Command, globals: () => GlobalOp
         const detail = async (name: string) => {
           const findtime = configured.find((j) => j.name === name)?.findtime;
           const failing = findtime
-            ? await ctx.redis.zcount(ctx.keys.failing(name), `(${now() - findtime * 1000}`, '+inf')
+            ? await ctx.redis.zcount(ctx.keys.failing(name), `(${t - findtime * 1000}`, '+inf')
             : await ctx.redis.zcard(ctx.keys.failing(name));
           const banned = bans.filter((b) => b.jail === name).map((b) => b.addr);
           return {
@@ -117,19 +119,16 @@ export function registerStatusCommands(program: Command, globals: () => GlobalOp
     .action(async () => {
       const g = globals();
       await withContext(g, async (ctx) => {
-        const raw = await ctx.redis.hgetall(ctx.keys.hosts);
-        const acks = await ctx.redis.hgetall(ctx.keys.acks);
+        const view = await readFleet(ctx.redis, ctx.keys);
         const newest = (await ctx.redis.xrevrange(ctx.keys.decisions, '+', '-', 'COUNT', 1))[0]?.[0] ?? '0-0';
-        const t = Date.now();
         const rows: Array<Heartbeat & { alive: boolean; behind: number; lagMs: number }> = [];
-        for (const json of Object.values(raw)) {
-          const d = decodeHeartbeat(json);
-          if (!d.ok) continue;
+        for (const bad of view.invalid) console.error(`warning: ${bad.host}: invalid heartbeat ignored (${bad.reason})`);
+        for (const beat of view.heartbeats.values()) {
           // The acknowledgement is newer than the heartbeat's copy whenever decisions arrived since.
-          const hb = { ...d.value, lastDecision: latestId(acks[d.value.host], d.value.lastDecision) };
+          const hb = { ...beat, lastDecision: latestId(view.acks.get(beat.host), beat.lastDecision) };
           // Decisions the host has not applied yet (counted up to 1000) and how far behind in time.
           const pending = hb.lastDecision === newest ? 0 : (await ctx.redis.xrange(ctx.keys.decisions, `(${hb.lastDecision}`, '+', 'COUNT', 1000)).length;
-          rows.push({ ...hb, alive: t - hb.seenAt <= ALIVE_MS, behind: pending, lagMs: pending === 0 ? 0 : Math.max(0, idTime(newest) - idTime(hb.lastDecision)) });
+          rows.push({ ...hb, alive: isAlive(hb, view.now), behind: pending, lagMs: pending === 0 ? 0 : Math.max(0, idTime(newest) - idTime(hb.lastDecision)) });
         }
         rows.sort((a, b) => a.host.localeCompare(b.host));
         if (g.json) {

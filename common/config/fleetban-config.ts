@@ -53,12 +53,27 @@ export interface CoordinatorSettings {
   readonly claimIdle: number;
   /** Seconds a ban stays in an address' history (fail2ban's dbpurgeage); escalation looks this far back. */
   readonly dbpurgeage: number;
+  /** Reports (stream entries of 1-100 failures) one host's failure stream holds at most; past it its oldest are dropped. */
+  readonly hostQuota: number;
+  /** Megabytes one host's failure stream holds at most (reports may be large); past it its oldest are dropped. */
+  readonly hostQuotaMb: number;
+}
+
+/** Which daemon or command a Redis connection is for: each may log in as its own ACL user. */
+export type RedisRole = 'agent' | 'coordinator' | 'cli';
+
+/** A Redis login of one role (`[agent] redis_username` / `redis_password_file` and the like). */
+export interface RedisIdentity {
+  readonly username?: string;
+  readonly password?: string;
 }
 
 export interface FleetbanConfig {
   readonly dir: string;
   readonly cluster: string;
   readonly redis: RedisSettings;
+  /** Per-role logins that replace `[redis] username` / `password_file` for that role. */
+  readonly identities?: Partial<Record<RedisRole, RedisIdentity>>;
   readonly agent: AgentSettings;
   readonly coordinator: CoordinatorSettings;
   readonly files: string[];
@@ -69,9 +84,25 @@ const SCHEMA: Record<string, readonly string[]> = {
   cluster: ['name'],
   redis: ['url', 'username', 'password_file', 'tls_ca_file', 'tls_cert_file', 'tls_key_file', 'tls_servername', 'tls_verify',
     'sentinel_username', 'sentinel_password_file'],
-  agent: ['host', 'banaction', 'state_dir', 'heartbeat', 'report_batch', 'reconcile', 'max_bans'],
-  coordinator: ['consumer', 'batch', 'stream_maxlen', 'expire_interval', 'claim_idle', 'dbpurgeage'],
+  agent: ['host', 'banaction', 'state_dir', 'heartbeat', 'report_batch', 'reconcile', 'max_bans', 'redis_username', 'redis_password_file'],
+  coordinator: ['consumer', 'batch', 'stream_maxlen', 'expire_interval', 'claim_idle', 'dbpurgeage', 'host_quota', 'host_quota_mb', 'redis_username', 'redis_password_file'],
+  cli: ['redis_username', 'redis_password_file'],
 };
+
+/**
+ * The Redis settings one role connects with: `[redis]`, with that role's own login when its
+ * section sets one (so that a host running an agent and a coordinator uses two identities).
+ */
+export function roleRedis(config: Pick<FleetbanConfig, 'redis' | 'identities'>, role: RedisRole): RedisSettings {
+  const id = config.identities?.[role];
+  if (!id || (id.username === undefined && id.password === undefined)) return config.redis;
+  // Each option overrides its own counterpart of [redis].
+  return {
+    ...config.redis,
+    ...(id.username !== undefined ? { username: id.username } : {}),
+    ...(id.password !== undefined ? { password: id.password } : {}),
+  };
+}
 
 /** Where configuration lives unless --config or FLEETBAN_CONFIG says otherwise. */
 export const DEFAULT_CONFIG_DIR = '/etc/fleetban';
@@ -141,15 +172,23 @@ export function loadFleetbanConfig(dir: string): FleetbanConfig {
       fail('redis', 'url', `'${redactUrl(url)}': ${(err as Error).message}`);
     }
   }
-  const secret = (key: string): string | undefined => {
-    const file = get('redis', key);
+  const secret = (key: string, section = 'redis'): string | undefined => {
+    const file = get(section, key);
     if (!file) return undefined;
     try {
       return readFileSync(file, 'utf8').trim();
     } catch (err) {
-      return fail('redis', key, `cannot read ${file}: ${(err as Error).message}`);
+      return fail(section, key, `cannot read ${file}: ${(err as Error).message}`);
     }
   };
+  const identities: Partial<Record<RedisRole, RedisIdentity>> = {};
+  for (const role of ['agent', 'coordinator', 'cli'] as const) {
+    const username = get(role, 'redis_username');
+    const rolePassword = secret('redis_password_file', role);
+    if (username !== undefined || rolePassword !== undefined) {
+      identities[role] = { ...(username !== undefined ? { username } : {}), ...(rolePassword !== undefined ? { password: rolePassword } : {}) };
+    }
+  }
   const password = secret('password_file');
   const sentinelPassword = secret('sentinel_password_file');
   const sentinelUsername = get('redis', 'sentinel_username');
@@ -183,6 +222,7 @@ export function loadFleetbanConfig(dir: string): FleetbanConfig {
       ...(sentinelUsername ? { sentinelUsername } : {}),
       ...(sentinelPassword ? { sentinelPassword } : {}),
     },
+    identities,
     agent: {
       host,
       banaction: get('agent', 'banaction') ?? 'auto',
@@ -199,6 +239,8 @@ export function loadFleetbanConfig(dir: string): FleetbanConfig {
       expireInterval: seconds('coordinator', 'expire_interval', '1s'),
       claimIdle: seconds('coordinator', 'claim_idle', '30s'),
       dbpurgeage: seconds('coordinator', 'dbpurgeage', '1d'),
+      hostQuota: integer('coordinator', 'host_quota', 10_000, 100),
+      hostQuotaMb: integer('coordinator', 'host_quota_mb', 64, 1),
     },
     files: set.files,
   };

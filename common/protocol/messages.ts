@@ -21,7 +21,33 @@ export const LIMITS = {
   nameChars: 64,
   hostChars: 253,
   reasonChars: 256,
+  /** Addresses one heartbeat may claim for its host (ignoreself exempts them from bans). */
+  heartbeatAddrs: 64,
+  /** Jails one heartbeat may list. */
+  heartbeatJails: 256,
+  /** Whole heartbeat or coordinator registration, as JSON. */
+  heartbeatBytes: 16 * 1024,
+  /** Short free-text fields (version, backend, consumer name). */
+  labelChars: 128,
 } as const;
+
+/** Message on the control channel after hosts were registered: coordinators re-read the registry at once. */
+export const HOSTS_CHANGED = 'hosts';
+
+/** An agent or coordinator is alive when it reported within this long (three missed 5 s heartbeats). */
+export const ALIVE_MS = 15_000;
+
+/**
+ * A heartbeat key lives this long after its last refresh: long enough for `fleetban hosts` to show
+ * a dead host as dead for a day, short enough that what a removed or fake host wrote goes away.
+ */
+export const HEARTBEAT_TTL_MS = 86_400_000;
+
+/** Times before this or after {@link MAX_TIME_MS} are not times fleetban wrote (2001 to 2286). */
+const MIN_TIME_MS = 1_000_000_000_000;
+const MAX_TIME_MS = 10_000_000_000_000;
+
+const STREAM_ID_RE = /^\d{1,20}-\d{1,20}$/;
 
 /** Jail names end up in Redis keys and firewall set names. */
 export const JAIL_NAME_RE = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/;
@@ -149,18 +175,19 @@ export interface DecodedReport {
 }
 
 /**
- * Decode a report. A damaged envelope (version, host, send time, not JSON, over the limits)
- * rejects the entry; a damaged failure inside a good envelope rejects only that failure.
+ * Decode a report. A damaged envelope (version, send time, not JSON, over the limits) rejects the
+ * entry; a damaged failure inside a good envelope rejects only that failure.
  * @param fields flat list as returned by XREADGROUP
+ * @param host the host whose stream the entry was read from: only that host's identity can write
+ *   there, so this, not the entry's own `host` field, says who reported it
  */
-export function decodeReport(fields: Fields): Decoded<DecodedReport> {
+export function decodeReport(fields: Fields, host: string): Decoded<DecodedReport> {
   const m = toMap(fields, LIMITS.reportBytes);
   if (!m.ok) return m;
   const f = m.value;
   const version = checkVersion(f);
   if (version) return { ok: false, reason: version };
-  const host = f.get('host');
-  if (!host || !HOST_NAME_RE.test(host)) return bad('host', host);
+  if (!HOST_NAME_RE.test(host)) return bad('host', host);
   const sent = Number(f.get('sent'));
   if (!Number.isSafeInteger(sent) || sent <= 0) return bad('sent', f.get('sent'));
   let rows: unknown;
@@ -265,17 +292,92 @@ export function decodeBan(json: string): Decoded<BanRecord> {
   };
 }
 
-/** Parse a heartbeat from the hosts hash. */
-export function decodeHeartbeat(json: string): Decoded<Heartbeat> {
+/**
+ * Parse and validate a heartbeat. Anything a compromised host can write reaches this, so every
+ * field is checked and bounded: addresses must be canonical addresses and few, times must be
+ * times, counters whole numbers; the host must be the one whose key held it.
+ * @param host the host whose heartbeat key held it
+ */
+export function decodeHeartbeat(json: string, host: string): Decoded<Heartbeat> {
+  const o = parseObject(json, 'heartbeat');
+  if (!o.ok) return o;
+  const r = o.value;
+  if (r.host !== host) return bad('host', String(r.host));
+  if (!Array.isArray(r.addrs) || r.addrs.length > LIMITS.heartbeatAddrs) return { ok: false, reason: `addrs must be a list of at most ${LIMITS.heartbeatAddrs} addresses` };
+  for (const a of r.addrs) if (typeof a !== 'string' || !isCanonicalAddress(a)) return bad('addrs', String(a));
+  if (!Array.isArray(r.jails) || r.jails.length > LIMITS.heartbeatJails || !r.jails.every((j) => typeof j === 'string' && JAIL_NAME_RE.test(j))) return { ok: false, reason: 'invalid jails' };
+  for (const k of ['seenAt', 'startedAt'] as const) if (!isTime(r[k])) return bad(k, String(r[k]));
+  for (const k of ['pid', 'bansApplied'] as const) if (!isCount(r[k])) return bad(k, String(r[k]));
+  for (const k of ['bansRefused', 'bansHeld'] as const) if (r[k] !== undefined && !isCount(r[k])) return bad(k, String(r[k]));
+  if (typeof r.lastDecision !== 'string' || !STREAM_ID_RE.test(r.lastDecision)) return bad('lastDecision', String(r.lastDecision));
+  return {
+    ok: true,
+    value: {
+      v: typeof r.v === 'number' ? r.v : 0, host, addrs: r.addrs as string[], version: label(r.version), backend: label(r.backend),
+      jails: r.jails as string[], pid: r.pid as number, startedAt: r.startedAt as number, seenAt: r.seenAt as number,
+      bansApplied: r.bansApplied as number, lastDecision: r.lastDecision,
+      ...(r.bansRefused !== undefined ? { bansRefused: r.bansRefused as number } : {}),
+      ...(r.bansHeld !== undefined ? { bansHeld: r.bansHeld as number } : {}),
+    },
+  };
+}
+
+/** A coordinator's entry in the coordinators hash, read by `fleetban reload` and `fleetban hosts`. */
+export interface CoordinatorRegistration {
+  consumer: string;
+  host: string;
+  pid: number;
+  /** Last refresh, on Redis' clock. */
+  seenAt: number;
+  policy: string;
+  jails: string[];
+  /** Last reload (or start), on Redis' clock. */
+  reloadedAt: number;
+  reloadError?: string;
+}
+
+/** Parse and validate a coordinator registration (only coordinators write them; still bounded). */
+export function decodeCoordinatorRegistration(json: string): Decoded<CoordinatorRegistration> {
+  const o = parseObject(json, 'coordinator registration');
+  if (!o.ok) return o;
+  const r = o.value;
+  if (typeof r.consumer !== 'string' || r.consumer === '' || r.consumer.length > LIMITS.labelChars) return bad('consumer', String(r.consumer));
+  if (typeof r.host !== 'string' || r.host.length > LIMITS.hostChars) return bad('host', String(r.host));
+  if (!isTime(r.seenAt)) return bad('seenAt', String(r.seenAt));
+  if (!isTime(r.reloadedAt)) return bad('reloadedAt', String(r.reloadedAt));
+  if (!isCount(r.pid)) return bad('pid', String(r.pid));
+  if (!Array.isArray(r.jails) || r.jails.length > LIMITS.heartbeatJails || !r.jails.every((j) => typeof j === 'string' && JAIL_NAME_RE.test(j))) return { ok: false, reason: 'invalid jails' };
+  return {
+    ok: true,
+    value: {
+      consumer: r.consumer, host: r.host, pid: r.pid as number, seenAt: r.seenAt as number, policy: label(r.policy), jails: r.jails as string[],
+      reloadedAt: r.reloadedAt as number, ...(typeof r.reloadError === 'string' ? { reloadError: r.reloadError.slice(0, LIMITS.reasonChars) } : {}),
+    },
+  };
+}
+
+function parseObject(json: string, what: string): Decoded<Record<string, unknown>> {
+  if (json.length > LIMITS.heartbeatBytes) return { ok: false, reason: `${what} of ${json.length} bytes is over the ${LIMITS.heartbeatBytes} byte limit` };
+  let o: unknown;
   try {
-    const o = JSON.parse(json) as Heartbeat;
-    if (typeof o !== 'object' || o === null || typeof o.host !== 'string' || typeof o.seenAt !== 'number') {
-      return { ok: false, reason: 'heartbeat lacks host or seenAt' };
-    }
-    return { ok: true, value: o };
+    o = JSON.parse(json);
   } catch {
-    return { ok: false, reason: 'heartbeat is not JSON' };
+    return { ok: false, reason: `${what} is not JSON` };
   }
+  if (typeof o !== 'object' || o === null || Array.isArray(o)) return { ok: false, reason: `${what} is not an object` };
+  return { ok: true, value: o as Record<string, unknown> };
+}
+
+function isTime(v: unknown): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= MIN_TIME_MS && v <= MAX_TIME_MS;
+}
+
+function isCount(v: unknown): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+}
+
+function label(v: unknown): string {
+  return typeof v === 'string' ? v.slice(0, LIMITS.labelChars) : '';
 }
 
 function isCanonicalTarget(addr: string): boolean {

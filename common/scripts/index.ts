@@ -2,7 +2,7 @@ import type { Redis } from 'ioredis';
 import type { ClusterKeys } from '../protocol/keys.js';
 import { COORDINATOR_GROUP } from '../protocol/keys.js';
 import { PROTOCOL_VERSION } from '../protocol/version.js';
-import { decodeBan, type BanRecord } from '../protocol/messages.js';
+import { ALIVE_MS, LIMITS, decodeBan, type BanRecord } from '../protocol/messages.js';
 import { commandName, defineScripts } from './loader.js';
 
 /** A failure handed to the counting script; its time is on the coordinators' (Redis') clock. */
@@ -25,12 +25,20 @@ export interface ScriptPolicy {
   readonly rndtimeMs: number;
   /** Cluster recidive: counts the bans of other jails. */
   readonly countsBans: boolean;
+  /**
+   * Never ban an address a live host claims in its heartbeat; checked by the script at the moment
+   * it would ban, so a host is protected from its first heartbeat on.
+   */
+  readonly ignoreself?: boolean;
   /** Ban duration by number of earlier bans (ms, -1 permanent); see banTimeTable. */
   readonly durationsMs: readonly number[];
 }
 
 /** Outcome codes of recordFailures, per failure (a positive number is the count in the window). */
-export const COUNT_RESULT = { alreadyBanned: -1, tooOld: -2, duplicate: -3, unknownJail: -4 } as const;
+export const COUNT_RESULT = { alreadyBanned: -1, tooOld: -2, duplicate: -3, unknownJail: -4, fleetMember: -5 } as const;
+
+/** Stream entries one counting call acknowledges: a host's failure stream and ids in it. */
+export type StreamAcks = ReadonlyArray<readonly [stream: string, ids: readonly string[]]>;
 
 /** fail2ban's default dbpurgeage: ban history is kept one day. */
 export const DEFAULT_HISTORY_RETENTION_MS = 86_400_000;
@@ -97,19 +105,20 @@ export class ClusterScripts {
    * Count failures, ban by the jails' policies, and XACK the stream entries they came in, in one
    * atomic step.
    * @param policies the policies of the failures' jails and of every ban-counting (recidive) jail
-   * @param acks ids of the stream entries (reports) this call settles: those of the failures and
-   *   those with nothing to count (malformed, whitelisted, unknown jail)
+   * @param acks the stream entries (reports) this call settles, by host stream: those of the
+   *   failures and those with nothing to count (malformed, whitelisted, unknown jail)
    */
-  async recordFailures(now: number, policies: readonly ScriptPolicy[], failures: readonly CountedFailure[], acks: readonly string[] = []): Promise<RecordResult> {
+  async recordFailures(now: number, policies: readonly ScriptPolicy[], failures: readonly CountedFailure[], acks: StreamAcks = []): Promise<RecordResult> {
     const k = this.keys;
     const args: Array<string | number> = [
-      k.failures, k.bans, k.banExpiry, k.decisions, k.stats, k.failingPrefix,
+      k.registry, k.bans, k.banExpiry, k.decisions, k.stats, k.failingPrefix,
       COORDINATOR_GROUP, now, k.failureWindowPrefix, this.decisionsMaxlen, PROTOCOL_VERSION, k.historyPrefix,
-      this.historyRetentionMs, k.windowHostsPrefix, Math.floor(Math.random() * 2 ** 31), policies.length,
+      this.historyRetentionMs, k.windowHostsPrefix, Math.floor(Math.random() * 2 ** 31), k.hostPrefix, ALIVE_MS,
+      LIMITS.heartbeatAddrs, LIMITS.heartbeatBytes, policies.length,
     ];
     for (const p of policies) {
       args.push(p.jail, p.findtimeMs, p.maxretry, p.minhosts, p.overalljails ? 1 : 0, p.rndtimeMs, p.countsBans ? 1 : 0,
-        p.durationsMs.length, ...p.durationsMs);
+        p.ignoreself ? 1 : 0, p.durationsMs.length, ...p.durationsMs);
     }
     // Grouped by jail and address, each window entry pre-formatted: Redis runs one script at a
     // time, so whatever needs no state is done here rather than in Lua (see the script's header).
@@ -135,7 +144,7 @@ export class ClusterScripts {
         }
       }
     }
-    args.push(...acks);
+    for (const [stream, ids] of acks) if (ids.length > 0) args.push(stream, ids.length, ...ids);
     const out = (await this.call('recordFailures')(...args)) as Array<string | number>;
     const results = new Array<number>(failures.length);
     order.forEach((i, k) => { results[i] = Number(out[k]); });
@@ -182,15 +191,23 @@ export class ClusterScripts {
     return (await this.call('expire')(k.bans, k.banExpiry, k.decisions, now, limit, this.decisionsMaxlen, PROTOCOL_VERSION)) as string[];
   }
 
-  /** Active bans and the matching decisions stream position, read atomically. */
+  /**
+   * Active bans and the matching decisions stream position, read atomically: a MULTI of two reads,
+   * which an agent's read-only access to both keys allows (it may run no script): the agent
+   * applies the bans, then reads decisions after that id, and so misses none.
+   */
   async snapshot(): Promise<Snapshot> {
-    const [lastId, flat] = (await this.call('snapshot')(this.keys.bans, this.keys.decisions)) as [string, string[]];
+    const replies = await this.redis.multi().xrevrange(this.keys.decisions, '+', '-', 'COUNT', 1).hgetall(this.keys.bans).exec();
+    if (!replies) throw new Error('snapshot transaction was aborted');
+    const [[lastErr, last], [bansErr, all]] = replies as [[Error | null, Array<[string, string[]]>], [Error | null, Record<string, string>]];
+    if (lastErr || bansErr) throw lastErr ?? bansErr;
+    const lastId = last[0]?.[0] ?? '0-0';
     const bans: BanRecord[] = [];
     const damaged: string[] = [];
-    for (let i = 0; i + 1 < flat.length; i += 2) {
-      const d = decodeBan(flat[i + 1]!);
+    for (const [field, json] of Object.entries(all)) {
+      const d = decodeBan(json);
       if (d.ok) bans.push(d.value);
-      else damaged.push(`${flat[i]}: ${d.reason}`);
+      else damaged.push(`${field}: ${d.reason}`);
     }
     return { lastId, bans, damaged };
   }

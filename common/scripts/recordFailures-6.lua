@@ -18,29 +18,36 @@
   lookup, a search and one string concatenation (every new Lua string costs ~0.25 us here).
 
     Input:
-      KEYS[1] failures stream   KEYS[2] bans hash       KEYS[3] ban expiry zset
+      KEYS[1] host registry set KEYS[2] bans hash       KEYS[3] ban expiry zset
       KEYS[4] decisions stream  KEYS[5] stats hash      KEYS[6] failing-addresses prefix (jail appended)
       ARGV[1] consumer group    ARGV[2] now ms (Redis clock)   ARGV[3] window key prefix
       ARGV[4] decisions maxlen  ARGV[5] protocol version       ARGV[6] history key prefix
       ARGV[7] history retention ms   ARGV[8] window-hosts key prefix   ARGV[9] random seed
-      ARGV[10] number of jail policies P, then per policy:
+      ARGV[10] per-host key prefix   ARGV[11] heartbeat liveness ms    ARGV[12] addresses per heartbeat
+      ARGV[13] heartbeat bytes at most
+      ARGV[14] number of jail policies P, then per policy:
         name, findtime ms, maxretry, minhosts, overalljails (0/1), rndtime ms, counts bans (0/1),
-        T, then T ban durations in ms indexed by earlier bans (last one repeats; -1 permanent)
+        ignoreself (0/1), T, then T ban durations in ms indexed by earlier bans (last one repeats;
+        -1 permanent)
       then J, the number of jails in the batch, and per jail:
         name, A (its addresses), then per address: addr, K (its failures), then per failure two
         arguments: time ms, and `,<event id>,<host>;` (the window entry without its time)
-      then the ids of the stream entries (reports) to acknowledge
+      then the stream entries (reports) to acknowledge, per host stream: key, N, then N ids
     Output:
       one result per failure, in input order: its count in the window (below maxretry it may
         still include failures that have left the window; they are trimmed once the count could
         ban), or -1 counted but already banned (reported once the count reaches maxretry),
-        -2 outside the window (too old), -3 duplicate delivery, -4 unknown jail
+        -2 outside the window (too old), -3 duplicate delivery, -4 unknown jail, -5 counted and
+        not banned because a live host claims the address (ignoreself)
       followed by the bans made as triples: jail, addr, until (ms, -1 permanent)
     A window holds failures with time > now - findtime; a failure from the future counts at now.
     Once its count reaches maxretry a window is trimmed to the failures still inside it, and to
     the newest maxretry of them (more cannot change a decision), so a window that cannot ban
     (minhosts not met, or the address is banned already) stays small under a flood.
     A jail that counts bans (cluster recidive) gets one failure for every ban in any other jail.
+    ignoreself is decided here, at the moment of the ban, from the live heartbeats of the
+    registered hosts: a coordinator's copy of the fleet's addresses, refreshed every few seconds,
+    let a host that had just started be banned by its peers' reports.
 ]]
 local rcall = redis.call
 local bansKey, expiryKey, decisionsKey, statsKey = KEYS[2], KEYS[3], KEYS[4], KEYS[5]
@@ -53,20 +60,53 @@ local historyPrefix = ARGV[6]
 local retention = tonumber(ARGV[7])
 local hostsPrefix = ARGV[8]
 math.randomseed(tonumber(ARGV[9]))
+local hostKeyPrefix = ARGV[10]
+local aliveMs = tonumber(ARGV[11])
+local maxAddrs = tonumber(ARGV[12])
+local maxHeartbeat = tonumber(ARGV[13])
 --- @include "includes/add-decision"
 --- @include "includes/record-ban"
 
 local policies, recidives = {}, {}
-local o = 11
-for _ = 1, tonumber(ARGV[10]) do
+local o = 15
+for _ = 1, tonumber(ARGV[14]) do
   local p = { name = ARGV[o], findtime = tonumber(ARGV[o + 1]), maxretry = tonumber(ARGV[o + 2]),
     minhosts = tonumber(ARGV[o + 3]), overall = ARGV[o + 4] == '1', rnd = tonumber(ARGV[o + 5]),
-    countsBans = ARGV[o + 6] == '1', durations = {} }
-  local t = tonumber(ARGV[o + 7])
-  for k = 1, t do p.durations[k] = tonumber(ARGV[o + 7 + k]) end
-  o = o + 8 + t
+    countsBans = ARGV[o + 6] == '1', ignoreself = ARGV[o + 7] == '1', durations = {} }
+  local t = tonumber(ARGV[o + 8])
+  for k = 1, t do p.durations[k] = tonumber(ARGV[o + 8 + k]) end
+  o = o + 9 + t
   policies[p.name] = p
   if p.countsBans then recidives[#recidives + 1] = p end
+end
+
+-- address -> host, from the live heartbeats of the registered hosts; read once per call, and only
+-- by a call that is about to ban (most calls ban nothing).
+local fleet
+local function fleetAddresses()
+  if fleet then return fleet end
+  fleet = {}
+  local hosts = rcall('SMEMBERS', KEYS[1])
+  for from = 1, #hosts, 1000 do
+    local args = { 'MGET' }
+    for i = from, math.min(#hosts, from + 999) do args[#args + 1] = hostKeyPrefix .. hosts[i] .. ':hb' end
+    local got = rcall(unpack(args))
+    for i = 1, #got do
+      local raw = got[i]
+      if raw and #raw <= maxHeartbeat then
+        local ok, hb = pcall(cjson.decode, raw)
+        -- Only what a validated heartbeat holds: its own host, a time near now, a short list of strings.
+        if ok and type(hb) == 'table' and hb.host == hosts[from + i - 1] and type(hb.seenAt) == 'number'
+          and math.abs(now - hb.seenAt) <= aliveMs and type(hb.addrs) == 'table' then
+          for k = 1, math.min(#hb.addrs, maxAddrs) do
+            local a = hb.addrs[k]
+            if type(a) == 'string' and #a <= 45 then fleet[a] = hb.host end
+          end
+        end
+      end
+    end
+  end
+  return fleet
 end
 
 local bans = {}
@@ -183,6 +223,10 @@ countFailure = function(p, j, addr, t, tstr, tag)
     j.values[addr] = v
     return -1
   end
+  if count >= p.maxretry and enoughHosts and p.ignoreself and not p.countsBans and fleetAddresses()[addr] then
+    j.values[addr] = v
+    return -5
+  end
   if count >= p.maxretry and enoughHosts then
     j.values[addr] = false
     if hostsKey then rcall('DEL', hostsKey) end
@@ -289,7 +333,11 @@ for name, j in pairs(jails) do
   rcall('PEXPIRE', j.key, findtime)
 end
 
-if #ARGV >= o then rcall('XACK', KEYS[1], group, unpack(ARGV, o)) end
+while o <= #ARGV do
+  local n = tonumber(ARGV[o + 1])
+  rcall('XACK', ARGV[o], group, unpack(ARGV, o + 2, o + 1 + n))
+  o = o + 2 + n
+end
 
 for i = 1, #bans do results[#results + 1] = bans[i] end
 return results

@@ -124,8 +124,9 @@ test('malformed entries in both streams are logged and skipped; nobody is banned
   const keys = clusterKeys(cluster);
   const v = String(PROTOCOL_VERSION);
   // A good envelope around one injected address: that failure alone is skipped.
-  await c.xadd(keys.failures, '*', 'v', v, 'host', 'evil', 'sent', '1', 'failures', JSON.stringify([['e-1', 'sshd', '198.51.100.66; reboot', 1, '']]));
-  await c.xadd(keys.failures, '*', 'v', v, 'x', 'y'.repeat(LIMITS.reportBytes));
+  await c.sadd(keys.registry, 'evil');
+  await c.xadd(keys.host('evil').failures, '*', 'v', v, 'host', 'evil', 'sent', '1', 'failures', JSON.stringify([['e-1', 'sshd', '198.51.100.66; reboot', 1, '']]));
+  await c.xadd(keys.host('evil').failures, '*', 'v', v, 'x', 'y'.repeat(LIMITS.reportBytes));
   await c.xadd(keys.decisions, '*', 'v', v, 'op', 'ban', 'jail', 'sshd', 'addr', '0.0.0.0/0', 'since', '1', 'until', '-1');
   await c.xadd(keys.decisions, '*', 'garbage', 'x'.repeat(20_000));
   await coordinator.waitFor((l) => l.msg === 'malformed failure skipped' && String(l.reason).startsWith('invalid addr'), 5000, 'coordinator skips the failure');

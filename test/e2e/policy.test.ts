@@ -43,7 +43,10 @@ before(async () => {
   });
   // Another fleet member's heartbeat, as its agent would write it.
   const c = redis.client();
-  await c.hset(clusterKeys(cluster).hosts, 'web9', JSON.stringify({ v: 1, host: 'web9', addrs: [FLEET_MEMBER], version: 'x', backend: 'nftables', jails: [], pid: 1, startedAt: Date.now(), seenAt: Date.now(), bansApplied: 0, lastDecision: '0-0' }));
+  const k = clusterKeys(cluster);
+  const [sec] = await c.time();
+  await c.sadd(k.registry, 'web9');
+  await c.set(k.host('web9').heartbeat, JSON.stringify({ v: 1, host: 'web9', addrs: [FLEET_MEMBER], version: 'x', backend: 'nftables', jails: [], pid: 1, startedAt: Number(sec) * 1000, seenAt: Number(sec) * 1000, bansApplied: 0, lastDecision: '0-0' }));
   coordinator = startDaemon(['--config', dir, 'coordinator']);
   await coordinator.waitFor((l) => l.msg === 'coordinator started', 15_000, 'coordinator start');
   agent = startDaemon(['--config', dir, 'agent']);

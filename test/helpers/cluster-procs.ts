@@ -4,8 +4,8 @@ import { join } from 'node:path';
 import { after } from 'node:test';
 import type { Redis } from 'ioredis';
 import { writeConfig, type Daemon } from './spawn.js';
-import type { ClusterKeys } from '../../common/protocol/keys.js';
-import { decodeReport, encodeReport, splitIntoReports, type FailureEvent } from '../../common/protocol/messages.js';
+import { COORDINATOR_GROUP, type ClusterKeys } from '../../common/protocol/keys.js';
+import { HOSTS_CHANGED, decodeReport, encodeReport, splitIntoReports, type FailureEvent } from '../../common/protocol/messages.js';
 
 /** What a test file starts, stopped and removed after its tests (see testProcesses()). */
 export interface TestProcesses {
@@ -73,27 +73,52 @@ export const isBan = (addr: string) => (l: Record<string, unknown>): boolean => 
 export const isUnban = (addr: string) => (l: Record<string, unknown>): boolean => l.msg === 'dry-run unban' && l.addr === addr;
 
 /**
- * Append failures to the stream exactly as agent/reporter.ts does (same encoding, MAXLEN ~,
- * pipelined batches), standing in for agents when a test needs tens of thousands of events.
+ * Append failures to the hosts' streams exactly as agent/reporter.ts does (same encoding, MAXLEN ~,
+ * pipelined batches), standing in for agents when a test needs tens of thousands of events; the
+ * hosts are registered as `fleetban acl --apply` does.
  */
 export async function xaddFailures(redis: Redis, keys: ClusterKeys, events: readonly Omit<FailureEvent, 'sent'>[], batch = 500): Promise<void> {
+  const hosts = [...new Set(events.map((e) => e.host))];
+  if (hosts.length > 0 && (await redis.sadd(keys.registry, ...hosts)) > 0) await redis.publish(keys.control, HOSTS_CHANGED);
   for (let i = 0; i < events.length; i += batch) {
     const p = redis.pipeline();
     const sent = Date.now();
-    for (const r of splitIntoReports(events.slice(i, i + batch))) p.xadd(keys.failures, 'MAXLEN', '~', 1_000_000, '*', ...encodeReport(r[0]!.host, sent, r));
+    for (const r of splitIntoReports(events.slice(i, i + batch))) p.xadd(keys.host(r[0]!.host).failures, 'MAXLEN', '~', 1_000_000, '*', ...encodeReport(r[0]!.host, sent, r));
     const res = (await p.exec()) ?? [];
     const err = res.find(([e]) => e);
     if (err) throw err[0];
   }
 }
 
-/** @returns the number of failures in the failures stream (its entries are reports of several) */
+/** @returns the number of failures in the registered hosts' failure streams (their entries are reports of several) */
 export async function failuresInStream(redis: Redis, keys: ClusterKeys): Promise<number> {
   let n = 0;
-  for (const [, fields] of await redis.xrange(keys.failures, '-', '+')) {
-    const d = decodeReport(fields);
-    if (d.ok) n += d.value.failures.length;
+  for (const host of await redis.smembers(keys.registry)) {
+    for (const [, fields] of await redis.xrange(keys.host(host).failures, '-', '+')) {
+      const d = decodeReport(fields, host);
+      if (d.ok) n += d.value.failures.length;
+    }
   }
+  return n;
+}
+
+/**
+ * @param consumer only this coordinator's pending entries (default: every coordinator's)
+ * @returns the entries read from the registered hosts' failure streams and not yet acknowledged
+ */
+export async function pendingReports(redis: Redis, keys: ClusterKeys, consumer?: string): Promise<number> {
+  let n = 0;
+  for (const host of await redis.smembers(keys.registry)) {
+    const [count, , , consumers] = (await redis.xpending(keys.host(host).failures, COORDINATOR_GROUP).catch(() => [0, null, null, null])) as [number, string, string, Array<[string, string]> | null];
+    n += consumer === undefined ? Number(count) : Number(consumers?.find(([name]) => name === consumer)?.[1] ?? 0);
+  }
+  return n;
+}
+
+/** @returns the entries of the registered hosts' failure streams */
+export async function streamLength(redis: Redis, keys: ClusterKeys): Promise<number> {
+  let n = 0;
+  for (const host of await redis.smembers(keys.registry)) n += await redis.xlen(keys.host(host).failures);
   return n;
 }
 

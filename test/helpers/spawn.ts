@@ -1,8 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
+import { withIdentities } from './redis-server.js';
 
 /** The compiled CLI entry point. */
 export const CLI = resolve('dist/cli/main.js');
@@ -91,11 +92,14 @@ export async function runCli(args: string[], env: Record<string, string> = {}): 
   });
 }
 
-/** Write a configuration directory for one host. */
+/**
+ * Write a configuration directory for one host. A fleetban.conf that points at a test Redis gets
+ * per-role identities on it (agent, coordinator, admin for the CLI; see withIdentities).
+ */
 export function writeConfig(files: Record<string, string>, dir = mkdtempSync(join(tmpdir(), 'fleetban-conf-'))): string {
   for (const [name, text] of Object.entries(files)) {
     mkdirSync(join(dir, name, '..'), { recursive: true });
-    writeFileSync(join(dir, name), text);
+    writeFileSync(join(dir, name), name === 'fleetban.conf' ? withIdentities(text, () => hostname().split('.')[0]!) : text);
   }
   return dir;
 }

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import type { Redis } from 'ioredis';
 import { startRedis, randomCluster, type TestRedis } from '../helpers/redis-server.js';
 import { clusterKeys, COORDINATOR_GROUP } from '../../common/protocol/keys.js';
-import { ClusterScripts, COUNT_RESULT, readWindow, type CountedFailure, type ScriptPolicy } from '../../common/scripts/index.js';
+import { ClusterScripts, COUNT_RESULT, readWindow, type CountedFailure, type ScriptPolicy, type StreamAcks } from '../../common/scripts/index.js';
 import { decodeDecision, encodeReport } from '../../common/protocol/messages.js';
 
 let server: TestRedis;
@@ -25,7 +25,7 @@ function setup(policies: ScriptPolicy[] = POLICIES) {
   const keys = clusterKeys(randomCluster());
   const raw = new ClusterScripts(redis, keys);
   const scripts = {
-    recordFailures: (now: number, failures: CountedFailure[], acks: string[] = []) => raw.recordFailures(now, policies, failures, acks),
+    recordFailures: (now: number, failures: CountedFailure[], acks: StreamAcks = []) => raw.recordFailures(now, policies, failures, acks),
     ban: raw.ban.bind(raw), unban: raw.unban.bind(raw), flush: raw.flush.bind(raw), expire: raw.expire.bind(raw), snapshot: raw.snapshot.bind(raw),
   };
   return { keys, scripts };
@@ -124,12 +124,12 @@ test('failures from several hosts add up cluster-wide', async () => {
 });
 
 test('a redelivered event, or one an agent sent twice, is counted once', async () => {
-  const { scripts } = setup();
+  const { keys, scripts } = setup();
   const f = failure('sshd', '192.0.2.1', T0);
   assert.deepEqual((await scripts.recordFailures(T0, [f])).results, [1]);
   assert.deepEqual((await scripts.recordFailures(T0, [f])).results, [COUNT_RESULT.duplicate]);
   // Same event id in a new stream entry (a pipeline resent after its reply was lost).
-  assert.deepEqual((await scripts.recordFailures(T0, [{ ...f }], [`${T0}-999999`])).results, [COUNT_RESULT.duplicate]);
+  assert.deepEqual((await scripts.recordFailures(T0, [{ ...f }], [[keys.host('h1').failures, [`${T0}-999999`]]])).results, [COUNT_RESULT.duplicate]);
   // Resent later, its `sent` stamp is newer, so the coordinator places it at another time: still the same failure.
   assert.deepEqual((await scripts.recordFailures(T0 + 50, [{ ...f, time: T0 + 40 }])).results, [COUNT_RESULT.duplicate]);
   // Twice in one batch.
@@ -140,14 +140,14 @@ test('a redelivered event, or one an agent sent twice, is counted once', async (
 
 test('counting acknowledges the stream entries in the consumer group, malformed ones too', async () => {
   const { keys, scripts } = setup();
-  await redis.xgroup('CREATE', keys.failures, COORDINATOR_GROUP, '$', 'MKSTREAM');
-  const good = await redis.xadd(keys.failures, '*', ...encodeReport('h1', T0, [{ jail: 'sshd', addr: '198.51.100.9', eid: 'a-1', time: T0, line: 'x' }]));
-  const bad = await redis.xadd(keys.failures, '*', 'garbage', 'yes');
-  const read = (await redis.xreadgroup('GROUP', COORDINATOR_GROUP, 'c1', 'COUNT', 10, 'STREAMS', keys.failures, '>')) as Array<[string, unknown[]]>;
+  await redis.xgroup('CREATE', keys.host('h1').failures, COORDINATOR_GROUP, '$', 'MKSTREAM');
+  const good = await redis.xadd(keys.host('h1').failures, '*', ...encodeReport('h1', T0, [{ jail: 'sshd', addr: '198.51.100.9', eid: 'a-1', time: T0, line: 'x' }]));
+  const bad = await redis.xadd(keys.host('h1').failures, '*', 'garbage', 'yes');
+  const read = (await redis.xreadgroup('GROUP', COORDINATOR_GROUP, 'c1', 'COUNT', 10, 'STREAMS', keys.host('h1').failures, '>')) as Array<[string, unknown[]]>;
   assert.equal(read[0]![1].length, 2);
-  assert.equal(((await redis.xpending(keys.failures, COORDINATOR_GROUP)) as [number])[0], 2);
-  await scripts.recordFailures(T0, [failure('sshd', '198.51.100.9', T0)], [good!, bad!]);
-  assert.equal(((await redis.xpending(keys.failures, COORDINATOR_GROUP)) as [number])[0], 0);
+  assert.equal(((await redis.xpending(keys.host('h1').failures, COORDINATOR_GROUP)) as [number])[0], 2);
+  await scripts.recordFailures(T0, [failure('sshd', '198.51.100.9', T0)], [[keys.host('h1').failures, [good!, bad!]]]);
+  assert.equal(((await redis.xpending(keys.host('h1').failures, COORDINATOR_GROUP)) as [number])[0], 0);
 });
 
 test('snapshot plus stream: nothing missed, nothing decided twice', async () => {

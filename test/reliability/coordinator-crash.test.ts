@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import type { Redis } from 'ioredis';
 import { startRedis, randomCluster } from '../helpers/redis-server.js';
 import { startDaemon, type Daemon } from '../helpers/spawn.js';
-import { testProcesses, hostConfig, xaddFailures, stat, waitUntil, banDecisions } from '../helpers/cluster-procs.js';
+import { testProcesses, hostConfig, xaddFailures, stat, waitUntil, banDecisions, pendingReports, streamLength } from '../helpers/cluster-procs.js';
 import { clusterKeys, COORDINATOR_GROUP } from '../../common/protocol/keys.js';
 import type { FailureEvent } from '../../common/protocol/messages.js';
 import { PROTOCOL_VERSION } from '../../common/protocol/version.js';
@@ -39,8 +39,7 @@ function floodEvents(): Array<Omit<FailureEvent, 'sent'>> {
 }
 
 async function pendingOf(c: Redis, consumer: string): Promise<number> {
-  const [, , , consumers] = (await c.xpending(clusterKeys(cluster).failures, COORDINATOR_GROUP)) as [number, string, string, Array<[string, string]> | null];
-  return Number(consumers?.find(([name]) => name === consumer)?.[1] ?? 0);
+  return pendingReports(c, clusterKeys(cluster), consumer);
 }
 
 const cluster = randomCluster();
@@ -50,6 +49,8 @@ test('a coordinator killed -9 mid-flood: its entries are claimed, every failure 
   servers.push(redis);
   const keys = clusterKeys(cluster);
   const names = ['c1', 'c2', 'c3'];
+  // The reporting hosts, registered as `fleetban acl --apply` does, before the coordinators start.
+  await redis.client().sadd(keys.registry, 'h0', 'h1', 'h2');
   const coords = new Map<string, Daemon>();
   for (const host of names) {
     const dir = hostConfig({ cluster, url: redis.url, host, work, maxretry: MAXRETRY, claimIdle: '2s' });
@@ -63,8 +64,9 @@ test('a coordinator killed -9 mid-flood: its entries are claimed, every failure 
   assert.equal(events.length, TOTAL);
   const writer = redis.client();
   // Entries no agent could have written: acknowledged and never counted.
-  await writer.xadd(keys.failures, '*', 'v', String(PROTOCOL_VERSION), 'host', 'x', 'sent', '1', 'failures', JSON.stringify([['e-1', 'sshd', 'not-an-address', 1, '']]));
-  await writer.xadd(keys.failures, '*', 'garbage', 'x');
+  await writer.sadd(keys.registry, 'x');
+  await writer.xadd(keys.host('x').failures, '*', 'v', String(PROTOCOL_VERSION), 'host', 'x', 'sent', '1', 'failures', JSON.stringify([['e-1', 'sshd', 'not-an-address', 1, '']]));
+  await writer.xadd(keys.host('x').failures, '*', 'garbage', 'x');
 
   const half = TOTAL / 2;
   await xaddFailures(writer, keys, events.slice(0, half));
@@ -86,7 +88,7 @@ test('a coordinator killed -9 mid-flood: its entries are claimed, every failure 
   await xaddFailures(writer, keys, events.slice(next));
 
   await waitUntil(async () => (await stat(writer, keys, 'sshd:failed')) >= TOTAL, 60_000, `sshd:failed to reach ${TOTAL}`, 250);
-  await waitUntil(async () => Number(((await writer.xpending(keys.failures, COORDINATOR_GROUP)) as [number])[0]) === 0, 10_000, 'no pending entries');
+  await waitUntil(async () => (await pendingReports(writer, keys)) === 0, 10_000, 'no pending entries');
   // Let any late double count show up before judging.
   await new Promise((r) => setTimeout(r, 500));
   assert.equal(await stat(writer, keys, 'sshd:failed'), TOTAL, 'every valid failure counted exactly once');
@@ -98,10 +100,14 @@ test('a coordinator killed -9 mid-flood: its entries are claimed, every failure 
   // Counted reports leave the stream (trimmed behind the group every second): it holds the
   // backlog, not the history. `MINID ~` drops whole stream nodes (at most 100 entries each), so
   // up to one node's worth may remain.
-  const written = await writer.xinfo('STREAM', keys.failures) as unknown[];
-  const added = Number(written[written.indexOf('entries-added') + 1]);
+  let added = 0;
+  for (const host of await writer.smembers(keys.registry)) {
+    const written = await writer.xinfo('STREAM', keys.host(host).failures) as unknown[];
+    added += Number(written[written.indexOf('entries-added') + 1]);
+  }
   assert.ok(added > 1000, `${added} reports written`);
-  await waitUntil(async () => (await writer.xlen(keys.failures)) <= 100, 10_000, `the ${added} counted reports trimmed from the stream`);
+  const hosts = (await writer.smembers(keys.registry)).length;
+  await waitUntil(async () => (await streamLength(writer, keys)) <= 100 * hosts, 10_000, `the ${added} counted reports trimmed from the streams`);
   const claimed = ['c1', 'c3'].flatMap((c) => coords.get(c)!.lines.filter((l) => l.msg === 'claimed failures abandoned by another coordinator'));
   const claimedCount = claimed.reduce((n, l) => n + Number(l.count), 0);
   assert.ok(claimedCount >= held, `survivors claimed ${claimedCount} entries; the dead one held ${held}`);

@@ -4,7 +4,7 @@ import { appendFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startRedis, randomCluster } from '../helpers/redis-server.js';
 import { startDaemon, runCli, sshdFailure, type Daemon } from '../helpers/spawn.js';
-import { testProcesses, hostConfig, isBan, stat, waitUntil, failuresInStream } from '../helpers/cluster-procs.js';
+import { testProcesses, hostConfig, isBan, stat, waitUntil, failuresInStream, pendingReports } from '../helpers/cluster-procs.js';
 import { clusterKeys, COORDINATOR_GROUP } from '../../common/protocol/keys.js';
 
 /**
@@ -55,8 +55,7 @@ test('agents without a coordinator keep enforcing and reporting; a late coordina
   await coordinator.waitFor((l) => l.msg === 'coordinator started', 15_000, 'coordinator start');
   await Promise.all(Object.values(agents).map((a) => a.waitFor(isBan(attacker), 10_000, 'ban from the backlog')));
   await waitUntil(async () => (await stat(client, keys, 'sshd:failed')) === lines, 10_000, 'the whole backlog counted');
-  const [pending] = (await client.xpending(keys.failures, COORDINATOR_GROUP)) as [number];
-  assert.equal(Number(pending), 0, 'every backlog entry acknowledged');
+  assert.equal(await pendingReports(client, keys), 0, 'every backlog entry acknowledged');
   // Agents may apply the decision before the coordinator's own log line reaches this process.
   const banLine = await coordinator.waitFor((l) => l.msg === 'ban decided' && l.addr === attacker, 5000, 'ban decided');
   assert.equal(banLine.jail, 'sshd', 'the coordinator decided the ban');

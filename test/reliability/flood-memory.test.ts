@@ -4,7 +4,7 @@ import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startRedis, randomCluster } from '../helpers/redis-server.js';
 import { startDaemon, sshdFailure } from '../helpers/spawn.js';
-import { testProcesses, hostConfig, stat, waitUntil } from '../helpers/cluster-procs.js';
+import { testProcesses, hostConfig, stat, waitUntil, streamLength } from '../helpers/cluster-procs.js';
 import { clusterKeys } from '../../common/protocol/keys.js';
 
 /**
@@ -64,7 +64,7 @@ test(`${COUNT} distinct attackers once each: memory bounded by the windows, daem
     // Bounded: the writer stays at most one chunk ahead of what Redis has counted.
     await waitUntil(async () => (await stat(client, keys, 'sshd:failed')) >= written - CHUNK, 60_000, 'the pipeline to keep up', 50)
       .catch(async (err: Error) => {
-        throw new Error(`${err.message}: written ${written}, stream ${await client.xlen(keys.failures)}, counted ${await stat(client, keys, 'sshd:failed')}, stats ${JSON.stringify(await client.hgetall(keys.stats))}\nagent: ${agent.lines.slice(-5).map((l) => JSON.stringify(l)).join('\n')}\ncoordinator: ${coordinator.lines.slice(-5).map((l) => JSON.stringify(l)).join('\n')}`);
+        throw new Error(`${err.message}: written ${written}, stream ${await streamLength(client, keys)}, counted ${await stat(client, keys, 'sshd:failed')}, stats ${JSON.stringify(await client.hgetall(keys.stats))}\nagent: ${agent.lines.slice(-5).map((l) => JSON.stringify(l)).join('\n')}\ncoordinator: ${coordinator.lines.slice(-5).map((l) => JSON.stringify(l)).join('\n')}`);
       });
     if (written % (COUNT / 4) < CHUNK) rss.push({ written, agent: rssKiB(agent.proc.pid!), coordinator: rssKiB(coordinator.proc.pid!) });
   }
@@ -78,7 +78,7 @@ test(`${COUNT} distinct attackers once each: memory bounded by the windows, daem
   const ttl = await client.pttl(keys.failureWindows('sshd'));
   assert.ok(ttl > 0 && ttl <= FINDTIME_S * 1000, `the windows hash has TTL ${ttl} ms`);
   // Counted reports are trimmed from the stream: it holds a backlog, not a history.
-  await waitUntil(async () => (await client.xlen(keys.failures)) <= 100, 5000, 'counted reports trimmed from the stream');
+  await waitUntil(async () => (await streamLength(client, keys)) <= 100, 5000, 'counted reports trimmed from the stream');
   // Measured once the stream is trimmed: what remains is the windows and the failing set.
   const peak = await memory();
 

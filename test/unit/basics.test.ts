@@ -111,7 +111,7 @@ test('the fast canonical-address check agrees with ipaddr.js on every spelling',
 
 test('every key of a cluster shares one hash tag', () => {
   const k = clusterKeys('prod');
-  const keys = [k.failures, k.decisions, k.bans, k.banExpiry, k.hosts, k.stats, k.failureWindows('sshd'), k.failing('sshd')];
+  const keys = [k.host('web1').failures, k.decisions, k.bans, k.banExpiry, k.host('web1').heartbeat, k.host('web1').ack, k.registry, k.stats, k.failureWindows('sshd'), k.failing('sshd')];
   for (const key of keys) assert.match(key, /^fb:\{prod\}:/);
   assert.equal(new Set(keys).size, keys.length);
   assert.equal(banId('sshd', '192.0.2.1'), 'sshd|192.0.2.1');
@@ -120,20 +120,20 @@ test('every key of a cluster shares one hash tag', () => {
 test('stream messages round-trip; malformed ones are refused with a reason', () => {
   const e = { jail: 'sshd', addr: '198.51.100.7', eid: '3f2a9c-1b', time: 1764151200000, line: 'Failed password' };
   const sent = 1764151200100;
-  assert.deepEqual(decodeReport(encodeReport('web1', sent, [e])), { ok: true, value: { host: 'web1', sent, failures: [{ ...e, sent, host: 'web1' }], rejected: [] } });
-  const long = decodeReport(encodeReport('web1', sent, [{ ...e, line: 'x'.repeat(5000) }]));
+  assert.deepEqual(decodeReport(encodeReport('web1', sent, [e]), 'web1'), { ok: true, value: { host: 'web1', sent, failures: [{ ...e, sent, host: 'web1' }], rejected: [] } });
+  const long = decodeReport(encodeReport('web1', sent, [{ ...e, line: 'x'.repeat(5000) }]), 'web1');
   assert.ok(long.ok && long.value.failures[0]!.line.length === LIMITS.lineChars);
   const v = String(PROTOCOL_VERSION);
   const envelope = (failures: string) => ['v', v, 'host', 'h', 'sent', '1', 'failures', failures];
   const bad = (fields: string[]) => {
-    const d = decodeReport(fields);
+    const d = decodeReport(fields, 'h');
     assert.equal(d.ok, false);
     return d.ok ? '' : d.reason;
   };
   // A damaged envelope rejects the whole entry.
   assert.match(bad(['v', '1', 'host', 'h', 'sent', '1', 'failures', '[]']), new RegExp(`protocol version 1 is not ${v}`));
   assert.match(bad(['host', 'h']), /no protocol version/);
-  assert.match(bad(['v', v, 'host', '../etc', 'sent', '1', 'failures', '[]']), /invalid host/);
+  assert.equal(decodeReport(['v', v, 'host', 'h', 'sent', '1', 'failures', '[]'], '../etc').ok, false);
   assert.match(bad(['v', v, 'host', 'h', 'sent', 'soon', 'failures', '[]']), /invalid sent/);
   assert.match(bad(envelope('[["a","sshd"')), /invalid failures/);
   assert.match(bad(envelope('{"eid":"a"}')), /invalid failures/);
@@ -151,7 +151,7 @@ test('stream messages round-trip; malformed ones are refused with a reason', () 
     'not a row',
     ['ok-8', 'sshd', '2001:db8::7', 2, 'also good'],
   ];
-  const mixed = decodeReport(envelope(JSON.stringify(rows)));
+  const mixed = decodeReport(envelope(JSON.stringify(rows)), 'h');
   assert.ok(mixed.ok);
   assert.deepEqual(mixed.value.failures.map((f) => f.eid), ['ok-1', 'ok-8']);
   assert.deepEqual(mixed.value.rejected.map((r) => [r.index, r.reason.split(':')[0]]), [
