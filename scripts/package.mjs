@@ -58,6 +58,8 @@ mkdirSync(at('usr/bin'), { recursive: true });
 cpSync(join(deb, 'fleetban'), at('usr/bin/fleetban'));
 mkdirSync(at('lib/systemd/system'), { recursive: true });
 for (const unit of readdirSync(join(root, 'deploy', 'systemd'))) cpSync(join(root, 'deploy', 'systemd', unit), at(`lib/systemd/system/${unit}`));
+// Redis settings and the reference ACL (deploy/redis), for `include` from redis.conf.
+cpSync(join(root, 'deploy', 'redis'), at('usr/share/fleetban/redis'), { recursive: true });
 mkdirSync(at('usr/lib/tmpfiles.d'), { recursive: true });
 cpSync(join(deb, 'tmpfiles.conf'), at('usr/lib/tmpfiles.d/fleetban.conf'));
 cpSync(join(root, 'deploy', 'etc', 'fleetban'), at('etc/fleetban'), { recursive: true });

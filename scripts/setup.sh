@@ -12,6 +12,9 @@ if [ "${1:-}" = "--test" ]; then
   # systemd-journal-remote writes real journal files for the journald source tests (no systemd runs here).
   # redis-sentinel: the failover test runs three real sentinels.
   bins+=(sshd ssh sshpass iptables ipset /lib/systemd/systemd-journal-remote /sbin/shorewall /sbin/shorewall6 redis-sentinel)
+  # npm run test:fleet: booted Debian 12 containers deployed with Ansible; binutils' strip for npm run package.
+  pkgs+=(systemd-container mmdebstrap ansible-core binutils)
+  bins+=(systemd-nspawn mmdebstrap ansible-playbook strip)
 fi
 
 missing=()

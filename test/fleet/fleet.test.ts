@@ -194,8 +194,18 @@ after(async () => {
 });
 
 const ATTACKER = ADDR.atk;
+/** Each test builds on the one before; after a failure the rest fail at once instead of timing out. */
+let healthy = true;
+function step(name: string, fn: () => Promise<void>): void {
+  test(name, { skip }, async () => {
+    assert.ok(healthy, 'an earlier step of the fleet test failed');
+    healthy = false;
+    await fn();
+    healthy = true;
+  });
+}
 
-test('ansible deploys Redis, the coordinator and three agents; the units run hardened', { skip }, async () => {
+step('ansible deploys Redis, the coordinator and three agents; the units run hardened', async () => {
   await ansible('site.yml');
   for (const h of AGENTS) {
     assert.equal((await onHost(h, 'systemctl is-active fleetban-agent')).stdout.trim(), 'active', `${h} agent`);
@@ -222,7 +232,7 @@ test('ansible deploys Redis, the coordinator and three agents; the units run har
   }, 60_000, 'three live agents on nftables', 1000);
 });
 
-test('wrong SSH passwords against one host drop the attacker on all three; the bystander still connects', { skip }, async () => {
+step('wrong SSH passwords against one host drop the attacker on all three; the bystander still connects', async () => {
   for (const h of AGENTS) assert.ok(await reaches('atk', h), `attacker reaches ${h} before the attack`);
   await failPasswords('h1', 4);
   await waitUntil(async () => {
@@ -235,7 +245,7 @@ test('wrong SSH passwords against one host drop the attacker on all three; the b
   }
 });
 
-test('systemctl reload keeps the agent process and its bans', { skip }, async () => {
+step('systemctl reload keeps the agent process and its bans', async () => {
   const pid = await mainPid('h2');
   await onHost('h2', 'systemctl reload fleetban-agent');
   await waitUntil(async () => (await onHost('h2', 'journalctl -u fleetban-agent --no-pager -o cat', false)).stdout.includes('agent reloaded'), 20_000, 'agent reloaded', 500);
@@ -245,7 +255,7 @@ test('systemctl reload keeps the agent process and its bans', { skip }, async ()
   assert.equal(await reaches('atk', 'h2'), false);
 });
 
-test('a host stopped and booted again re-applies the active bans', { skip }, async () => {
+step('a host stopped and booted again re-applies the active bans', async () => {
   await shutdown('h3');
   // The namespace outlives the container: empty its firewall so only the agent can bring the ban back.
   await fleet.exec('h3', 'nft', ['flush', 'ruleset']);
@@ -257,7 +267,7 @@ test('a host stopped and booted again re-applies the active bans', { skip }, asy
   assert.ok(await reaches('good', 'h3'));
 });
 
-test('a second run changes nothing, also in --check --diff', { skip }, async () => {
+step('a second run changes nothing, also in --check --diff', async () => {
   for (const extra of [[], ['--check', '--diff']]) {
     const { recap, out } = await ansible('site.yml', extra);
     assert.equal(recap.size, CONTAINERS.length, out.slice(-3000));
@@ -265,7 +275,7 @@ test('a second run changes nothing, also in --check --diff', { skip }, async () 
   }
 });
 
-test('the rolling-upgrade play moves every host to the new package without losing the ban', { skip }, async () => {
+step('the rolling-upgrade play moves every host to the new package without losing the ban', async () => {
   const before = await Promise.all(AGENTS.map((h) => mainPid(h)));
   writeVars(debs[version2]!);
   const { out } = await ansible('upgrade.yml');
@@ -280,7 +290,7 @@ test('the rolling-upgrade play moves every host to the new package without losin
   }
 });
 
-test('the unban play lifts the ban on every host', { skip }, async () => {
+step('the unban play lifts the ban on every host', async () => {
   const { out } = await ansible('unban.yml', ['-e', `fleetban_unban_addr=${ATTACKER}`]);
   assert.match(out, /unbanned 203\.0\.113\.66/);
   await waitUntil(async () => (await Promise.all(AGENTS.map((h) => reaches('atk', h)))).every(Boolean), 30_000, 'attacker reaches every host again', 1000);
