@@ -20,12 +20,17 @@ import { DecisionFollower } from './decisions.js';
 import { Reporter } from './reporter.js';
 import { FailureSpool } from './spool.js';
 import { HeartbeatSender, hostAddresses } from './heartbeat.js';
+import { hostChecks, type HostCheckOptions } from './preflight.js';
 
 export interface AgentOptions {
   /** Settings that replace the file's (fleetban up, tests). */
   readonly override?: Partial<FleetbanConfig>;
   /** Where log sources start: end (default), beginning, or resume from saved positions. */
   readonly startAt?: 'end' | 'beginning' | 'resume';
+  /** Where the start-up host checks look (tests); see agent/preflight.ts. */
+  readonly hostChecks?: HostCheckOptions;
+  /** Change the loaded jails before they run (`fleetban up` picks its default jail's log source). */
+  readonly adjustJails?: (jails: JailConfig[]) => Promise<JailConfig[]>;
 }
 
 export interface AgentHandle {
@@ -93,8 +98,12 @@ export function jailRules(jails: readonly JailConfig[]): JailRule[] {
 export async function startAgent(dir: string, options: AgentOptions = {}): Promise<AgentHandle> {
   const log = componentLogger('agent');
   const config = { ...loadFleetbanConfig(dir), ...options.override };
-  let loaded = loadJails(dir);
+  const adjust = async (read: ReturnType<typeof loadJails>): Promise<ReturnType<typeof loadJails>> =>
+    options.adjustJails ? { ...read, jails: await options.adjustJails(read.jails) } : read;
+  let loaded = await adjust(loadJails(dir));
   for (const w of loaded.warnings) log.warn(w);
+  // The firewall's own check runs in the backend's init, against the configuration it runs with.
+  for (const w of await hostChecks(loaded.jails, { sshdConfig: config.agent.sshdConfig, ...options.hostChecks, firewall: false })) log.warn({ check: w.check }, w.message);
   const filters = loadJailFilters(dir, loaded.jails);
   const keys = clusterKeys(config.cluster);
   const host = config.agent.host;
@@ -170,7 +179,7 @@ export async function startAgent(dir: string, options: AgentOptions = {}): Promi
     let next: ReturnType<typeof loadJails>;
     let nextFilters: Map<string, Filter>;
     try {
-      next = loadJails(dir);
+      next = await adjust(loadJails(dir));
       nextFilters = loadJailFilters(dir, next.jails);
     } catch (err) {
       log.error({ err: (err as Error).message }, 'reload failed; keeping the running jails and filters');

@@ -8,7 +8,9 @@
  * - a ban drops all traffic from the address, whatever the jail's ports (a warning at init says so);
  * - an address stays dropped while any jail bans it, and is allowed again when the last one ends;
  * - expiry is done here, on a timer, from a ledger of (jail, address, until);
- * - list() reports the blacklisted addresses this process knows the jails of.
+ * - list() reports the blacklisted addresses this process knows the jails of;
+ * - whether a ban cuts the address' open connections is Shorewall's choice (`BLACKLIST=` in
+ *   shorewall.conf): init reads it and warns when they would survive (see ../preflight.ts).
  */
 import { now as clockNow } from '../../common/clock.js';
 import { FirewallError, InvalidInputError } from '../../common/errors.js';
@@ -18,6 +20,7 @@ import { banKey, banTarget, validateJailRules, type CheckedBan } from './jail-ru
 import { KernelBackend, type KernelBackendOptions } from './kernel-backend.js';
 import type { PendingChange } from './pending-changes.js';
 import { prepareSync } from './prepare-sync.js';
+import { SHOREWALL_CONF, shorewallBlacklistWarnings } from '../preflight.js';
 
 /** Options of {@link ShorewallBackend}; the cap (`maxBans`) counts (jail, address) bans. */
 export interface ShorewallOptions extends KernelBackendOptions {
@@ -33,6 +36,7 @@ export class ShorewallBackend extends KernelBackend<JailRule> {
   readonly name = 'shorewall';
   private readonly expireIntervalMs: number;
   private ipv6 = false;
+  private blacklistWarnings: string[] = [];
 
   /** @param options see {@link ShorewallOptions} */
   constructor(options: ShorewallOptions = {}) {
@@ -51,6 +55,13 @@ export class ShorewallBackend extends KernelBackend<JailRule> {
       const v6 = await this.run.run('shorewall6 status', ['shorewall6', 'status'], undefined, { allowFail: true });
       this.ipv6 = v6.exitCode === 0;
       if (!this.ipv6) this.log.warn('Shorewall6 is not running: IPv6 bans will be refused');
+      // Read through the command runner, so that a prefixed backend sees its namespace's files.
+      const read = async (file: string): Promise<string | undefined> => {
+        const r = await this.run.run(`read ${file}`, ['cat', file], undefined, { allowFail: true });
+        return r.exitCode === 0 ? r.stdout : undefined;
+      };
+      this.blacklistWarnings = await shorewallBlacklistWarnings(read, this.ipv6 ? [4, 6] : [4], SHOREWALL_CONF);
+      for (const w of this.blacklistWarnings) this.log.warn(w);
       const scoped = [...checked.values()].filter((j) => j.ports !== 'all' || j.protocols !== 'all').map((j) => j.jail);
       if (scoped.length) {
         this.log.warn({ jails: scoped }, "shorewall's dynamic blacklist has no ports: these jails' bans drop all traffic from the address");
@@ -59,6 +70,11 @@ export class ShorewallBackend extends KernelBackend<JailRule> {
       this.jails = checked;
       this.startExpiry(this.expireIntervalMs, () => this.expire(), 'lifting expired bans failed');
     });
+  }
+
+  /** What init found wrong with Shorewall's blacklist states (empty: a ban cuts open connections). */
+  get openConnectionWarnings(): readonly string[] {
+    return this.blacklistWarnings;
   }
 
   protected override check(ban: FirewallBan): CheckedBan {

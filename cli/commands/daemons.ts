@@ -4,12 +4,13 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { configDir, loadFleetbanConfig, DEFAULT_CONFIG_DIR, type FleetbanConfig } from '../../common/config/fleetban-config.js';
-import { loadJails } from '../../common/config/jails.js';
+import { loadJails, type JailConfig } from '../../common/config/jails.js';
 import { componentLogger, rootLogger } from '../../common/log.js';
 import { startAgent, loadJailFilters, jailRules } from '../../agent/main.js';
 import { startCoordinator } from '../../coordinator/main.js';
 import { createFirewallBackend } from '../../agent/firewall/index.js';
 import { startPrivateRedis } from '../private-redis.js';
+import { chooseSshdSource, hostChecks } from '../../agent/preflight.js';
 import type { GlobalOptions } from '../context.js';
 
 /** The commented defaults shipped in the repository, used by `fleetban up` when /etc/fleetban does not exist. */
@@ -105,7 +106,16 @@ export function registerDaemonCommands(program: Command, globals: () => GlobalOp
       const override: Partial<FleetbanConfig> = { redis, identities, agent: agentSettings };
       const coordinator = await startCoordinator(dir, override);
       stops.unshift(() => coordinator.stop());
-      const agent = await startAgent(dir, { override, startAt: o.startAt as 'end' | 'beginning' | 'resume' });
+      // The shipped default jail follows whichever sshd log this host has (auth.log or the journal).
+      const adjustJails = dir === shippedConfigDir()
+        ? async (jails: JailConfig[]) => Promise.all(jails.map(async (j) => {
+          if (j.name !== 'sshd') return j;
+          const chosen = await chooseSshdSource(j);
+          log.info(chosen.source);
+          return chosen.jail;
+        }))
+        : undefined;
+      const agent = await startAgent(dir, { override, startAt: o.startAt as 'end' | 'beginning' | 'resume', adjustJails });
       stops.unshift(() => agent.stop());
       log.info('fleetban is up: `fleetban status`, `fleetban banned`, `fleetban hosts` show what it does');
       onSignals(async () => {
@@ -118,13 +128,15 @@ export function registerDaemonCommands(program: Command, globals: () => GlobalOp
 
   program
     .command('check-config')
-    .description('parse fleetban.conf, the jails and their filters; report problems with file, line and key')
+    .description('parse fleetban.conf, the jails and their filters; report problems with file, line and key; check the host (sshd LogLevel, Shorewall BLACKLIST, log sources)')
     .action(async () => {
       const g = globals();
       const dir = configDir(g.config);
       const config = loadFleetbanConfig(dir);
       const loaded = loadJails(dir);
       loadJailFilters(dir, loaded.jails);
+      const host = await hostChecks(loaded.jails, { banaction: config.agent.banaction, sshdConfig: config.agent.sshdConfig });
+      loaded.warnings.push(...host.map((w) => w.message));
       if (g.json) {
         console.log(JSON.stringify({ ok: true, dir, cluster: config.cluster, jails: loaded.jails.map((j) => j.name), warnings: loaded.warnings }));
         return;

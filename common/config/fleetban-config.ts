@@ -38,6 +38,8 @@ export interface AgentSettings {
   readonly reconcile: number;
   /** Most bans this host's firewall holds (all jails); small hosts crash on huge sets. */
   readonly maxBans: number;
+  /** sshd's configuration, checked with `sshd -T -f` when an sshd jail is enabled (agent/preflight.ts). */
+  readonly sshdConfig: string;
 }
 
 export interface CoordinatorSettings {
@@ -84,7 +86,7 @@ const SCHEMA: Record<string, readonly string[]> = {
   cluster: ['name'],
   redis: ['url', 'username', 'password_file', 'tls_ca_file', 'tls_cert_file', 'tls_key_file', 'tls_servername', 'tls_verify',
     'sentinel_username', 'sentinel_password_file'],
-  agent: ['host', 'banaction', 'state_dir', 'heartbeat', 'report_batch', 'reconcile', 'max_bans', 'redis_username', 'redis_password_file'],
+  agent: ['host', 'banaction', 'state_dir', 'heartbeat', 'report_batch', 'reconcile', 'max_bans', 'sshd_config', 'redis_username', 'redis_password_file'],
   coordinator: ['consumer', 'batch', 'stream_maxlen', 'expire_interval', 'claim_idle', 'dbpurgeage', 'host_quota', 'host_quota_mb', 'redis_username', 'redis_password_file'],
   cli: ['redis_username', 'redis_password_file'],
 };
@@ -231,6 +233,7 @@ export function loadFleetbanConfig(dir: string): FleetbanConfig {
       reportBatch: integer('agent', 'report_batch', 500, 1),
       reconcile: seconds('agent', 'reconcile', '30s'),
       maxBans: integer('agent', 'max_bans', 131_072, 1),
+      sshdConfig: get('agent', 'sshd_config') ?? '/etc/ssh/sshd_config',
     },
     coordinator: {
       consumer: get('coordinator', 'consumer') ?? `${host}-${process.pid}`,

@@ -9,7 +9,9 @@ import { join } from 'node:path';
 import type { JailRule } from '../../agent/firewall/backend.js';
 import { ShorewallBackend } from '../../agent/firewall/shorewall.js';
 import { createFleet, netnsAvailable, type Fleet } from '../helpers/netns.js';
-import { ATK4, ATK6, HOST4, HOST6, ban } from '../helpers/firewall.js';
+import { ATK4, ATK6, HOST4, HOST6, ban, captureLogger } from '../helpers/firewall.js';
+import { openSession, startEchoServer } from '../helpers/tcp-session.js';
+import { CLI, writeConfig as writeFleetbanConfig } from '../helpers/spawn.js';
 
 const net = netnsAvailable();
 const installed = existsSync('/usr/share/shorewall/configfiles/shorewall.conf') && existsSync('/usr/share/shorewall6/configfiles/shorewall6.conf');
@@ -54,6 +56,7 @@ before(async () => {
   await fleet.exec('host', 'shorewall', ['start']);
   await fleet.exec('host', 'shorewall6', ['start']);
   for (const port of [22, 80]) stops.push((await fleet.listen('host', '::', port)).stop);
+  stops.push((await startEchoServer(fleet.prefix('host'), '::', 2222)).stop);
 });
 
 after(async () => {
@@ -106,4 +109,88 @@ test('shorewall backend refuses to start when Shorewall is not running', async (
   if (skip) return t.skip(skip);
   const fw = new ShorewallBackend({ commandPrefix: fleet.prefix('good') });
   await assert.rejects(fw.init([SSH]), /Shorewall is not running/);
+});
+
+const ECHO: JailRule = { jail: 'echo', ports: [[2222, 2222]], protocols: ['tcp'] };
+
+/** The line of `KEY=` in the namespace's configuration of `product`, 1-based. */
+function confLine(product: 'shorewall' | 'shorewall6', key: string): number {
+  const lines = readFileSync(join('/etc/netns', fleet.host('host').ns, product, `${product}.conf`), 'utf8').split('\n');
+  return lines.findIndex((l) => l.startsWith(`${key}=`)) + 1;
+}
+
+/** Set BLACKLIST= in both families' configuration and make Shorewall use it. */
+async function setBlacklist(value: string): Promise<void> {
+  for (const product of ['shorewall', 'shorewall6'] as const) {
+    const file = join('/etc/netns', fleet.host('host').ns, product, `${product}.conf`);
+    writeFileSync(file, readFileSync(file, 'utf8').replace(/^BLACKLIST=.*$/m, `BLACKLIST=${value}`));
+    await fleet.exec('host', product, ['reload']);
+  }
+}
+
+/** fleetban check-config run inside the host namespace, where /etc/shorewall is the test's. */
+async function checkConfig(): Promise<string> {
+  const dir = writeFleetbanConfig({ 'fleetban.conf': '[agent]\nbanaction = shorewall\n', 'jail.conf': '' });
+  cleanupPaths.push(dir);
+  const r = await fleet.exec('host', process.execPath, [CLI, '--config', dir, 'check-config']);
+  return r.stdout;
+}
+
+/**
+ * Ban the attacker while it holds an established connection (IPv4 and IPv6) to the echo port.
+ * @returns whether each connection still carried data after the ban, and the backend's warnings
+ */
+async function banDuringConnection(tag: string): Promise<{ v4: boolean; v6: boolean; newV4: boolean; warnings: string[] }> {
+  const { logger, lines } = captureLogger();
+  const fw = new ShorewallBackend({ commandPrefix: fleet.prefix('host'), logger });
+  const s4 = await openSession(fleet.prefix('atk'), HOST4, 2222);
+  const s6 = await openSession(fleet.prefix('atk'), HOST6, 2222);
+  try {
+    await fw.init([ECHO]);
+    fw.add(ban('echo', ATK4, 60_000));
+    fw.add(ban('echo', ATK6, 60_000));
+    await fw.commit();
+    const v4 = await s4.roundTrip(`${tag}-v4`, 1500);
+    const v6 = await s6.roundTrip(`${tag}-v6`, 1500);
+    const newV4 = await reach('atk', HOST4, 2222);
+    const warnings = lines.filter((l) => l.level === 40).map((l) => String(l.msg)).filter((m) => /BLACKLIST/.test(m));
+    assert.deepEqual(warnings, [...fw.openConnectionWarnings]);
+    return { v4, v6, newV4, warnings };
+  } finally {
+    await s4.close();
+    await s6.close();
+    await fw.shutdown({ cleanup: true });
+  }
+}
+
+test('shorewall with its default BLACKLIST (new connections only): the backend and check-config warn, naming the line, and an open connection survives the ban', async (t) => {
+  if (skip) return t.skip(skip);
+  await setBlacklist('"NEW,INVALID,UNTRACKED"');
+  const r = await banDuringConnection('wrong');
+  assert.equal(r.warnings.length, 2, `one warning per family: ${r.warnings.join(' | ')}`);
+  assert.match(r.warnings[0]!, new RegExp(`^/etc/shorewall/shorewall\\.conf:${confLine('shorewall', 'BLACKLIST')}: BLACKLIST="NEW,INVALID,UNTRACKED" .*open connections survive.*Change the line to BLACKLIST="ALL"`));
+  assert.match(r.warnings[1]!, new RegExp(`^/etc/shorewall6/shorewall6\\.conf:${confLine('shorewall6', 'BLACKLIST')}: `));
+  assert.equal(r.newV4, false, 'a new connection is dropped');
+  assert.equal(r.v4, true, 'as warned: the open IPv4 connection still carries data');
+  assert.equal(r.v6, true, 'as warned: the open IPv6 connection still carries data');
+  const out = await checkConfig();
+  assert.match(out, new RegExp(`warning: /etc/shorewall/shorewall\\.conf:${confLine('shorewall', 'BLACKLIST')}: BLACKLIST="NEW,INVALID,UNTRACKED"`));
+  assert.match(out, /warning: \/etc\/shorewall6\/shorewall6\.conf:\d+: /);
+});
+
+test('shorewall with BLACKLIST="ALL": no warning, and the ban cuts the open connection', async (t) => {
+  if (skip) return t.skip(skip);
+  await setBlacklist('"ALL"');
+  try {
+    const r = await banDuringConnection('right');
+    assert.deepEqual(r.warnings, []);
+    assert.equal(r.newV4, false);
+    assert.equal(r.v4, false, 'no data flows on the open IPv4 connection after the ban');
+    assert.equal(r.v6, false, 'no data flows on the open IPv6 connection after the ban');
+    const out = await checkConfig();
+    assert.doesNotMatch(out, /warning:/);
+    assert.match(out, /^OK: /m);
+  } finally {
+    await setBlacklist('"NEW,INVALID,UNTRACKED"');
+  }
 });
