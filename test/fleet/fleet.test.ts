@@ -12,8 +12,8 @@ import { waitUntil } from '../helpers/wait.js';
  * The package, the units and the Ansible roles on real hosts: Debian 12 containers booted with
  * systemd as PID 1 (systemd-nspawn --boot), each in a network namespace of its own: one for Redis
  * and the coordinator, three agents; the controller (Ansible), an attacker and a bystander are
- * plain namespaces. Deployed with ansible-playbook over SSH, then: wrong SSH passwords against one
- * host drop the attacker on all three while the bystander still connects; `systemctl reload` keeps
+ * plain namespaces. Deployed with ansible-playbook over SSH (one jail option taken from an
+ * existing /etc/fail2ban), then: wrong SSH passwords against one host drop the attacker on all three while the bystander still connects; `systemctl reload` keeps
  * the agent and its bans; a rebooted host re-applies the active bans; a second run changes
  * nothing (also in --check --diff); the rolling-upgrade play moves every host to a newer package
  * without losing the ban; the unban play lifts it everywhere.
@@ -157,6 +157,11 @@ before(async () => {
     writeFileSync(join(dir, 'root', '.ssh', 'authorized_keys'), readFileSync(`${key}.pub`), { mode: 0o600 });
     writeFileSync(join(dir, 'etc', 'ssh', 'sshd_config.d', 'test.conf'), 'PasswordAuthentication yes\nLogLevel VERBOSE\nUseDNS no\n');
     await execa('chroot', [dir, 'chpasswd'], { input: `root:${ROOT_PASSWORD}\n` });
+    // h1 "ran fail2ban": the roles take its jail.local (maxretry 3 where the variables say 5).
+    if (h === 'h1') {
+      mkdirSync(join(dir, 'etc', 'fail2ban'));
+      writeFileSync(join(dir, 'etc', 'fail2ban', 'jail.local'), '[sshd-journal]\nenabled = true\nmaxretry = 3\n');
+    }
     boot(h);
   }
   await Promise.all(CONTAINERS.map((h) => waitBooted(h)));
@@ -180,7 +185,9 @@ function writeVars(deb: string): void {
     fleetban_cluster: run,
     fleetban_credentials_dir: join(work, 'credentials'),
     fleetban_ignoreip: ['127.0.0.1/8', '::1', ADDR.ctl],
-    fleetban_jail_defaults: { bantime: '1h', findtime: '10m', maxretry: 3 },
+    fleetban_jail_defaults: { bantime: '1h', findtime: '10m', maxretry: 5 },
+    fleetban_jails_from_fail2ban: true,
+    fleetban_fail2ban_host: 'h1',
     fleetban_extra_config: { agent: { heartbeat: '2s', reconcile: '5s' } },
   }));
 }
@@ -234,6 +241,8 @@ step('ansible deploys Redis, the coordinator and three agents; the units run har
 
 step('wrong SSH passwords against one host drop the attacker on all three; the bystander still connects', async () => {
   for (const h of AGENTS) assert.ok(await reaches('atk', h), `attacker reaches ${h} before the attack`);
+  // Four failures: a ban only because maxretry 3 came from h1's /etc/fail2ban/jail.local.
+  for (const h of CONTAINERS) assert.match((await onHost(h, 'cat /etc/fleetban/jail.d/fail2ban-jail.local')).stdout, /maxretry = 3/);
   await failPasswords('h1', 4);
   await waitUntil(async () => {
     const sets = await Promise.all(AGENTS.map((h) => ruleset(h)));
