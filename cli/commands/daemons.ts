@@ -18,6 +18,25 @@ export function shippedConfigDir(): string {
   return join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'deploy', 'etc', 'fleetban');
 }
 
+/**
+ * Take SIGHUP from the first moment: `systemctl reload` right after a start (Ansible's handlers do
+ * that) would otherwise hit node's default action and end the daemon while it is still starting.
+ * A reload asked for during the start runs once the daemon is up.
+ * @returns call with the started daemon's reload
+ */
+function earlyReload(): (reload: () => void) => void {
+  let target: (() => void) | undefined;
+  let pending = false;
+  process.on('SIGHUP', () => {
+    if (target) target();
+    else pending = true;
+  });
+  return (reload) => {
+    target = reload;
+    if (pending) reload();
+  };
+}
+
 /** Stop cleanly on SIGINT/SIGTERM, reload on SIGHUP. */
 function onSignals(stop: () => Promise<void>, reload?: () => void): void {
   let stopping = false;
@@ -65,16 +84,20 @@ export function registerDaemonCommands(program: Command, globals: () => GlobalOp
         return;
       }
       if (!['end', 'beginning', 'resume'].includes(o.startAt)) throw new Error(`--start-at must be end, beginning or resume, not '${o.startAt}'`);
+      const onReload = earlyReload();
       const agent = await startAgent(dir, { startAt: o.startAt as 'end' | 'beginning' | 'resume' });
-      onSignals(() => agent.stop(), () => void agent.reload());
+      onSignals(() => agent.stop());
+      onReload(() => void agent.reload());
     });
 
   program
     .command('coordinator')
     .description('run a coordinator: count failures across the cluster, decide and expire bans')
     .action(async () => {
+      const onReload = earlyReload();
       const coordinator = await startCoordinator(configDir(globals().config));
-      onSignals(() => coordinator.stop(), () => void coordinator.reload());
+      onSignals(() => coordinator.stop());
+      onReload(() => void coordinator.reload());
     });
 
   program

@@ -109,3 +109,14 @@ test('a jail removed by a reload keeps its bans; a broken configuration is refus
   await agent.waitFor(isBan(fourth), 10_000, 'the running sshd jail still bans');
   assert.equal(agent.proc.exitCode, null);
 });
+
+test('a SIGHUP while the agent is still starting is applied once it is up, not fatal', async () => {
+  const early = startDaemon(['--config', writeConfig({ 'fleetban.conf': fleetbanConf('web2'), 'jail.conf': sshdJail }), 'agent']);
+  t.daemons.push(early);
+  // Logged inside startAgent, before "agent started": the moment `systemctl reload` after a start hits.
+  await early.waitFor((l) => l.msg === 'active bans loaded', 15_000, 'first snapshot');
+  early.proc.kill('SIGHUP');
+  await early.waitFor((l) => l.msg === 'agent started', 15_000, 'start despite SIGHUP');
+  await early.waitFor((l) => l.msg === 'agent reloaded', 10_000, 'the reload asked for during the start');
+  assert.equal(early.proc.exitCode, null);
+});

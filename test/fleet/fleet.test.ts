@@ -304,3 +304,14 @@ step('the unban play lifts the ban on every host', async () => {
   assert.match(out, /unbanned 203\.0\.113\.66/);
   await waitUntil(async () => (await Promise.all(AGENTS.map((h) => reaches('atk', h)))).every(Boolean), 30_000, 'attacker reaches every host again', 1000);
 });
+
+step('purge stops the agent and removes its state and configuration; installing again works with the user kept', async () => {
+  await onHost('h3', 'apt-get purge -y -q fleetban');
+  assert.notEqual((await onHost('h3', 'systemctl is-active fleetban-agent', false)).stdout.trim(), 'active');
+  for (const path of ['/var/lib/fleetban', '/etc/fleetban', '/usr/lib/fleetban']) {
+    assert.notEqual((await onHost('h3', `test -e ${path}`, false)).exitCode, 0, `${path} removed by purge`);
+  }
+  assert.equal((await onHost('h3', 'getent passwd fleetban', false)).exitCode, 0, 'the system user stays');
+  await onHost('h3', `apt-get install -y -q /var/cache/fleetban/fleetban_${version2}_amd64.deb`);
+  assert.equal((await onHost('h3', 'stat -c %U:%a /var/lib/fleetban /etc/fleetban/secrets')).stdout.trim(), 'fleetban:750\nroot:700');
+});
