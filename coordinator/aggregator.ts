@@ -48,6 +48,9 @@ interface HostStream {
 /** Entries read per stream at least, however many hosts are busy. */
 const MIN_PER_STREAM = 2;
 
+/** One read asks for at most this many batches of entries over all the streams it reads. */
+const READ_ENTRIES_FACTOR = 4;
+
 /** Reports a host's stream holds at most (about: MAXLEN ~) unless `[coordinator] host_quota` says otherwise. */
 export const DEFAULT_HOST_QUOTA = 10_000;
 
@@ -171,8 +174,9 @@ export class Aggregator {
   /**
    * New entries of every followed stream in one blocking XREADGROUP (it takes any number of
    * streams). COUNT applies per stream, which is what keeps hosts apart: a host flooding its
-   * stream gets the same share of a read as any other busy host, and the reply stays bounded
-   * (batch entries when one host is busy, a few per host when all are).
+   * stream gets the same share of a read as any other busy host. The reply stays bounded: the
+   * batch is shared among the streams busy in the last read, and no read asks for more than
+   * READ_ENTRIES_FACTOR batches over all streams (a backlog in every stream at once).
    */
   private async readNew(): Promise<StreamEntry[]> {
     const live = [...this.streams.values()].filter((s) => s.cursor === '>');
@@ -180,7 +184,7 @@ export class Aggregator {
       await new Promise((r) => setTimeout(r, 200));
       return [];
     }
-    const count = Math.max(MIN_PER_STREAM, Math.ceil(this.batch / this.busyStreams));
+    const count = this.perStream(Math.ceil(this.batch / this.busyStreams), live.length);
     const reply = (await this.redis.xreadgroup(
       'GROUP', COORDINATOR_GROUP, this.consumer, 'COUNT', count, 'BLOCK', 1000, 'STREAMS', ...live.map((s) => s.key), ...live.map(() => '>'),
     )) as StreamReply;
@@ -193,7 +197,7 @@ export class Aggregator {
   private async readPending(): Promise<StreamEntry[]> {
     const scan = [...this.streams.values()].filter((s) => s.cursor !== '>');
     const reply = (await this.redis.xreadgroup(
-      'GROUP', COORDINATOR_GROUP, this.consumer, 'COUNT', this.batch, 'STREAMS', ...scan.map((s) => s.key), ...scan.map((s) => s.cursor),
+      'GROUP', COORDINATOR_GROUP, this.consumer, 'COUNT', this.perStream(this.batch, scan.length), 'STREAMS', ...scan.map((s) => s.key), ...scan.map((s) => s.cursor),
     )) as StreamReply;
     const byKey = new Map((reply ?? []).map(([key, list]) => [key, list]));
     for (const s of scan) {
@@ -201,6 +205,11 @@ export class Aggregator {
       s.cursor = list.length === 0 ? '>' : list[list.length - 1]![0];
     }
     return this.flatten(reply);
+  }
+
+  /** Entries per stream for a read of `streams` streams: `wanted`, within the bounds above. */
+  private perStream(wanted: number, streams: number): number {
+    return Math.max(MIN_PER_STREAM, Math.min(wanted, Math.ceil((READ_ENTRIES_FACTOR * this.batch) / Math.max(1, streams))));
   }
 
   private flatten(reply: StreamReply): StreamEntry[] {

@@ -58,6 +58,8 @@ export async function startCoordinator(dir: string, override?: Partial<FleetbanC
     try {
       users = (await writer.call('ACL', 'USERS')) as string[];
     } catch (err) {
+      // Only a refusal is final; a lost connection is retried with the next refresh.
+      if (!/NOPERM|unknown command/i.test((err as Error).message)) throw err;
       aclReadable = false;
       log.info({ err: (err as Error).message }, 'cannot list ACL users; hosts are registered by fleetban acl --apply (or by themselves without an ACL)');
       return;
@@ -76,7 +78,6 @@ export async function startCoordinator(dir: string, override?: Partial<FleetbanC
     fleet.update(liveFleetAddresses(view));
     await aggregator?.setHosts(view.registered);
   };
-  // eslint-disable-next-line prefer-const
   let aggregator: Aggregator | undefined;
   await refreshFleet().catch((err: Error) => log.warn({ err: err.message }, 'reading the fleet failed; retrying'));
   let policy = await loadPolicy(loaded.jails, fleet, log);

@@ -5,6 +5,14 @@
  * (cron, sudo, systemd-logind, kernel firewall lines). Peer addresses come only from the
  * documentation ranges 192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24 and 2001:db8::/32.
  *
+ * Process ids behave as on a busy host: they come from a bounded space (kernel.pid_max 32768,
+ * wrapping to 300, as Linux allocates them, never one still in use), and the host's other
+ * processes take pids between two logged ones (a steady rate plus bursts such as a build or a
+ * backup), so a pid comes round again after minutes, sometimes inside the five minutes and 100
+ * connections that fail2ban's multi-line cache remembers. Some connections end without a line
+ * that closes them for the filter (a login timeout), leaving their state behind for the next
+ * owner of the pid. Up to INTERLEAVED connections and jobs run at a time.
+ *
  * The same seed gives the same file, byte for byte: the PRNG is seeded (mulberry32), the clock
  * is a fixed start plus generated gaps, and nothing reads the wall clock or Math.random.
  */
@@ -47,6 +55,15 @@ export class Prng {
 export type LineMix = Map<string, number>;
 
 const HOST = 'web1';
+/** Connections and jobs running at once (a busy host's sshd serves many clients together). */
+const INTERLEAVED = 24;
+/** Linux: pids go up to pid_max - 1, then wrap to 300 (the ones below are kept for daemons). */
+const PID_MAX = 32768;
+const PID_WRAP = 300;
+/** systemd-logind's pid: a daemon that lives as long as the log. */
+const LOGIND_PID = 512;
+/** Processes the rest of the host starts per second of log time, on average (bursts aside). */
+const FORKS_PER_SECOND = 200;
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
 const INVALID_USERS = ['admin', 'test', 'oracle', 'ubuntu', 'postgres', 'user', 'guest', 'pi', 'ftpuser', 'git', 'hadoop', 'support', 'mysql', 'nagios', 'jenkins', 'minecraft', 'dev', 'tomcat', 'www', 'ansible'];
 const STAFF = ['alice', 'bob', 'carol', 'deploy'];
@@ -56,6 +73,8 @@ const B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
 interface Stream {
   /** "sshd[1234]", "CRON[77]", "sudo", "kernel" ... */
   readonly program: string;
+  /** the pid this stream holds while it runs, freed when it ends (0: none of its own) */
+  readonly pid: number;
   readonly kind: string;
   readonly messages: string[];
   next: number;
@@ -94,7 +113,9 @@ export class AuthLogGenerator {
   private readonly active: Stream[] = [];
   // 2026-10-01 00:00:00 as a wall-clock date; formatted with UTC getters so the zone never matters.
   private clock = Date.UTC(2026, 9, 1, 0, 0, 0);
-  private pid = 2000;
+  /** the last pid handed out (to a logged process or to the rest of the host) */
+  private lastPid = 2000;
+  private readonly pidsInUse = new Set<number>([LOGIND_PID]);
   private session = 100;
   private uptime = 86_400.123456;
   /** A few hundred attackers that come back, as on a real server, plus fresh ones. */
@@ -109,19 +130,46 @@ export class AuthLogGenerator {
   /** @returns the next log line (without newline) */
   line(): string {
     const rng = this.rng;
-    // Up to 12 connections and jobs interleave, as several clients hit sshd at once.
-    while (this.active.length < 12) this.active.push(this.scenario());
+    // Connections and jobs interleave, as many clients hit sshd at once.
+    while (this.active.length < INTERLEAVED) this.active.push(this.scenario());
     const i = rng.int(0, this.active.length - 1);
     const s = this.active[i]!;
     const msg = s.messages[s.next++]!;
-    if (s.next >= s.messages.length) this.active.splice(i, 1);
-    this.clock += rng.chance(0.3) ? 0 : rng.int(0, 1200);
+    if (s.next >= s.messages.length) {
+      this.active.splice(i, 1);
+      if (s.pid !== 0 && s.pid !== LOGIND_PID) this.pidsInUse.delete(s.pid);
+    }
+    const gap = rng.chance(0.3) ? 0 : rng.int(0, 1200);
+    this.clock += gap;
+    this.otherForks(gap);
     this.uptime += 0.5 + rng.next();
     const tag = msg.startsWith('\u0001') ? msg.slice(1, msg.indexOf('\u0002')) : s.kind;
     const text = msg.startsWith('\u0001') ? msg.slice(msg.indexOf('\u0002') + 1) : msg;
     this.mix.set(tag, (this.mix.get(tag) ?? 0) + 1);
     const body = s.program === 'kernel' ? `kernel: [${this.uptime.toFixed(6).padStart(13)}] ${text}` : `${s.program}: ${text}`;
     return `${this.date()} ${HOST} ${body}`;
+  }
+
+  /**
+   * Pids the rest of the host takes during `ms` of log time: a steady rate, and now and then a
+   * burst (a build, a backup, a cron job forking thousands of processes).
+   */
+  private otherForks(ms: number): void {
+    const rng = this.rng;
+    let n = Math.floor((ms / 1000) * FORKS_PER_SECOND * 2 * rng.next());
+    if (rng.chance(0.0015)) n += rng.int(1000, 12_000);
+    // The cursor only moves: other processes' pids are not tracked, they end soon enough.
+    this.lastPid = PID_WRAP + ((this.lastPid - PID_WRAP + n) % (PID_MAX - PID_WRAP));
+  }
+
+  /** @returns the next free pid, as Linux hands them out (the next one up, wrapping, skipping those in use) */
+  private newPid(): number {
+    let p = this.lastPid;
+    do p = p + 1 >= PID_MAX ? PID_WRAP : p + 1;
+    while (this.pidsInUse.has(p));
+    this.lastPid = p;
+    this.pidsInUse.add(p);
+    return p;
   }
 
   private date(): string {
@@ -164,7 +212,17 @@ export class AuthLogGenerator {
   }
 
   private sshd(kind: string, messages: string[]): Stream {
-    return { program: `sshd[${this.pid++}]`, kind, messages, next: 0 };
+    const pid = this.newPid();
+    return { program: `sshd[${pid}]`, pid, kind, messages, next: 0 };
+  }
+
+  /**
+   * How a brute-force connection ends: sshd's usual close lines, or (sometimes) a login timeout
+   * that no filter rule reads, so the connection's state stays behind.
+   */
+  private ending(ip: string, p: number, close: () => string[]): string[] {
+    if (this.rng.chance(0.08)) return [this.t('sshd:timeout', `fatal: Timeout before authentication for ${ip} port ${p}`)];
+    return close();
   }
 
   private port(): number {
@@ -188,10 +246,13 @@ export class AuthLogGenerator {
       if (k === 0) m.push(this.t('sshd:pam-helper', `pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost=${ip} `));
       m.push(this.t('sshd:failed-password-invalid', `Failed password for invalid user ${u} from ${ip} port ${p} ssh2`));
     }
-    if (rng.chance(0.6)) {
-      m.push(this.t('sshd:disconnect', `Received disconnect from ${ip} port ${p}:11: Bye Bye [preauth]`));
-      m.push(this.t('sshd:disconnect', `Disconnected from invalid user ${u} ${ip} port ${p} [preauth]`));
-    } else m.push(this.t('sshd:closed-preauth', `Connection closed by invalid user ${u} ${ip} port ${p} [preauth]`));
+    m.push(
+      ...this.ending(ip, p, () =>
+        rng.chance(0.6)
+          ? [this.t('sshd:disconnect', `Received disconnect from ${ip} port ${p}:11: Bye Bye [preauth]`), this.t('sshd:disconnect', `Disconnected from invalid user ${u} ${ip} port ${p} [preauth]`)]
+          : [this.t('sshd:closed-preauth', `Connection closed by invalid user ${u} ${ip} port ${p} [preauth]`)],
+      ),
+    );
     return this.sshd('sshd', m);
   }
 
@@ -206,11 +267,14 @@ export class AuthLogGenerator {
       m.push(this.t('sshd:max-attempts', `error: maximum authentication attempts exceeded for root from ${ip} port ${p} ssh2 [preauth]`));
       m.push(this.t('sshd:too-many', `Disconnecting authenticating user root ${ip} port ${p}: Too many authentication failures [preauth]`));
       m.push(this.t('sshd:pam-helper', `PAM 5 more authentication failures; logname= uid=0 euid=0 tty=ssh ruser= rhost=${ip}  user=root`));
-    } else if (rng.chance(0.5)) {
-      m.push(this.t('sshd:closed-preauth', `Connection closed by authenticating user root ${ip} port ${p} [preauth]`));
     } else {
-      m.push(this.t('sshd:disconnect', `Received disconnect from ${ip} port ${p}:11: Bye Bye [preauth]`));
-      m.push(this.t('sshd:disconnect', `Disconnected from authenticating user root ${ip} port ${p} [preauth]`));
+      m.push(
+        ...this.ending(ip, p, () =>
+          rng.chance(0.5)
+            ? [this.t('sshd:closed-preauth', `Connection closed by authenticating user root ${ip} port ${p} [preauth]`)]
+            : [this.t('sshd:disconnect', `Received disconnect from ${ip} port ${p}:11: Bye Bye [preauth]`), this.t('sshd:disconnect', `Disconnected from authenticating user root ${ip} port ${p} [preauth]`)],
+        ),
+      );
     }
     return this.sshd('sshd', m);
   }
@@ -276,7 +340,8 @@ export class AuthLogGenerator {
     );
     // systemd-logind reports the session under its own program name.
     this.active.push({
-      program: 'systemd-logind[512]',
+      program: `systemd-logind[${LOGIND_PID}]`,
+      pid: LOGIND_PID,
       kind: 'systemd-logind',
       messages: [`New session ${sid} of user ${u}.`, `Session ${sid} logged out. Waiting for processes to exit.`, `Removed session ${sid}.`],
       next: 0,
@@ -299,8 +364,10 @@ export class AuthLogGenerator {
   private cron(): Stream {
     const u = this.rng.chance(0.8) ? 'root' : 'www-data';
     const uid = u === 'root' ? 0 : 33;
+    const pid = this.newPid();
     return {
-      program: `CRON[${this.pid++}]`,
+      program: `CRON[${pid}]`,
+      pid,
       kind: 'cron',
       messages: [`pam_unix(cron:session): session opened for user ${u}(uid=${uid}) by (uid=0)`, `pam_unix(cron:session): session closed for user ${u}`],
       next: 0,
@@ -313,6 +380,7 @@ export class AuthLogGenerator {
     const cmd = rng.pick(['/usr/bin/systemctl restart nginx', '/usr/bin/apt-get update', '/usr/bin/journalctl -u sshd', '/usr/bin/tail -n 100 /var/log/auth.log']);
     return {
       program: 'sudo',
+      pid: 0,
       kind: 'sudo',
       messages: [
         `   ${u} : TTY=pts/${rng.int(0, 3)} ; PWD=/home/${u} ; USER=root ; COMMAND=${cmd}`,
@@ -331,13 +399,14 @@ export class AuthLogGenerator {
     const text = v6
       ? `[UFW BLOCK] IN=eth0 OUT= MAC=52:54:00:12:34:56:52:54:00:65:43:21:86:dd SRC=${src} DST=2001:db8::1 LEN=60 TC=0 HOPLIMIT=52 FLOWLBL=0 PROTO=TCP SPT=${this.port()} DPT=${dpt} WINDOW=1024 RES=0x00 SYN URGP=0 `
       : `[UFW BLOCK] IN=eth0 OUT= MAC=52:54:00:12:34:56:52:54:00:65:43:21:08:00 SRC=${src.replace('::ffff:', '')} DST=192.0.2.1 LEN=44 TOS=0x00 PREC=0x00 TTL=${rng.int(40, 250)} ID=${rng.int(1, 65535)} PROTO=TCP SPT=${this.port()} DPT=${dpt} WINDOW=1024 RES=0x00 SYN URGP=0 `;
-    return { program: 'kernel', kind: 'kernel', messages: [text], next: 0 };
+    return { program: 'kernel', pid: 0, kind: 'kernel', messages: [text], next: 0 };
   }
 
   private logind(): Stream {
     const sid = this.session++;
     return {
-      program: 'systemd-logind[512]',
+      program: `systemd-logind[${LOGIND_PID}]`,
+      pid: LOGIND_PID,
       kind: 'systemd-logind',
       messages: [`New session c${sid} of user gdm.`, `Session c${sid} logged out. Waiting for processes to exit.`, `Removed session c${sid}.`],
       next: 0,

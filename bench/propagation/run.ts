@@ -6,6 +6,8 @@
  *
  *   node dist/bench/propagation/run.js [agents...]      default: 3 50
  *   TRIALS=100 GAP_MS=100 node dist/bench/propagation/run.js 3
+ * Each size runs twice, side by side: every daemon logged in as Redis' default user ("acl off",
+ * the one shared login of before), and as its role's ACL user ("acl on", what fleetban does).
  */
 import { appendFileSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -21,14 +23,16 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
 }
 
-interface Result { agents: number; trials: number; p50: number; p99: number; max: number; decidedP50: number; decidedP99: number }
+interface Result { acl: boolean; agents: number; trials: number; p50: number; p99: number; max: number; decidedP50: number; decidedP99: number }
 
-async function run(agentCount: number): Promise<Result> {
+async function run(agentCount: number, acl: boolean): Promise<Result> {
   const redis = await startRedis();
   const cluster = randomCluster();
   const work = mkdtempSync(join(tmpdir(), 'fleetban-bench-'));
+  // With the default user's credentials in the URL, the harness gives the daemons no ACL users.
+  const url = acl ? redis.url : redis.adminUrl;
   const config = (host: string, log: string) => writeConfig({
-    'fleetban.conf': `[cluster]\nname = ${cluster}\n[redis]\nurl = ${redis.url}\n[agent]\nhost = ${host}\nbanaction = dry-run\nstate_dir = ${join(work, host)}\nheartbeat = 5s\n[coordinator]\nconsumer = ${host}\n`,
+    'fleetban.conf': `[cluster]\nname = ${cluster}\n[redis]\nurl = ${url}\n[agent]\nhost = ${host}\nbanaction = dry-run\nstate_dir = ${join(work, host)}\nheartbeat = 5s\n[coordinator]\nconsumer = ${host}\n`,
     'jail.conf': `[sshd]\nenabled = true\nfilter = sshd\nport = ssh\nlogpath = ${log}\nmaxretry = 1\nbantime = 1h\n`,
   });
   const coordinator = startDaemon(['--config', config('coord', join(work, 'none.log')), 'coordinator']);
@@ -69,13 +73,13 @@ async function run(agentCount: number): Promise<Result> {
   await redis.stop();
   latencies.sort((a, b) => a - b);
   decideLatencies.sort((a, b) => a - b);
-  return { agents: agentCount, trials, p50: percentile(latencies, 50), p99: percentile(latencies, 99), max: latencies[latencies.length - 1]!,
+  return { acl, agents: agentCount, trials, p50: percentile(latencies, 50), p99: percentile(latencies, 99), max: latencies[latencies.length - 1]!,
     decidedP50: percentile(decideLatencies, 50), decidedP99: percentile(decideLatencies, 99) };
 }
 
 const results = [];
-for (const n of sizes.length ? sizes : [3, 50]) results.push(await run(n));
+for (const n of sizes.length ? sizes : [3, 50]) for (const acl of [false, true]) results.push(await run(n, acl));
 console.log('\nban propagation: failure line appended -> ban applied by every agent (ms)');
-console.log('agents  trials  all-applied p50  p99  max   decided p50  p99');
+console.log('acl  agents  trials  all-applied p50  p99  max   decided p50  p99');
 const pad = (n: number, w: number) => String(n).padStart(w);
-for (const r of results) console.log(`${pad(r.agents, 6)}  ${pad(r.trials, 6)}  ${pad(r.p50, 15)}  ${pad(r.p99, 3)}  ${pad(r.max, 3)}   ${pad(r.decidedP50, 11)}  ${pad(r.decidedP99, 3)}`);
+for (const r of results) console.log(`${r.acl ? 'on ' : 'off'}  ${pad(r.agents, 6)}  ${pad(r.trials, 6)}  ${pad(r.p50, 15)}  ${pad(r.p99, 3)}  ${pad(r.max, 3)}   ${pad(r.decidedP50, 11)}  ${pad(r.decidedP99, 3)}`);

@@ -27,8 +27,13 @@ interface Template {
   find(line: string): DateHit | undefined;
   /** Only the syslog fast template: where its date ends in the line at `[at, end)` of `text`, relative to `at` (-1: not there), without computing the time. */
   dateEnd?(text: string, at: number, end: number): number;
-  /** Only the syslog fast template: the time of the line at `at` that dateEnd() accepted, given the current time. */
-  timeOf?(text: string, at: number, current: number): number;
+  /**
+   * Only the syslog fast template: the time of the line at `at` that dateEnd() accepted, given the
+   * current time; `gen` is `prefix.gen` as it was when dateEnd() accepted it, if known.
+   */
+  timeOf?(text: string, at: number, current: number, gen?: number): number;
+  /** Only the syslog fast template: `gen` changes whenever dateEnd() remembers another minute. */
+  readonly prefix?: { gen: number };
 }
 
 const MONTHS = ['jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep', 'oct', 'nov', 'dec'];
@@ -109,6 +114,8 @@ export class DateDetector {
   private readonly templates: Template[];
   private last: Template | undefined;
   private lastStart = -1;
+  /** The template's `prefix.gen` when skim() or skimAt() last accepted a line. */
+  private skimGen = -1;
   /** Template hits by name, for `fleetban regex` reports. */
   readonly hits = new Map<string, number>();
 
@@ -164,7 +171,10 @@ export class DateDetector {
    */
   skim(line: string): number {
     const last = this.last;
-    return last?.dateEnd ? last.dateEnd(line, 0, line.length) : -1;
+    if (!last?.dateEnd) return -1;
+    const end = last.dateEnd(line, 0, line.length);
+    if (end >= 0) this.skimGen = last.prefix!.gen;
+    return end;
   }
 
   /**
@@ -173,17 +183,22 @@ export class DateDetector {
    */
   skimAt(text: string, at: number, end: number): number {
     const last = this.last;
-    return last?.dateEnd ? last.dateEnd(text, at, end) : -1;
+    if (!last?.dateEnd) return -1;
+    const dateEnd = last.dateEnd(text, at, end);
+    if (dateEnd >= 0) this.skimGen = last.prefix!.gen;
+    return dateEnd;
   }
 
   /**
    * @param current the time now (epoch ms), which decides the year of a date without one; a
    *   caller matching a batch of lines may read the clock once for all of them
+   * @param at where the line starts in `line` (a chunk of lines)
+   * @param latest the line is the last one skim() or skimAt() accepted: its minute may be known
    * @returns the time of a line that skim() accepted
    */
-  skimmedTime(line: string, current: number = now(), at = 0): number {
+  skimmedTime(line: string, current: number = now(), at = 0, latest = false): number {
     const last = this.last!;
-    return last.timeOf ? last.timeOf(line, at, current) : last.find(line)!.time;
+    return last.timeOf ? last.timeOf(line, at, current, latest ? this.skimGen : undefined) : last.find(line)!.time;
   }
 
   private count(hit: DateHit): DateHit {
@@ -525,9 +540,16 @@ function syslogFastTemplate(): Template {
   // comparing thirteen codes costs less than checking them one by one for what they mean (and,
   // measured, much less than startsWith() on the slices of a chunk that lines usually are).
   const okPrefix = new Int32Array(13).fill(-1);
+  // okPrefix's minute, this year, computed for the first line of it that needs a time: the
+  // multi-line cache needs the time of every line it merges, and finding the month costs more.
+  // Valid while prefix.gen is minuteGen (several matchers share this template).
+  const prefix = { gen: 0 };
+  let minuteGen = -1;
+  let minuteBase = 0;
   return {
     name,
     lineBegin: true,
+    prefix,
     dateEnd(text: string, at: number, end: number): number {
       let j = 0;
       if (end - at >= 15) while (j < 13 && text.charCodeAt(at + j) === okPrefix[j]) j++;
@@ -543,6 +565,7 @@ function syslogFastTemplate(): Template {
       const line = at === 0 && end === text.length ? text : text.slice(at, end);
       if (syslogMonth(line) < 0) return -1;
       for (let k = 0; k < 13; k++) okPrefix[k] = line.charCodeAt(k);
+      prefix.gen++;
       return 15;
     },
     find(line: string): DateHit | undefined {
@@ -550,23 +573,31 @@ function syslogFastTemplate(): Template {
       if (month < 0) return undefined;
       return { time: this.timeOf!(line, 0, now()), start: 0, end: 15, template: name };
     },
-    timeOf(text: string, at: number, current: number): number {
-      const month = MONTH_CODES.get((text.charCodeAt(at) << 16) | (text.charCodeAt(at + 1) << 8) | text.charCodeAt(at + 2))!;
-      const d1 = text.charCodeAt(at + 4);
-      const day = (d1 === 32 ? 0 : d1 - 48) * 10 + text.charCodeAt(at + 5) - 48;
-      const h = (text.charCodeAt(at + 7) - 48) * 10 + text.charCodeAt(at + 8) - 48;
-      const mi = (text.charCodeAt(at + 10) - 48) * 10 + text.charCodeAt(at + 11) - 48;
+    timeOf(text: string, at: number, current: number, gen?: number): number {
       const s = (text.charCodeAt(at + 13) - 48) * 10 + text.charCodeAt(at + 14) - 48;
       if (current < yearStart || current >= yearEnd) {
         nowYear = new Date(current).getFullYear();
         yearStart = new Date(nowYear, 0, 1).getTime();
         yearEnd = new Date(nowYear + 1, 0, 1).getTime();
         cacheKey = -1;
+        minuteGen = -1;
       }
+      // The line's minute is okPrefix's when the prefix has not changed since it was accepted.
+      const known = gen !== undefined && gen === prefix.gen;
+      if (known && gen === minuteGen && minuteBase + s * 1000 <= current + 86_400_000) return minuteBase + Math.min(s, 59) * 1000;
+      const month = MONTH_CODES.get((text.charCodeAt(at) << 16) | (text.charCodeAt(at + 1) << 8) | text.charCodeAt(at + 2))!;
+      const d1 = text.charCodeAt(at + 4);
+      const day = (d1 === 32 ? 0 : d1 - 48) * 10 + text.charCodeAt(at + 5) - 48;
+      const h = (text.charCodeAt(at + 7) - 48) * 10 + text.charCodeAt(at + 8) - 48;
+      const mi = (text.charCodeAt(at + 10) - 48) * 10 + text.charCodeAt(at + 11) - 48;
       const key = (month << 16) | (day << 8) | h;
       if (key !== cacheKey) {
         cacheBase = new Date(nowYear, month, day, h).getTime();
         cacheKey = key;
+      }
+      if (known) {
+        minuteGen = gen;
+        minuteBase = cacheBase + mi * 60_000;
       }
       let base = cacheBase;
       // A date more than a day ahead of now is from last year (the log has no year).

@@ -59,7 +59,20 @@ interface BufferedLine {
   readonly original: string;
 }
 
-const MLFID_CACHE_SIZE = 1000;
+/**
+ * Connections (`<F-MLFID>` values) remembered at once, and for how long after a connection's
+ * first line, in log time: fail2ban's `mlfidCache` (`Utils.Cache(maxCount=100, maxTime=5*60)`).
+ * Log time, not the clock, so that a backlog or a replayed log forgets what a live one would: an
+ * sshd pid is reused by a later, unrelated connection.
+ */
+export const MLFID_CACHE_SIZE = 100;
+/** See MLFID_CACHE_SIZE (milliseconds of log time). */
+export const MLFID_CACHE_TIME = 5 * 60_000;
+/**
+ * Distinct users kept per connection: all that matters is whether more than one was tried (a
+ * helper line then counts), and an unbounded list made one busy pid quadratic.
+ */
+const MLF_MAX_USERS = 2;
 /** Lines of one connection kept for the text of its next failure. */
 const MLF_MAX_LINES = 20;
 /** Canonical forms of recently seen addresses: attackers repeat, and parsing is costly. */
@@ -299,10 +312,22 @@ export class CompiledFilter implements Filter {
 
 interface MlfEntry {
   groups: Slots;
-  /** users tried on this connection (usually one) */
+  /** users tried on this connection (usually one; at most MLF_MAX_USERS are kept) */
   users: string[];
   pending: boolean;
   lines: string[];
+  /** log time (epoch ms) from which the entry is forgotten; Infinity when its first line had no time */
+  readonly expires: number;
+}
+
+/** What a matcher's multi-line state holds (see DetailedMatcher.multiLineState()). */
+export interface MultiLineState {
+  /** connections remembered */
+  readonly connections: number;
+  /** the most users any one connection keeps */
+  readonly maxUsers: number;
+  /** the most lines any one connection keeps for its next failure's text */
+  readonly maxLines: number;
 }
 
 type Kind = LineResult['kind'];
@@ -325,7 +350,7 @@ export class DetailedMatcher {
   private readonly plan: Plan;
   private buffer: BufferedLine[] = [];
   private readonly mlfid = new Map<string, MlfEntry>();
-  private evictCursor: MapIterator<string> | undefined;
+  private evictCursor: MapIterator<[string, MlfEntry]> | undefined;
   private lastTime: number | undefined;
   /**
    * The latest dated line when skim() found its date and its time is not computed yet: the line,
@@ -378,7 +403,11 @@ export class DetailedMatcher {
     let dateEnd = 0;
     let time: number | undefined = knownTime;
     let dateTemplate: string | undefined;
-    if (knownTime === undefined) {
+    if (knownTime !== undefined) {
+      // The multi-line cache expires in log time, which this line's time is.
+      this.lastTime = knownTime;
+      this.skimmed = undefined;
+    } else {
       const hit = this.dates.find(line);
       if (hit) {
         dateEnd = hit.start === 0 ? hit.end : -1;
@@ -547,7 +576,7 @@ export class DetailedMatcher {
       let current = this.batchNow;
       if (current === undefined) current = now();
       else if (current < 0) current = this.batchNow = now();
-      this.lastTime = this.dates.skimmedTime(this.skimmed, current, this.skimmedAt);
+      this.lastTime = this.dates.skimmedTime(this.skimmed, current, this.skimmedAt, true);
       this.skimmed = undefined;
     }
     return this.lastTime;
@@ -791,24 +820,44 @@ export class DetailedMatcher {
     return -1;
   }
 
-  /**
-   * Drop the oldest connection. A Map iterates in insertion order, but a fresh iterator would walk
-   * over every slot deleted since the table was last rebuilt (up to its capacity, each time);
-   * one iterator kept across calls walks over each slot once.
-   */
-  private evictOldest(): void {
-    let r = this.evictCursor?.next();
-    if (!r || r.done) {
-      this.evictCursor = this.mlfid.keys();
-      r = this.evictCursor.next();
+  /** @returns what the multi-line state holds now (for tests and diagnostics; walks every entry) */
+  multiLineState(): MultiLineState {
+    let maxUsers = 0;
+    let maxLines = 0;
+    for (const e of this.mlfid.values()) {
+      maxUsers = Math.max(maxUsers, e.users.length);
+      maxLines = Math.max(maxLines, e.lines.length);
     }
-    if (!r.done) this.mlfid.delete(r.value);
+    return { connections: this.mlfid.size, maxUsers, maxLines };
+  }
+
+  /**
+   * Make room for a connection as fail2ban's cache does: drop the oldest, and go on while what was
+   * dropped had expired anyway (entries are in order of their first line, so of expiry).
+   * A Map iterates in insertion order, but a fresh iterator would walk over every slot deleted
+   * since the table was last rebuilt (up to its capacity, each time); one iterator kept across
+   * calls walks over each slot once.
+   * @param time log time of the current line, if known
+   */
+  private evictOldest(time: number | undefined): void {
+    for (;;) {
+      let r = this.evictCursor?.next();
+      if (!r || r.done) {
+        this.evictCursor = this.mlfid.entries();
+        r = this.evictCursor.next();
+      }
+      if (r.done) return;
+      this.mlfid.delete(r.value[0]);
+      if (time === undefined || r.value[1].expires > time) return;
+    }
   }
 
   /**
    * Merge a line into its multi-line failure (same `<F-MLFID>`, e.g. a connection), following
    * fail2ban: `<F-NOFAIL>` lines wait for a real failure, `<F-MLFFORGET>` ends the connection,
-   * `<F-MLFGAINED>` (a successful login) clears what was pending.
+   * `<F-MLFGAINED>` (a successful login) clears what was pending. Unlike fail2ban, an address on
+   * the line replaces the connection's (fail2ban keeps an IPv4 address over a later line's IPv6
+   * one): the connection state only supplies an address to lines that carry none.
    */
   private mergeMultiLine(mlfid: string, fail: Slots, text: string): MlfEntry {
     const S = this.plan.schema;
@@ -817,13 +866,29 @@ export class DetailedMatcher {
     const forget = fail[S.mlfforget] !== undefined;
     fail[S.mlfforget] = undefined;
     const user = fail[S.user];
+    const time = this.currentLastTime();
     let entry = this.mlfid.get(mlfid);
+    if (entry !== undefined && time !== undefined && entry.expires <= time) {
+      // A pid seen more than the cache's time ago: most likely another connection now.
+      this.mlfid.delete(mlfid);
+      entry = undefined;
+    }
     if (entry) {
-      if (user !== undefined && !entry.users.includes(user)) entry.users.push(this.plan.headSlot[S.user] ? detach(user) : user);
+      const users = entry.users;
+      // An empty user is no user (fail2ban's `if user:`): "Invalid user  from ..." names none.
+      if (user && users.length < MLF_MAX_USERS && !users.includes(user)) users.push(this.plan.headSlot[S.user] ? detach(user) : user);
       const g = entry.groups;
       g[S.nofail] = undefined;
       g[S.mlfgained] = undefined;
       if (gained) entry.pending = false;
+      if (fail[S.ip4] !== undefined || fail[S.ip6] !== undefined || fail[S.dns] !== undefined) {
+        // The line's own address wins, whatever its family: the one remembered may be an earlier
+        // connection's that had the same pid.
+        g[S.ip4] = undefined;
+        g[S.ip6] = undefined;
+        g[S.dns] = undefined;
+        g[S.cidr] = undefined;
+      }
       const fromHead = this.plan.headSlot;
       const idSlot = S.mlfid;
       for (let i = 0; i < fail.length; i++) {
@@ -846,9 +911,9 @@ export class DetailedMatcher {
       const fromHead = this.plan.headSlot;
       const kept = fail;
       for (let i = 0; i < kept.length; i++) if (fromHead[i] && kept[i] !== undefined) kept[i] = detach(kept[i]!);
-      entry = { groups: kept, users: user !== undefined ? [kept[S.user]!] : [], pending: false, lines: [text] };
+      entry = { groups: kept, users: user ? [kept[S.user]!] : [], pending: false, lines: [text], expires: time === undefined ? Infinity : time + MLFID_CACHE_TIME };
       if (!forget) {
-        if (this.mlfid.size >= MLFID_CACHE_SIZE) this.evictOldest();
+        if (this.mlfid.size >= MLFID_CACHE_SIZE) this.evictOldest(time);
         this.mlfid.set(kept[S.mlfid]!, entry);
       }
     }

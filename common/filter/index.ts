@@ -3,7 +3,7 @@ import { loadFilterFrom } from './filter-loader.js';
 import type { Filter } from './types.js';
 
 export type { Filter, LineMatcher, FailureMatch, LongLines } from './types.js';
-export { CompiledFilter, DetailedMatcher, type LineResult } from './filter-engine.js';
+export { CompiledFilter, DetailedMatcher, type LineResult, type MultiLineState } from './filter-engine.js';
 export { parseFilterSpec } from './filter-loader.js';
 
 /**

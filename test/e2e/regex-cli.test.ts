@@ -138,6 +138,25 @@ test('--json gives year-less syslog dates the year of the pinned clock, and the 
   assert.equal(parseJsonLines(late.stdout)[0]!.time, new Date(2025, 11, 30, 23, 59, 59).toISOString());
 });
 
+test('--json: a reused sshd pid counts each failure against the address on its own line (issue 15)', async () => {
+  const log = join(dir, 'sshd-reused-pid.log');
+  const first = 'Nov 20 00:04:00 bastion01 sshd[30812]: Failed password for root from 203.0.113.94 port 52224 ssh2';
+  const second = (time: string): string => `Nov 20 ${time} bastion01 sshd[30812]: Failed password for root from 2001:db8:866:381a::d8d6 port 60181 ssh2`;
+  for (const time of ['00:10:55', '00:04:04']) {
+    writeFileSync(log, `${first}\n${second(time)}\n`);
+    const r = await runCli(['--json', 'regex', log, 'sshd'], ENV);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(
+      parseJsonLines(r.stdout).map((l) => [l.match, l.host]),
+      [
+        [true, '203.0.113.94'],
+        [true, '2001:db8:866:381a::d8d6'],
+      ],
+      `second line at ${time}`,
+    );
+  }
+});
+
 test('a literal log line is tested on its own', async () => {
   const line = 'Nov 26 10:00:01 h1 sshd[100]: Failed password for root from 203.0.113.5 port 40001 ssh2';
   const r = await runCli(['regex', line, 'sshd'], ENV);

@@ -41,6 +41,8 @@ export function provisionIdentities(port: number, cluster: string, hosts: readon
     commands.push(setUserCommand(u, password));
   }
   if (hosts.length > 0) commands.push(['SADD', clusterKeys(cluster).registry, ...hosts].join(' '));
+  // Into the server's ACL file, as `fleetban acl --apply` does: the users outlive a restart.
+  commands.push('ACL SAVE');
   const out = execFileSync('redis-cli', ['-p', String(port), '--user', 'default', '--pass', server.password, '--no-auth-warning'], { input: commands.join('\n') + '\n', encoding: 'utf8' });
   if (/ERR|NOPERM|WRONGPASS/.test(out)) throw new Error(`provisioning ACL users failed: ${out}`);
   return {
@@ -81,15 +83,46 @@ export function withIdentities(conf: string, hostName: () => string): string {
   const cluster = value('cluster', 'name') ?? 'default';
   const host = value('agent', 'host') ?? hostName();
   const ids = provisionIdentities(Number(url[1]), cluster, [host]);
-  const add = (text: string, sec: string, id: TestIdentity): string => {
+  return addIdentityLines(conf, { agent: ids.agents.get(host)!, coordinator: ids.coordinator, cli: ids.admin });
+}
+
+/** @returns fleetban.conf text with `redis_username` / `redis_password_file` in each role's section */
+export function addIdentityLines(conf: string, roles: Partial<Record<'agent' | 'coordinator' | 'cli', TestIdentity>>): string {
+  let out = conf;
+  for (const [sec, id] of Object.entries(roles)) {
     const lines = [`redis_username = ${id.username}`, `redis_password_file = ${id.passwordFile}`];
-    const re = section(sec);
-    if (re.test(text)) return text.replace(re, (header) => `${header}\n${lines.join('\n')}`);
-    return `${text.endsWith('\n') ? text : `${text}\n`}[${sec}]\n${lines.join('\n')}\n`;
+    const re = new RegExp(`^\\[${sec}\\]\\s*$`, 'm');
+    if (re.test(out)) out = out.replace(re, (header) => `${header}\n${lines.join('\n')}`);
+    else out = `${out.endsWith('\n') ? out : `${out}\n`}[${sec}]\n${lines.join('\n')}\n`;
+  }
+  return out;
+}
+
+/**
+ * For a redis-server a test starts itself (inside a network namespace): the shipped settings and
+ * an ACL file holding the default user (with `adminPassword`) and the cluster's users, exactly as
+ * `fleetban acl` prints them. Coordinators register the hosts from the ACL users.
+ * @returns the redis-server arguments, and each host's identities (agent, coordinator, admin)
+ */
+export function aclServer(dir: string, adminPassword: string, cluster: string, hosts: readonly string[]): {
+  args: string[]; roles(host: string): { agent: TestIdentity; coordinator: TestIdentity; cli: TestIdentity };
+} {
+  const secrets = join(dir, 'secrets', cluster);
+  const ids = new Map<string, TestIdentity>();
+  const lines = [`user default on #${aclPasswordHash(adminPassword)} ~* &* +@all`];
+  for (const u of clusterAclUsers(cluster, hosts)) {
+    const { password, file } = userPassword(secrets, u.name);
+    ids.set(u.name, { username: u.name, passwordFile: file, password });
+    lines.push(['user', u.name, 'on', `#${aclPasswordHash(password)}`, ...u.rules].join(' '));
+  }
+  const aclfile = join(dir, `${cluster}.acl`);
+  writeFileSync(aclfile, `${lines.join('\n')}\n`, { mode: 0o600 });
+  const conf = join(dir, `${cluster}-redis.conf`);
+  writeFileSync(conf, `include ${SHIPPED_REDIS_CONF}\n`);
+  return {
+    args: [conf, '--aclfile', aclfile, '--appendonly', 'no'],
+    roles: (host) => ({ agent: ids.get(agentUser(host))!, coordinator: ids.get(ACL_USERS.coordinator)!, cli: ids.get(ACL_USERS.admin)! }),
   };
-  let out = add(conf, 'agent', ids.agents.get(host)!);
-  out = add(out, 'coordinator', ids.coordinator);
-  return add(out, 'cli', ids.admin);
 }
 
 /** A real redis-server started for a test file, on a free loopback port (never 6379). */

@@ -2,6 +2,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { appendFileSync, mkdtempSync, writeFileSync, existsSync } from 'node:fs';
+import { aclServer, addIdentityLines } from '../helpers/redis-server.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createFleet, netnsAvailable, type Fleet } from '../helpers/netns.js';
@@ -46,14 +47,16 @@ const eventually = (what: string, check: () => Promise<boolean>, timeoutMs = 15_
 before(async () => {
   if (skip) return;
   fleet = await createFleet(Object.entries(ADDR).map(([name, a]) => ({ name, addrs: [`${a}/24`] })));
-  children.push(spawn('ip', ['netns', 'exec', fleet.host('r').ns, 'redis-server', '--bind', ADDR.r, '--port', String(REDIS_PORT),
-    '--requirepass', PASSWORD, '--save', '', '--dir', work], { stdio: 'ignore' }));
-  const url = `redis://:${PASSWORD}@${ADDR.r}:${REDIS_PORT}`;
+  // The shipped Redis settings and ACL users: every daemon and CLI call logs in as its role.
+  const acl = aclServer(work, PASSWORD, 'mixed', ['r', ...Object.keys(HOSTS)]);
+  children.push(spawn('ip', ['netns', 'exec', fleet.host('r').ns, 'redis-server', ...acl.args, '--bind', ADDR.r, '--port', String(REDIS_PORT),
+    '--save', '', '--dir', work], { stdio: 'ignore' }));
+  const url = `redis://${ADDR.r}:${REDIS_PORT}`;
   for (const h of ['r', ...Object.keys(HOSTS)]) {
     logs[h] = join(work, `${h}.log`);
     writeFileSync(logs[h]!, '');
     dirs[h] = writeConfig({
-      'fleetban.conf': `[cluster]\nname = mixed\n[redis]\nurl = ${url}\n[agent]\nhost = ${h}\nbanaction = ${HOSTS[h as Host] ?? 'dry-run'}\nstate_dir = ${join(work, h)}\nheartbeat = 1s\nreconcile = 2s\n`,
+      'fleetban.conf': addIdentityLines(`[cluster]\nname = mixed\n[redis]\nurl = ${url}\n[agent]\nhost = ${h}\nbanaction = ${HOSTS[h as Host] ?? 'dry-run'}\nstate_dir = ${join(work, h)}\nheartbeat = 1s\nreconcile = 2s\n`, acl.roles(h)),
       'jail.conf': `[sshd]\nenabled = true\nfilter = sshd\nport = ssh\nlogpath = ${logs[h]}\nmaxretry = 5\nbantime = 1h\n`,
     });
   }

@@ -2,6 +2,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { appendFileSync, mkdtempSync, writeFileSync, mkdirSync, existsSync } from 'node:fs';
+import { aclServer, addIdentityLines } from '../helpers/redis-server.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -64,12 +65,14 @@ before(async () => {
   if (skip) return;
   fleet = await createFleet(Object.entries(ADDR).map(([name, a]) => ({ name, addrs: [`${a}/24`] })));
   mkdirSync('/run/sshd', { recursive: true });
-  const redis = spawn('ip', ['netns', 'exec', fleet.host('r').ns, 'redis-server', '--bind', ADDR.r, '--port', String(REDIS_PORT),
-    '--requirepass', PASSWORD, '--save', '', '--dir', work], { stdio: 'ignore' });
+  // The shipped Redis settings and ACL users: every daemon and CLI call logs in as its role.
+  const acl = aclServer(work, PASSWORD, 'netns', ['r', 'h1', 'h2']);
+  const redis = spawn('ip', ['netns', 'exec', fleet.host('r').ns, 'redis-server', ...acl.args, '--bind', ADDR.r, '--port', String(REDIS_PORT),
+    '--save', '', '--dir', work], { stdio: 'ignore' });
   children.push(redis);
-  const url = `redis://:${PASSWORD}@${ADDR.r}:${REDIS_PORT}`;
+  const url = `redis://${ADDR.r}:${REDIS_PORT}`;
   const conf = (host: string, log: string, banaction: string) => writeConfig({
-    'fleetban.conf': `[cluster]\nname = netns\n[redis]\nurl = ${url}\n[agent]\nhost = ${host}\nbanaction = ${banaction}\nstate_dir = ${join(work, host)}\nheartbeat = 1s\n`,
+    'fleetban.conf': addIdentityLines(`[cluster]\nname = netns\n[redis]\nurl = ${url}\n[agent]\nhost = ${host}\nbanaction = ${banaction}\nstate_dir = ${join(work, host)}\nheartbeat = 1s\n`, acl.roles(host)),
     'jail.conf': `[sshd]\nenabled = true\nfilter = sshd\nport = ssh\nlogpath = ${log}\nmaxretry = 5\nfindtime = 10m\nbantime = 1h\n`,
   });
   coordDir = conf('r', join(work, 'none.log'), 'dry-run');

@@ -8,7 +8,7 @@ import { createFleet, netnsAvailable, type Fleet } from '../helpers/netns.js';
 import { startDaemon, sshdFailure, CLI, type Daemon } from '../helpers/spawn.js';
 import { hostConfig, isBan, waitUntil } from '../helpers/cluster-procs.js';
 import { clusterKeys } from '../../common/protocol/keys.js';
-import { randomCluster } from '../helpers/redis-server.js';
+import { randomCluster, aclServer, addIdentityLines } from '../helpers/redis-server.js';
 
 /**
  * An agent loses its network for 60 s (`ip link set eth0 down` in its namespace) while failures
@@ -54,17 +54,24 @@ function spooled(addr: string): number {
 test('agent cut off for 60 s: keeps enforcing, spools reports across a restart, catches up when back', { skip, timeout: 180_000 }, async () => {
   fleet = await createFleet(Object.entries(ADDR).map(([name, a]) => ({ name, addrs: [`${a}/24`] })));
   const f = fleet;
-  redisProc = spawn('ip', ['netns', 'exec', f.host('r').ns, 'redis-server', '--bind', ADDR.r, '--port', String(REDIS_PORT),
-    '--requirepass', PASSWORD, '--save', '', '--dir', work], { stdio: 'ignore' });
-  await waitUntil(() => f.tcpConnects('r', ADDR.r, REDIS_PORT, 200), 10_000, 'redis in the namespace');
-  const url = `redis://:${PASSWORD}@${ADDR.r}:${REDIS_PORT}`;
   const cluster = randomCluster();
+  // The shipped Redis settings and ACL users: every daemon and CLI call logs in as its role.
+  const acl = aclServer(work, PASSWORD, cluster, ['r', 'h1', 'h2']);
+  redisProc = spawn('ip', ['netns', 'exec', f.host('r').ns, 'redis-server', ...acl.args, '--bind', ADDR.r, '--port', String(REDIS_PORT),
+    '--save', '', '--dir', work], { stdio: 'ignore' });
+  await waitUntil(() => f.tcpConnects('r', ADDR.r, REDIS_PORT, 200), 10_000, 'redis in the namespace');
+  const url = `redis://${ADDR.r}:${REDIS_PORT}`;
+  const withRole = (dir: string, host: string): string => {
+    const file = join(dir, 'fleetban.conf');
+    writeFileSync(file, addIdentityLines(readFileSync(file, 'utf8'), acl.roles(host)));
+    return dir;
+  };
   const keys = clusterKeys(cluster);
   const logs = { h1: join(work, 'h1.log'), h2: join(work, 'h2.log') };
   for (const l of Object.values(logs)) writeFileSync(l, '');
-  const coordDir = hostConfig({ cluster, url, host: 'r', work });
-  const h1Dir = hostConfig({ cluster, url, host: 'h1', work, logpath: logs.h1, banaction: 'nftables', agent: 'reconcile = 5s' });
-  const h2Dir = hostConfig({ cluster, url, host: 'h2', work, logpath: logs.h2 });
+  const coordDir = withRole(hostConfig({ cluster, url, host: 'r', work }), 'r');
+  const h1Dir = withRole(hostConfig({ cluster, url, host: 'h1', work, logpath: logs.h1, banaction: 'nftables', agent: 'reconcile = 5s' }), 'h1');
+  const h2Dir = withRole(hostConfig({ cluster, url, host: 'h2', work, logpath: logs.h2 }), 'h2');
   const coordinator = startDaemon(['--config', coordDir, 'coordinator'], {}, f.prefix('r'));
   daemons.push(coordinator);
   await coordinator.waitFor((l) => l.msg === 'coordinator started', 15_000, 'coordinator start');

@@ -189,23 +189,29 @@ test('syslog dates: the remembered minute does not skip checking the seconds', (
   }
 });
 
-test('multi-line cache: holds 1000 connections and forgets the oldest first', () => {
-  const sshd = loadFilter('sshd', { dirs: [builtinFilterDir()] }) as CompiledFilter;
-  // A connection that tried two user names counts its closing line as a failure, but only while
-  // the cache still remembers the first name.
-  const run = (others: number): number => {
-    const m = sshd.createMatcher();
-    let n = 0;
-    n += m.feed('Nov 26 09:00:00 h1 sshd[1]: Invalid user alpha from 192.0.2.1 port 1').length;
-    for (let i = 0; i < others; i++) m.feed(`Nov 26 09:00:01 h1 sshd[${1000 + i}]: pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost=198.51.100.${i % 250}`);
-    n += m.feed('Nov 26 09:00:02 h1 sshd[1]: Connection closed by invalid user beta 192.0.2.1 port 1 [preauth]').length;
-    return n;
-  };
-  assert.equal(run(998), 2);
-  assert.equal(run(999), 2);
-  assert.equal(run(1000), 1);
-  // after many evictions the order still holds
-  assert.equal(run(2500), 1);
+test('syslog dates: the time of the latest skimmed line, with detectors sharing the remembered minute', () => {
+  pinClock(new Date(2026, 10, 26, 12, 0, 0).getTime());
+  try {
+    const a = new DateDetector();
+    const b = new DateDetector();
+    a.find('Nov 26 09:30:00 h1 x');
+    b.find('Nov 26 09:31:00 h1 x');
+    const at = (d: DateDetector, line: string): number => {
+      assert.equal(d.skim(line), 15);
+      return d.skimmedTime(line, undefined, 0, true);
+    };
+    // Each skim of the other detector moves the shared minute; every time is still its own line's.
+    for (let i = 0; i < 3; i++) {
+      assert.equal(at(a, 'Nov 26 09:30:05 h1 x'), new Date(2026, 10, 26, 9, 30, 5).getTime());
+      assert.equal(at(a, 'Nov 26 09:30:59 h1 x'), new Date(2026, 10, 26, 9, 30, 59).getTime());
+      assert.equal(at(b, 'Nov 26 09:31:07 h1 x'), new Date(2026, 10, 26, 9, 31, 7).getTime());
+      assert.equal(at(a, 'Dec 26 09:30:45 h1 x'), new Date(2025, 11, 26, 9, 30, 45).getTime(), 'more than a day ahead: last year');
+      assert.equal(at(b, 'Nov 26 09:31:08 h1 x'), new Date(2026, 10, 26, 9, 31, 8).getTime());
+      assert.equal(at(b, 'Nov 26 09:31:08 h1 x'), new Date(2026, 10, 26, 9, 31, 8).getTime());
+    }
+  } finally {
+    pinClock(undefined);
+  }
 });
 
 test('failure text: the lines that led to a failure, then only what came after', () => {
