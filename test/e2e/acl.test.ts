@@ -46,10 +46,21 @@ test('the printed file loads in redis-server, and so does the shipped reference 
     const conf = join(dir, 'redis.conf');
     writeFileSync(conf, `include ${SHIPPED_REDIS_CONF}\nport ${port}\nbind 127.0.0.1\ndir ${dir}\nappendonly no\naclfile ${join(dir, 'users.acl')}\ndaemonize yes\npidfile ${join(dir, 'redis.pid')}\nlogfile ${join(dir, 'redis.log')}\n`);
     execFileSync('redis-server', [conf]);
-    const c = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: (n) => (n > 20 ? null : 50) });
-    c.on('error', () => undefined);
+    // A daemonized server answers a moment after redis-server returns: retry the first connection.
+    let c = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    for (let attempt = 0; ; attempt++) {
+      c.on('error', () => undefined);
+      try {
+        await c.connect();
+        break;
+      } catch (err) {
+        c.disconnect();
+        if (attempt > 100) throw err;
+        await new Promise((r) => setTimeout(r, 50));
+        c = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+      }
+    }
     try {
-      await c.connect();
       const users = (await c.call('ACL', 'USERS')) as string[];
       assert.ok(users.includes('fleetban-agent-web1'), `${name}: users loaded`);
       if (name === 'shipped') {

@@ -191,13 +191,14 @@ test('decisions and bans: no write to decisions, bans, windows, stats, expiry, c
   assert.equal(await admin.hexists(keys.bans, 'sshd|203.0.113.30'), 1, 'the ban is intact');
 });
 
-test('flooding its own stream at full speed: other hosts\' bans still work, Redis memory stays bounded', { timeout: 60_000 }, async () => {
+test('flooding its own stream at full speed: other hosts\' bans still work, Redis memory stays bounded', { timeout: 90_000 }, async () => {
   const info = async () => Number(/used_memory:(\d+)/.exec(await admin.info('memory'))![1]);
   const base = await info();
   const own = keys.host('web1').failures;
   let written = 0;
   let peak = base;
   let flooding = true;
+  const floodStart = Date.now();
   const junk = 'x'.repeat(200 * 1024);
   // Valid reports (counting work) and 200 KB garbage entries (memory), as fast as one client goes.
   const flood = (async () => {
@@ -228,17 +229,23 @@ test('flooding its own stream at full speed: other hosts\' bans still work, Redi
     await report(honest.web3, keys.host('web3').failures, 'web3', 'sshd', [target, target, target]);
     await waitUntil(() => banned('sshd', target), 10_000, 'an honest ban during the flood');
     const banMs = Date.now() - asked;
-    await new Promise((r) => setTimeout(r, 2500));
+    // Long enough to pass the quota several times over, however slow this machine is right now (bounded).
+    const until = Date.now() + 20_000;
+    await new Promise((r) => setTimeout(r, 5000));
+    while (written < 6 * QUOTA_MB * 1024 * 1024 && Date.now() < until) await new Promise((r) => setTimeout(r, 200));
     flooding = false;
     await flood;
+    const perSecond = written / ((Date.now() - floodStart) / 1000);
     clearInterval(sampler);
     peak = Math.max(peak, await info());
     const mb = (b: number) => (b / 1024 / 1024).toFixed(1);
-    console.log(`flood: ${mb(written)} MB of garbage written by one host; Redis used_memory base ${mb(base)} MB, peak ${mb(peak)} MB (quota ${QUOTA_MB} MB); honest ban in ${banMs} ms`);
-    assert.ok(written > 4 * QUOTA_MB * 1024 * 1024, `the flood wrote ${mb(written)} MB, enough to pass the quota`);
-    // Bounded by the quota plus what one host writes between two trims (one second), not by what it wrote.
-    assert.ok(peak - base < written / 2, `peak growth ${mb(peak - base)} MB of ${mb(written)} MB written`);
-    await waitUntil(async () => (await admin.memory('USAGE', own, 'SAMPLES', 0).then(Number)) <= (QUOTA_MB + 2) * 1024 * 1024, 5000, 'the stream trimmed to its quota');
+    console.log(`flood: ${mb(written)} MB of garbage written by one host (${mb(perSecond)} MB/s); Redis used_memory base ${mb(base)} MB, peak ${mb(peak)} MB (quota ${QUOTA_MB} MB); honest ban in ${banMs} ms`);
+    // Bounded by the quota plus what one host writes between two trims (about a second; three
+    // allowed for a loaded machine), not by what it wrote.
+    const bound = QUOTA_MB * 1024 * 1024 + 3 * perSecond;
+    assert.ok(written > bound, `the flood wrote ${mb(written)} MB, more than the bound ${mb(bound)} MB`);
+    assert.ok(peak - base < bound, `peak growth ${mb(peak - base)} MB, bound ${mb(bound)} MB, ${mb(written)} MB written`);
+    await waitUntil(async () => (await admin.memory('USAGE', own, 'SAMPLES', 0).then(Number)) <= (QUOTA_MB + 2) * 1024 * 1024, 10_000, 'the stream trimmed to its quota');
     assert.ok(coordinator.count((l) => l.msg === "host's failure stream over its quota; its oldest uncounted reports dropped" && l.host === 'web1') > 0);
     assert.equal(coordinator.count((l) => l.msg === "host's failure stream over its quota; its oldest uncounted reports dropped" && l.host !== 'web1'), 0, 'no other host lost reports');
   } finally {
