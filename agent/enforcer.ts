@@ -62,6 +62,24 @@ export class Enforcer {
   }
 
   /**
+   * Take the jail rules of a reloaded configuration. A jail that is gone but still holds bans keeps
+   * its rule until those bans end: a reload must not lift a ban the cluster still holds.
+   */
+  setRules(rules: readonly JailRule[]): Promise<void> {
+    return this.serialize(async () => {
+      const next = new Map<string, JailRule>();
+      for (const r of rules) next.set(r.jail, r);
+      for (const ban of this.desired.values()) {
+        const kept = this.rules.get(ban.jail);
+        if (!next.has(ban.jail) && kept) next.set(ban.jail, kept);
+      }
+      this.rules.clear();
+      for (const [jail, r] of next) this.rules.set(jail, r);
+      await this.backend.init([...this.rules.values()]);
+    });
+  }
+
+  /**
    * Make this host hold the cluster's active bans (start-up and reconnect): the snapshot's bans,
    * and those it already holds under a valid decision that the snapshot lacks, unless one of
    * `lifts` (the unbans and flushes published since the last decision applied) lifted them. A ban

@@ -71,7 +71,30 @@ export interface AgentHandle {
   readonly enforcer: Enforcer;
   readonly reporter: Reporter;
   readonly follower: DecisionFollower;
+  /**
+   * Re-read the jails and their filters (SIGHUP, `systemctl reload`). Bans stay in the firewall;
+   * a jail whose logs did not change keeps its source, so no line is skipped or read twice; a jail
+   * whose logs changed resumes from the saved positions. A configuration that does not load is
+   * refused with its error and the running one is kept.
+   */
+  reload(): Promise<void>;
   stop(options?: { cleanup?: boolean }): Promise<void>;
+}
+
+/** A jail's running log sources and the filter they feed. */
+interface JailPipe {
+  jail: JailConfig;
+  filter: Filter;
+  /** One matcher per origin (file or journal), for multi-line filters. */
+  readonly matchers: Map<string, LineMatcher>;
+  readonly sources: LogSource[];
+  /** What the sources were built from; a reload keeps them while this stays the same. */
+  readonly key: string;
+}
+
+/** The jail options a log source is built from. */
+function sourceKey(j: JailConfig): string {
+  return JSON.stringify([j.backend, j.logpath, j.logencoding, j.journalmatch]);
 }
 
 /**
@@ -110,8 +133,9 @@ export function jailRules(jails: readonly JailConfig[]): JailRule[] {
 export async function startAgent(dir: string, options: AgentOptions = {}): Promise<AgentHandle> {
   const log = componentLogger('agent');
   const config = { ...loadFleetbanConfig(dir), ...options.override };
-  const read = loadJails(dir);
-  const loaded = options.adjustJails ? { ...read, jails: await options.adjustJails(read.jails) } : read;
+  const adjust = async (read: ReturnType<typeof loadJails>): Promise<ReturnType<typeof loadJails>> =>
+    options.adjustJails ? { ...read, jails: await options.adjustJails(read.jails) } : read;
+  let loaded = await adjust(loadJails(dir));
   for (const w of loaded.warnings) log.warn(w);
   // The firewall's own check runs in the backend's init, against the configuration it runs with.
   for (const w of await hostChecks(loaded.jails, { sshdConfig: config.agent.sshdConfig, ...options.hostChecks, firewall: false })) log.warn({ check: w.check }, w.message);
@@ -160,18 +184,20 @@ export async function startAgent(dir: string, options: AgentOptions = {}): Promi
   }
   const metrics = await startAgentMetrics(config.agent.metrics, { enforcer, reporter, follower, keys, commands, connections: [commands, blocking] });
 
-  const sources: LogSource[] = [];
   const found = new FoundLog(componentLogger('agent.found'));
-  for (const jail of loaded.jails) {
-    const filter = filters.get(jail.name);
-    if (!filter) continue;
-    const matchers = new Map<string, LineMatcher>();
-    for (const source of createLogSources(jail, { stateDir: join(config.agent.stateDir, 'positions'), startAt: options.startAt ?? 'end' })) {
+  // One pipeline per log-following jail. Sources call through `pipe.filter`, so a reload can swap
+  // the filter under a running source without stopping it.
+  const pipes = new Map<string, JailPipe>();
+  const positions = join(config.agent.stateDir, 'positions');
+  const startPipe = async (jail: JailConfig, filter: Filter, startAt: 'end' | 'beginning' | 'resume'): Promise<void> => {
+    const pipe: JailPipe = { jail, filter, matchers: new Map(), sources: [], key: sourceKey(jail) };
+    const jailLog = componentLogger(`agent.jail.${jail.name}`);
+    for (const source of createLogSources(jail, { stateDir: positions, startAt })) {
       await source.start((lines, origin) => {
-        let matcher = matchers.get(origin);
+        let matcher = pipe.matchers.get(origin);
         if (!matcher) {
-          matcher = filter.createMatcher();
-          matchers.set(origin, matcher);
+          matcher = pipe.filter.createMatcher();
+          pipe.matchers.set(origin, matcher);
         }
         // A file source hands over its decoded chunk: the matcher walks the lines in place.
         const failures = Array.isArray(lines) ? matcher.feedBatch(lines) : matcher.feedChunk(lines.text, lines);
@@ -181,9 +207,49 @@ export async function startAgent(dir: string, options: AgentOptions = {}): Promi
           found.found(jail.name, m.addr, origin);
         }
       });
-      sources.push(source);
+      pipe.sources.push(source);
     }
+    pipes.set(jail.name, pipe);
+  };
+  for (const jail of loaded.jails) {
+    const filter = filters.get(jail.name);
+    if (filter) await startPipe(jail, filter, options.startAt ?? 'end');
   }
+
+  let reloading: Promise<void> = Promise.resolve();
+  const doReload = async (): Promise<void> => {
+    let next: ReturnType<typeof loadJails>;
+    let nextFilters: Map<string, Filter>;
+    try {
+      next = await adjust(loadJails(dir));
+      nextFilters = loadJailFilters(dir, next.jails);
+    } catch (err) {
+      log.error({ err: (err as Error).message }, 'reload failed; keeping the running jails and filters');
+      return;
+    }
+    for (const w of next.warnings) log.warn(w);
+    await enforcer.setRules(jailRules(next.jails));
+    for (const [name, pipe] of pipes) {
+      const filter = nextFilters.get(name);
+      const jail = next.jails.find((j) => j.name === name);
+      if (filter && jail && sourceKey(jail) === pipe.key) {
+        // Same logs: keep following them; new matchers start with the next line.
+        pipe.jail = jail;
+        pipe.filter = filter;
+        pipe.matchers.clear();
+        continue;
+      }
+      // Gone or reading other logs: stopping saves the positions, so a restarted source resumes.
+      await Promise.all(pipe.sources.map((src) => src.stop()));
+      pipes.delete(name);
+    }
+    for (const jail of next.jails) {
+      const filter = nextFilters.get(jail.name);
+      if (filter && !pipes.has(jail.name)) await startPipe(jail, filter, 'resume');
+    }
+    loaded = next;
+    log.info({ jails: next.jails.map((j) => j.name), bans: enforcer.size }, 'agent reloaded');
+  };
 
   // Wait briefly for the first snapshot so the kernel holds the cluster's bans when the agent says
   // it started; with Redis away, start anyway: enforcing what the kernel has and buffering reports.
@@ -211,11 +277,17 @@ export async function startAgent(dir: string, options: AgentOptions = {}): Promi
     enforcer,
     reporter,
     follower,
+    reload() {
+      // One reload at a time: two SIGHUPs in a row must not start a jail's sources twice.
+      reloading = reloading.then(doReload, doReload);
+      return reloading;
+    },
     async stop(stopOptions = {}) {
       clearInterval(reconcileTimer);
       heartbeat.stop();
+      await reloading.catch(() => undefined);
       await metrics?.server.close();
-      await Promise.all(sources.map((s) => s.stop()));
+      await Promise.all([...pipes.values()].flatMap((p) => p.sources.map((s) => s.stop())));
       // The hosts entry stays: `fleetban hosts` shows a stopped agent as not alive rather than forgetting it.
       await Promise.race([reporter.flush(), new Promise((r) => setTimeout(r, 2000).unref())]);
       reporter.persist();

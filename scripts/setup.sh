@@ -14,6 +14,9 @@ if [ "${1:-}" = "--test" ]; then
   # sqlite3: fleetban import-fail2ban reads fail2ban's database with it (the tests install fail2ban itself).
   # msmtp-mta (/usr/sbin/sendmail) and whois: the notification tests mail through a real sendmail.
   bins+=(sqlite3 sshd ssh sshpass iptables ipset /lib/systemd/systemd-journal-remote /sbin/shorewall /sbin/shorewall6 redis-sentinel openssl msmtp whois)
+  # npm run test:fleet: booted Debian 12 containers deployed with Ansible; binutils' strip for npm run package.
+  pkgs+=(systemd-container mmdebstrap ansible-core binutils)
+  bins+=(systemd-nspawn mmdebstrap ansible-playbook strip)
 fi
 
 echo "setup: checking Debian packages (${pkgs[*]})"

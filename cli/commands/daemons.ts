@@ -16,6 +16,25 @@ import { CliError, type GlobalOptions } from '../context.js';
 import { ensureUpKeys } from '../../common/config/up-keys.js';
 import { DEFAULT_KEY_DIR, generateKeyFiles } from '../../common/config/keys.js';
 
+/**
+ * Take SIGHUP from the first moment: `systemctl reload` right after a start (Ansible's handlers do
+ * that) would otherwise hit node's default action and end the daemon while it is still starting.
+ * A reload asked for during the start runs once the daemon is up.
+ * @returns call with the started daemon's reload
+ */
+function earlyReload(): (reload: () => void) => void {
+  let target: (() => void) | undefined;
+  let pending = false;
+  process.on('SIGHUP', () => {
+    if (target) target();
+    else pending = true;
+  });
+  return (reload) => {
+    target = reload;
+    if (pending) reload();
+  };
+}
+
 /** Stop cleanly on SIGINT/SIGTERM, reload on SIGHUP. */
 function onSignals(stop: () => Promise<void>, reload?: () => void): void {
   let stopping = false;
@@ -63,16 +82,20 @@ export function registerDaemonCommands(program: Command, globals: () => GlobalOp
         return;
       }
       if (!['end', 'beginning', 'resume'].includes(o.startAt)) throw new Error(`--start-at must be end, beginning or resume, not '${o.startAt}'`);
+      const onReload = earlyReload();
       const agent = await startAgent(dir, { startAt: o.startAt as 'end' | 'beginning' | 'resume' });
       onSignals(() => agent.stop());
+      onReload(() => void agent.reload());
     });
 
   program
     .command('coordinator')
     .description('run a coordinator: count failures across the cluster, decide and expire bans')
     .action(async () => {
+      const onReload = earlyReload();
       const coordinator = await startCoordinator(configDir(globals().config));
-      onSignals(() => coordinator.stop(), () => void coordinator.reload());
+      onSignals(() => coordinator.stop());
+      onReload(() => void coordinator.reload());
     });
 
   program
@@ -121,7 +144,10 @@ export function registerDaemonCommands(program: Command, globals: () => GlobalOp
       log.info('fleetban is up: `fleetban status`, `fleetban banned`, `fleetban hosts` show what it does');
       onSignals(async () => {
         for (const stop of stops) await stop();
-      }, () => void coordinator.reload());
+      }, () => {
+        void coordinator.reload();
+        void agent.reload();
+      });
     });
 
   program

@@ -351,6 +351,9 @@ export function loadFleetbanConfig(dir: string): FleetbanConfig {
 
 /** /var/lib/fleetban for root; a per-user state directory otherwise, so `npm start` works unprivileged too. */
 function defaultStateDir(): string {
+  // systemd's StateDirectory= (the packaged unit runs the agent as the unprivileged fleetban user).
+  const systemd = process.env.STATE_DIRECTORY?.split(':')[0];
+  if (systemd) return systemd;
   if (process.getuid?.() === 0) return '/var/lib/fleetban';
   return join(process.env.XDG_STATE_HOME ?? join(homedir(), '.local', 'state'), 'fleetban');
 }
