@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startRedis, randomCluster } from '../helpers/redis-server.js';
-import { startDaemon, runCli, writeConfig, sshdFailure, type Daemon } from '../helpers/spawn.js';
+import { startDaemon, startCoordinatorAndAgent, runCli, writeConfig, sshdFailure, type Daemon } from '../helpers/spawn.js';
 import { testProcesses, isBan, isUnban } from '../helpers/cluster-procs.js';
 
 /**
@@ -51,12 +51,8 @@ before(async () => {
   writeFileSync(sshLog, '');
   writeFileSync(appLog, '');
   dir = writeConfig({ 'fleetban.conf': fleetbanConf('web1'), 'jail.conf': sshdJail });
-  coordinator = startDaemon(['--config', dir, 'coordinator']);
-  t.daemons.push(coordinator);
-  await coordinator.waitFor((l) => l.msg === 'coordinator started', 15_000, 'coordinator start');
-  agent = startDaemon(['--config', dir, 'agent']);
-  t.daemons.push(agent);
-  await agent.waitFor((l) => l.msg === 'agent started', 15_000, 'agent start');
+  ({ coordinator, agent } = await startCoordinatorAndAgent(dir));
+  t.daemons.push(coordinator, agent);
 });
 
 test('SIGHUP adds a jail and its filter, keeps bans and the place in every followed log', async () => {

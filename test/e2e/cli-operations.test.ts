@@ -4,7 +4,7 @@ import { appendFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { startRedis, randomCluster, type TestRedis } from '../helpers/redis-server.js';
-import { startDaemon, runCli, writeConfig, sshdFailure, type Daemon } from '../helpers/spawn.js';
+import { startCoordinatorAndAgent, runCli, writeConfig, sshdFailure, type Daemon } from '../helpers/spawn.js';
 import { testProcesses, isBan } from '../helpers/cluster-procs.js';
 import { clusterKeys } from '../../common/protocol/keys.js';
 import { FLEETBAN_VERSION, PROTOCOL_VERSION } from '../../common/protocol/version.js';
@@ -36,13 +36,9 @@ before(async () => {
   redis = await startRedis();
   t.servers.push(redis);
   dir = config('h1');
-  coordinator = startDaemon(['--config', dir, 'coordinator']);
-  t.daemons.push(coordinator);
-  await coordinator.waitFor((l) => l.msg === 'coordinator started', 15_000, 'coordinator start');
   // The log file does not exist yet: the agent says so, starts anyway, and follows it once it appears.
-  agent = startDaemon(['--config', dir, 'agent']);
-  t.daemons.push(agent);
-  await agent.waitFor((l) => l.msg === 'agent started', 15_000, 'agent start');
+  ({ coordinator, agent } = await startCoordinatorAndAgent(dir));
+  t.daemons.push(coordinator, agent);
 });
 
 test('the agent warns about a missing log file and follows it once it appears', async () => {

@@ -86,7 +86,13 @@ export async function startCoordinatorAndAgent(dir: string): Promise<{ coordinat
   const coordinator = startDaemon(['--config', dir, 'coordinator']);
   await coordinator.waitFor((l) => l.msg === 'coordinator started', 15_000, 'coordinator start');
   const agent = startDaemon(['--config', dir, 'agent']);
-  await agent.waitFor((l) => l.msg === 'agent started', 15_000, 'agent start');
+  try {
+    await agent.waitFor((l) => l.msg === 'agent started', 15_000, 'agent start');
+  } catch (err) {
+    // The caller never gets the handles to clean up: stop both here.
+    await Promise.all([agent.stop(), coordinator.stop()]);
+    throw err;
+  }
   return { coordinator, agent };
 }
 
