@@ -64,7 +64,7 @@ export class DecisionGate {
   /** @returns true when the snapshot's ban record may be applied */
   admitRecord(r: BanRecord): boolean {
     const d = recordAsDecision(r);
-    const why = this.signatureProblem({ ...d, ...(r.kid ? { kid: r.kid } : {}), ...(r.sig ? { sig: r.sig } : {}) });
+    const why = this.signatureProblem({ ...d, ...(r.kid ? { kid: r.kid } : {}), ...(r.sig ? { sig: r.sig } : {}), ...(r.proof !== undefined ? { proof: r.proof } : {}) });
     if (why) {
       if (why === 'unsigned' && Math.abs(now() - r.since) < PARKED_GRACE_MS) {
         this.log.debug({ jail: r.jail, addr: r.addr }, 'ban record not signed yet; its signed decision follows');

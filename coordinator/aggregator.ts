@@ -83,6 +83,8 @@ const MAX_FAILURES_PER_CALL = 2000;
 export class Aggregator {
   private running = false;
   private loop: Promise<void> | undefined;
+  /** Signing and publishing of parked bans, in order, behind counting. */
+  private publishing: Promise<void> = Promise.resolve();
   private readonly warnedJails = new Set<string>();
   private readonly batch: number;
   /** Counters for logs and tests. */
@@ -287,6 +289,7 @@ export class Aggregator {
     // re-read by this consumer name when it starts again.
     await ahead?.catch(() => undefined);
     await counting;
+    await this.publishing;
   }
 
   /** Take over entries another coordinator read but never acknowledged (it crashed). */
@@ -396,6 +399,7 @@ export class Aggregator {
   /** Decode, filter and count one batch of stream entries. */
   async process(entries: StreamEntry[]): Promise<void> {
     for (const chunk of await this.prepare(entries)) await this.count(chunk);
+    await this.publishing;
   }
 
   /**
@@ -497,8 +501,13 @@ export class Aggregator {
     if (result.bans.length > 0) {
       // With signing on, the script parked its bans unsigned (Lua cannot sign): sign and publish
       // them now. If this fails or this process dies here, a coordinator's sweep publishes them.
-      await this.scripts.publishParked({ ids: result.bans.map((b) => banId(b.jail, b.addr)) })
-        .catch((err: Error) => this.log.warn({ err: err.message, bans: result.bans.length }, 'publishing signed bans failed; the sweep retries'));
+      // Signing does not hold up counting: the next call is sent first (setImmediate), so Redis
+      // runs it while this process signs.
+      const ids = result.bans.map((b) => banId(b.jail, b.addr));
+      this.publishing = this.publishing
+        .then(() => new Promise((resolve) => setImmediate(resolve)))
+        .then(() => this.scripts.publishParked({ ids }))
+        .then(() => undefined, (err: Error) => this.log.warn({ err: err.message, bans: ids.length }, 'publishing signed bans failed; the sweep retries'));
     }
     this.stats.counted += counted.length;
     const members = result.results.filter((r) => r === COUNT_RESULT.fleetMember).length;

@@ -4,14 +4,14 @@ import type { Redis } from 'ioredis';
 import { loadFleetbanConfig, roleRedis, type FleetbanConfig } from '../common/config/fleetban-config.js';
 import { loadJails } from '../common/config/jails.js';
 import { clusterKeys } from '../common/protocol/keys.js';
-import { HOSTS_CHANGED, HOST_NAME_RE, type CoordinatorRegistration } from '../common/protocol/messages.js';
+import { HOSTS_CHANGED, HOST_NAME_RE, type CoordinatorRegistration, type Decision } from '../common/protocol/messages.js';
 import { agentUser } from '../common/acl.js';
 import { MAX_HOSTS, liveFleetAddresses, readFleet } from '../common/hosts.js';
 import { connectRedis } from '../common/redis.js';
 import { componentLogger } from '../common/log.js';
 import { ClusterScripts, type DecisionSigner } from '../common/scripts/index.js';
 import { loadSigningKey } from '../common/config/keys.js';
-import { signDecision } from '../common/protocol/signing.js';
+import { signDecision, signDecisions } from '../common/protocol/signing.js';
 import { ConfigError } from '../common/errors.js';
 import { FleetAddressSet } from '../common/policy/whitelist.js';
 import { Aggregator } from './aggregator.js';
@@ -46,7 +46,7 @@ export function coordinatorSigner(config: FleetbanConfig): DecisionSigner | unde
   const where = config.sources['coordinator.signing_key'];
   try {
     const key = loadSigningKey(file);
-    return (d) => signDecision(key, config.cluster, d);
+    return Object.assign((d: Decision) => signDecision(key, config.cluster, d), { batch: (ds: readonly Decision[]) => signDecisions(key, config.cluster, ds) });
   } catch (err) {
     throw new ConfigError((err as Error).message, where?.file, where?.line, 'signing_key');
   }

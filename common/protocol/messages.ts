@@ -86,7 +86,7 @@ export type Decision = (
   | { op: 'ban'; jail: string; addr: string; since: number; until: number; reason: string; origin: string }
   | { op: 'unban'; jail: string; addr: string; origin: string; at?: number }
   | { op: 'flush'; jail: string; origin: string; at?: number }
-) & { kid?: string; sig?: string };
+) & { kid?: string; sig?: string; proof?: string };
 
 /**
  * Longest ban, 100 years: every backend accepts it (nft refuses timeouts over ~213,503 days, and
@@ -124,6 +124,7 @@ export interface BanRecord {
   /** Signature of the ban decision (same fields), when the ban was signed. */
   kid?: string;
   sig?: string;
+  proof?: string;
 }
 
 /** An agent's heartbeat in the hosts hash. */
@@ -252,7 +253,7 @@ function checkReportedFailure(row: unknown): string | undefined {
 /** @returns the flat field list for XADD of a decision */
 export function encodeDecision(d: Decision): Fields {
   const base = ['v', String(PROTOCOL_VERSION), 'op', d.op, 'jail', d.jail, 'origin', d.origin];
-  const signed = d.sig && d.kid ? ['kid', d.kid, 'sig', d.sig] : [];
+  const signed = d.sig && d.kid ? ['kid', d.kid, 'sig', d.sig, ...(d.proof !== undefined ? ['proof', d.proof] : [])] : [];
   switch (d.op) {
     case 'ban':
       return [...base, 'addr', d.addr, 'since', String(d.since), 'until', String(d.until), 'reason', d.reason, ...signed];
@@ -265,12 +266,18 @@ export function encodeDecision(d: Decision): Fields {
 
 const KID_RE = /^[0-9a-f]{16}$/;
 const SIG_RE = /^[A-Za-z0-9+/]{86}==$/;
+/** A batch proof: up to 16 steps of 33 bytes (common/protocol/signing.ts), in base64. */
+const PROOF_RE = /^(?:[A-Za-z0-9+/]{44}){0,16}$/;
 
 /** The signature fields of an entry, when well formed (a damaged one is as good as none). */
-function signatureOf(get: (k: string) => unknown): { kid?: string; sig?: string } {
+function signatureOf(get: (k: string) => unknown): { kid?: string; sig?: string; proof?: string } {
   const kid = get('kid');
   const sig = get('sig');
-  return typeof kid === 'string' && typeof sig === 'string' && KID_RE.test(kid) && SIG_RE.test(sig) ? { kid, sig } : {};
+  if (!(typeof kid === 'string' && typeof sig === 'string' && KID_RE.test(kid) && SIG_RE.test(sig))) return {};
+  const proof = get('proof');
+  if (proof === undefined || proof === null) return { kid, sig };
+  // A damaged proof stays a proof (it then fails verification) rather than passing for a single signature.
+  return { kid, sig, proof: typeof proof === 'string' && PROOF_RE.test(proof) ? proof : '!' };
 }
 
 /** @param fields flat list as returned by XREAD */
@@ -438,6 +445,8 @@ function label(v: unknown): string {
 }
 
 function isCanonicalTarget(addr: string): boolean {
+  // A single address (nearly every ban) takes the one-pass check; only a network needs ipaddr.js.
+  if (!addr.includes('/')) return isCanonicalAddress(addr);
   try {
     return parseBanTarget(addr).text === addr;
   } catch {

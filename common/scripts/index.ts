@@ -3,7 +3,7 @@ import type { ClusterKeys } from '../protocol/keys.js';
 import { COORDINATOR_GROUP } from '../protocol/keys.js';
 import { PROTOCOL_VERSION } from '../protocol/version.js';
 import { ALIVE_MS, LIMITS, boundedUntil, decodeBan, encodeBan, encodeDecision, type BanRecord, type Decision } from '../protocol/messages.js';
-import type { Signature } from '../protocol/signing.js';
+import { recordAsDecision, type Signature } from '../protocol/signing.js';
 import { commandName, defineScripts } from './loader.js';
 
 /** A failure handed to the counting script; its time is on the coordinators' (Redis') clock. */
@@ -80,8 +80,11 @@ export async function readWindow(redis: Redis, keys: ClusterKeys, jail: string, 
 
 type ScriptFn = (...args: Array<string | number>) => Promise<unknown>;
 
-/** Signs a decision for this cluster (common/protocol/signing.ts); absent when signing is off. */
-export type DecisionSigner = (d: Decision) => Signature;
+/**
+ * Signs a decision for this cluster (common/protocol/signing.ts); absent when signing is off.
+ * `batch`, when present, signs many at once under one signature (the counting path's bans).
+ */
+export type DecisionSigner = ((d: Decision) => Signature) & { batch?: (ds: readonly Decision[]) => Signature[] };
 
 /** The XADD fields of a decision without the version, which the scripts add themselves. */
 function decisionFields(d: Decision): string[] {
@@ -185,20 +188,26 @@ export class ClusterScripts {
       for (let i = 0; i + 1 < flat.length; i += 2) if (!(Number(flat[i + 1]) >= select.olderThan)) ids.push(flat[i]!);
     }
     if (ids.length === 0) return 0;
-    const records = await this.redis.hmget(k.bans, ...ids);
+    // The records as they are now; publish-3.lua replaces each only if it is still this text.
+    const current = await this.redis.hmget(k.bans, ...ids);
+    const records = ids.map((id, i) => [id, current[i] ?? null] as const);
     const args: Array<string | number> = [k.bans, k.decisions, k.unsignedBans, this.decisionsMaxlen, PROTOCOL_VERSION];
-    ids.forEach((id, i) => {
-      const json = records[i];
+    const parked: Array<{ id: string; json: string; record: BanRecord; decision: Decision }> = [];
+    for (const [id, json] of records) {
       const r = json ? decodeBan(json) : undefined;
-      if (!r?.ok) {
-        // Lifted meanwhile (or damaged): nothing to publish; the script unparks it.
-        args.push(id, -2, -2, '', 0);
-        return;
+      if (!r?.ok || r.value.sig) {
+        // Lifted meanwhile, damaged, or replaced by a signed ban: nothing to publish; the script unparks it.
+        args.push(id, '', '', 0);
+        continue;
       }
-      const d: Decision = { op: 'ban', jail: r.value.jail, addr: r.value.addr, since: r.value.since, until: r.value.until, reason: r.value.reason, origin: r.value.origin };
-      const s = this.signer!(d);
-      const fields = decisionFields({ ...d, ...s });
-      args.push(id, d.since, d.until, encodeBan({ ...r.value, ...s }), fields.length, ...fields);
+      parked.push({ id, json: json!, record: r.value, decision: recordAsDecision(r.value) });
+    }
+    const signer = this.signer;
+    const signatures = signer.batch ? signer.batch(parked.map((p) => p.decision)) : parked.map((p) => signer(p.decision));
+    parked.forEach(({ id, json, record, decision }, i) => {
+      const s = signatures[i]!;
+      const fields = decisionFields({ ...decision, ...s });
+      args.push(id, json, encodeBan({ ...record, ...s }), fields.length, ...fields);
     });
     const out = (await this.call('publish')(...args)) as string[];
     return out.filter(Boolean).length;

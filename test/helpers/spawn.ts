@@ -26,7 +26,8 @@ export interface Daemon {
  * @param prefix argv run before node, e.g. ['ip','netns','exec',ns]
  */
 export function startDaemon(args: string[], env: Record<string, string> = {}, prefix: string[] = []): Daemon {
-  const argv = [...prefix, process.execPath, CLI, ...args];
+  // FLEETBAN_DAEMON_NODE_ARGS: node flags for the daemons only (e.g. --cpu-prof for a benchmark profile).
+  const argv = [...prefix, process.execPath, ...(process.env.FLEETBAN_DAEMON_NODE_ARGS?.split(" ").filter(Boolean) ?? []), CLI, ...args];
   const proc = spawn(argv[0]!, argv.slice(1), {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, FLEETBAN_LOG_LEVEL: 'info', ...env },

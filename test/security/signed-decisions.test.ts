@@ -8,9 +8,9 @@ import { startDaemon, runCli, sshdFailure, type Daemon } from '../helpers/spawn.
 import { hostConfig, testProcesses, isBan, isUnban, waitUntil } from '../helpers/cluster-procs.js';
 import { otherKeys, testKeys } from '../helpers/keys.js';
 import { clusterKeys, banId } from '../../common/protocol/keys.js';
-import { encodeBan, encodeDecision, decodeBan, FOREVER, MAX_BAN_MS, type Decision } from '../../common/protocol/messages.js';
-import { signDecision } from '../../common/protocol/signing.js';
-import { loadSigningKey } from '../../common/config/keys.js';
+import { encodeBan, encodeDecision, decodeBan, decodeDecision, FOREVER, MAX_BAN_MS, type Decision } from '../../common/protocol/messages.js';
+import { checkSignature, recordAsDecision, signDecision } from '../../common/protocol/signing.js';
+import { loadSigningKey, loadTrustedKeys } from '../../common/config/keys.js';
 import { ClusterScripts } from '../../common/scripts/index.js';
 
 /**
@@ -91,6 +91,27 @@ test('honest failures still ban: the coordinator signs what its counting script 
   const record = decodeBan((await admin.hget(keys.bans, banId('sshd', attacker)))!);
   assert.ok(record.ok && record.value.sig && record.value.kid === testKeys().kid, 'the ban record carries the coordinator\'s signature');
   assert.equal(await admin.hlen(keys.unsignedBans), 0, 'nothing is left parked');
+});
+
+test('bans decided in one counting call share one signature (a hash tree): each decision and record still verifies alone', async () => {
+  const attackers = ['198.51.100.11', '198.51.100.12', '198.51.100.13', '198.51.100.14', '198.51.100.15'];
+  // One write: one report, one counting call, five bans.
+  appendFileSync(logs.h1!, attackers.map((a) => sshdFailure(a, 'h1').repeat(3)).join(''));
+  await Promise.all(hosts.flatMap((h) => attackers.map((a) => agents[h]!.waitFor(isBan(a), 15_000, `${h} applies the batch-signed ban of ${a}`))));
+  const stored = await Promise.all(attackers.map(async (a) => decodeBan((await admin.hget(keys.bans, banId('sshd', a)))!)));
+  const trusted = loadTrustedKeys([testKeys().pubFile]).keys;
+  const sigs = new Set<string>();
+  for (const r of stored) {
+    assert.ok(r.ok && r.value.proof, 'the record carries its path to the batch root');
+    sigs.add(r.value.sig!);
+    assert.equal(checkSignature(trusted, cluster, recordAsDecision(r.value), r.value), undefined);
+  }
+  assert.equal(sigs.size, 1, 'one signature for the whole call');
+  const [a, b] = stored as Array<Extract<(typeof stored)[number], { ok: true }>>;
+  assert.equal(checkSignature(trusted, cluster, recordAsDecision(a!.value), { ...a!.value, proof: b!.value.proof }), 'bad signature', 'another ban\'s path does not fit');
+  const entries = (await admin.xrevrange(keys.decisions, '+', '-', 'COUNT', 50)).map(([, f]) => decodeDecision(f)).filter((d) => d.ok && d.value.op === 'ban' && attackers.includes(d.value.addr));
+  assert.equal(entries.length, attackers.length);
+  for (const d of entries) assert.ok(d.ok && d.value.proof && d.value.sig === [...sigs][0]);
 });
 
 test('a decision written with a valid admin Redis credential but without a signing key is not applied by any agent', async () => {

@@ -60,6 +60,9 @@ const noSshd = !existsSync(SSHD) ? 'needs the Debian package openssh-server (ssh
 
 /** A directory with a host key and an sshd_config made of `lines` plus the HostKey line. */
 async function sshdConfig(lines: string[], extra: Record<string, string> = {}): Promise<string> {
+  // sshd -T refuses to run without its privilege separation directory, which only a started
+  // ssh service creates: on a fresh machine nothing has made it yet.
+  if (process.getuid?.() === 0) mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });
   const dir = mkdtempSync(join(tmpdir(), 'fleetban-sshd-'));
   await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'host_key')]);
   for (const [name, text] of Object.entries(extra)) {
