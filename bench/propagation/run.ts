@@ -126,6 +126,15 @@ async function run(agentCount: number, banaction: 'dry-run' | 'nftables', inName
     agents.push(startDaemon(['--config', config(`a${i}`, log), 'agent'], {}, layout.prefix(`a${i}`)));
   }
   await Promise.all(agents.map((a) => a.waitFor((l) => l.msg === 'agent started', 120_000)));
+  // Warm-up, not measured: one ban reported by every host, applied everywhere. A host's first
+  // report waits until the coordinators have read the host registry again (at most 5 s after the
+  // host registered), which is start-up, not propagation: without this the first trial on each
+  // host carried up to 5 s, and with trials spread over the hosts those were the p99.
+  const applied = banaction === 'dry-run' ? 'dry-run ban' : 'ban applied';
+  const warmups = logs.map((_, i) => `2001:db8:ffff:${agentCount.toString(16)}::${(i + 1).toString(16)}`);
+  const warmed = agents.flatMap((a) => warmups.map((w) => a.waitFor((l) => (l.msg === applied || l.event === applied) && l.addr === w, 60_000)));
+  logs.forEach((log, i) => appendFileSync(log, sshdFailure(warmups[i]!, 'bench')));
+  await Promise.all(warmed);
 
   const latencies: number[] = [];
   const addrs: string[] = [];
@@ -136,7 +145,6 @@ async function run(agentCount: number, banaction: 'dry-run' | 'nftables', inName
     const addr = `2001:db8:${(agentCount).toString(16)}::${(t + 1).toString(16)}`;
     addrs.push(addr);
     // dry-run logs when it would apply; a real agent logs `ban applied` once the kernel took it.
-    const applied = banaction === 'dry-run' ? 'dry-run ban' : 'ban applied';
     const isBan = (l: Record<string, unknown>) => (l.msg === applied || l.event === applied) && l.addr === addr;
     const waits = agents.map((a) => a.waitFor(isBan, 30_000));
     const decided = coordinator.waitFor((l) => l.event === 'ban decided' && l.addr === addr, 30_000);
