@@ -5,6 +5,7 @@ import { after } from 'node:test';
 import type { Redis } from 'ioredis';
 import { writeConfig, type Daemon } from './spawn.js';
 import { unsignedConfig } from './keys.js';
+import { addIdentityLines, type TestIdentity } from './redis-server.js';
 import { COORDINATOR_GROUP, type ClusterKeys } from '../../common/protocol/keys.js';
 import { HOSTS_CHANGED, decodeReport, encodeReport, splitIntoReports, type FailureEvent } from '../../common/protocol/messages.js';
 
@@ -53,18 +54,20 @@ export interface HostConfig {
   signing?: boolean;
   /** Extra lines for the [sshd] jail, e.g. an `action = …`. */
   jail?: string;
+  /** Per-role logins for a server the harness did not provision itself (Sentinel data nodes). */
+  identities?: Partial<Record<'agent' | 'coordinator' | 'cli', TestIdentity>>;
 }
 
 /** @returns a configuration directory with fleetban.conf and a one-jail (sshd) jail.conf */
 export function hostConfig(c: HostConfig): string {
   return writeConfig({
-    'fleetban.conf': [
+    'fleetban.conf': (c.identities ? (text: string) => addIdentityLines(text, c.identities!) : (text: string) => text)([
       '[cluster]', `name = ${c.cluster}`,
       '[redis]', `url = ${c.url}`,
       '[agent]', `host = ${c.host}`, `banaction = ${c.banaction ?? 'dry-run'}`, `state_dir = ${join(c.work, c.host)}`, 'heartbeat = 1s',
       ...(c.agent ? [c.agent] : []),
       '[coordinator]', `consumer = ${c.host}`, 'expire_interval = 1s', `claim_idle = ${c.claimIdle ?? '30s'}`,
-    ].join('\n') + '\n',
+    ].join('\n') + '\n'),
     'jail.conf': [
       '[sshd]', 'enabled = true', 'filter = sshd', 'port = ssh', `logpath = ${c.logpath ?? join(c.work, 'nobody.log')}`,
       `maxretry = ${c.maxretry ?? 5}`, `findtime = ${c.findtime ?? '10m'}`, `bantime = ${c.bantime ?? '1h'}`,

@@ -105,7 +105,7 @@ export function addIdentityLines(conf: string, roles: Partial<Record<'agent' | '
  * @returns the redis-server arguments, and each host's identities (agent, coordinator, admin)
  */
 export function aclServer(dir: string, adminPassword: string, cluster: string, hosts: readonly string[]): {
-  args: string[]; roles(host: string): { agent: TestIdentity; coordinator: TestIdentity; cli: TestIdentity };
+  args: string[]; conf: string; aclfile: string; roles(host: string): { agent: TestIdentity; coordinator: TestIdentity; cli: TestIdentity };
 } {
   const secrets = join(dir, 'secrets', cluster);
   const ids = new Map<string, TestIdentity>();
@@ -121,6 +121,8 @@ export function aclServer(dir: string, adminPassword: string, cluster: string, h
   writeFileSync(conf, `include ${SHIPPED_REDIS_CONF}\n`);
   return {
     args: [conf, '--aclfile', aclfile, '--appendonly', 'no'],
+    conf,
+    aclfile,
     roles: (host) => ({ agent: ids.get(agentUser(host))!, coordinator: ids.get(ACL_USERS.coordinator)!, cli: ids.get(ACL_USERS.admin)! }),
   };
 }

@@ -1,9 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import { freePort } from './redis-server.js';
+import { randomBytes } from 'node:crypto';
+import { aclServer, freePort, type TestIdentity } from './redis-server.js';
 
 /** A real Sentinel set-up on loopback: one primary, one replica, three sentinels, all on free ports. */
 export interface SentinelSetup {
@@ -25,16 +26,26 @@ export interface SentinelSetup {
   waitForNewPrimary(old: number, timeoutMs?: number): Promise<number>;
   /** Wait until the current primary has an online replica in sync (a failover needs one, and WAIT too). */
   waitForReplica(timeoutMs?: number): Promise<void>;
+  /** A host's per-role logins (agent, coordinator, admin CLI) on both data nodes, as `fleetban acl` makes them. */
+  roles(host: string): { agent: TestIdentity; coordinator: TestIdentity; cli: TestIdentity };
   stop(): Promise<void>;
 }
 
 /**
  * Start the set-up and wait until all three sentinels know the replica (a failover needs one).
  * Timings are short (down-after 1 s, failover-timeout 3 s) so a test fails over in seconds.
+ * Both data nodes run the shipped Redis settings with the cluster's ACL users (ACL users are not
+ * replicated: each node has them from its own ACL file, as `fleetban acl --apply` run on each
+ * node gives them); the default user has a password, which the replica (`masteruser`) and the
+ * sentinels (`auth-user`) log in with.
+ * @param cluster the cluster whose users the nodes get
+ * @param hosts the agent hosts that get an identity
  * @param name the monitored primary's name
  */
-export async function startSentinels(name = 'mymaster'): Promise<SentinelSetup> {
+export async function startSentinels(cluster: string, hosts: readonly string[], name = 'mymaster'): Promise<SentinelSetup> {
   const dir = mkdtempSync(join(tmpdir(), 'fleetban-sentinel-'));
+  const adminPassword = randomBytes(18).toString('base64url');
+  const acl = aclServer(dir, adminPassword, cluster, hosts);
   const procs = new Map<number, ChildProcess>();
   const clients: Redis[] = [];
   const primary = await freePort();
@@ -55,9 +66,13 @@ export async function startSentinels(name = 'mymaster'): Promise<SentinelSetup> 
 
   try {
     for (const [port, extra] of [[primary, []], [replica, ['--replicaof', '127.0.0.1', String(primary)]]] as const) {
-      spawnServer(port, ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--dbfilename', `dump-${port}.rdb`,
+      const aclfile = join(dir, `acl-${port}.acl`);
+      copyFileSync(acl.aclfile, aclfile);
+      spawnServer(port, [acl.conf, '--aclfile', aclfile, '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--dbfilename', `dump-${port}.rdb`,
         // Without the default 5 s diskless-sync delay a replica (re)syncs at once: tests fail over in seconds.
-        '--save', '', '--appendonly', 'no', '--repl-diskless-sync-delay', '0', '--logfile', join(dir, `redis-${port}.log`), ...extra]);
+        '--save', '', '--appendonly', 'no', '--repl-diskless-sync-delay', '0', '--logfile', join(dir, `redis-${port}.log`),
+        // Either node may be the replica after a failover.
+        '--masteruser', 'default', '--masterauth', adminPassword, ...extra]);
     }
     for (const port of sentinelPorts) {
       const conf = join(dir, `sentinel-${port}.conf`);
@@ -68,6 +83,8 @@ export async function startSentinels(name = 'mymaster'): Promise<SentinelSetup> 
         `sentinel down-after-milliseconds ${name} 1000`,
         `sentinel failover-timeout ${name} 3000`,
         `sentinel parallel-syncs ${name} 1`,
+        `sentinel auth-user ${name} default`,
+        `sentinel auth-pass ${name} ${adminPassword}`,
       ].join('\n') + '\n');
       spawnServer(port, [conf, '--sentinel']);
     }
@@ -115,7 +132,7 @@ export async function startSentinels(name = 'mymaster'): Promise<SentinelSetup> 
   const waitForReplica = async (timeoutMs = 30_000): Promise<void> => {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const c = quickClient(await primaryPort());
+      const c = quickClient(await primaryPort(), adminPassword);
       try {
         const info = await c.info('replication');
         if (/^slave\d+:.*state=online/m.test(info)) return;
@@ -145,7 +162,7 @@ export async function startSentinels(name = 'mymaster'): Promise<SentinelSetup> 
     sentinelPorts,
     primaryPort: () => primaryPort(),
     node(port) {
-      const c = new Redis({ port, host: '127.0.0.1', maxRetriesPerRequest: 3 });
+      const c = new Redis({ port, host: '127.0.0.1', maxRetriesPerRequest: 3, username: 'default', password: adminPassword });
       c.on('error', () => undefined);
       clients.push(c);
       return c;
@@ -174,12 +191,13 @@ export async function startSentinels(name = 'mymaster'): Promise<SentinelSetup> 
       return waitForNewPrimary(old, timeoutMs);
     },
     waitForNewPrimary,
+    roles: acl.roles,
     stop,
   };
 }
 
-function quickClient(port: number): Redis {
-  const c = new Redis({ port, host: '127.0.0.1', maxRetriesPerRequest: 0, retryStrategy: () => null, lazyConnect: false });
+function quickClient(port: number, password?: string): Redis {
+  const c = new Redis({ port, host: '127.0.0.1', maxRetriesPerRequest: 0, retryStrategy: () => null, lazyConnect: false, ...(password ? { username: 'default', password } : {}) });
   c.on('error', () => undefined);
   return c;
 }

@@ -25,27 +25,27 @@ if (skip && process.env.CI) throw new Error(`CI must run the Sentinel test: ${sk
 const { work, daemons, servers } = testProcesses('sentinel-test');
 
 /** The fleetban connections the primary on `port` serves, by name, with their last command. */
-async function fleetbanClients(node: Redis): Promise<Array<{ name: string; cmd: string }>> {
+async function fleetbanClients(node: Redis): Promise<Array<{ name: string; cmd: string; user: string }>> {
   const text = (await node.client('LIST')) as string;
   return text.split('\n').filter(Boolean).map((line) => {
     const f = Object.fromEntries(line.split(' ').map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
-    return { name: f.name ?? '', cmd: f.cmd ?? '' };
+    return { name: f.name ?? '', cmd: f.cmd ?? '', user: f.user ?? '' };
   }).filter((c) => c.name.startsWith('fleetban-'));
 }
 
 test('Sentinel failovers during an attack: daemons follow the primary, no ban lost', { skip, timeout: 120_000 }, async () => {
-  const s = await startSentinels();
-  servers.push(s);
   const cluster = randomCluster();
+  const s = await startSentinels(cluster, ['h1', 'h2']);
+  servers.push(s);
   const keys = clusterKeys(cluster);
   const logs = { h1: join(work, 'h1.log'), h2: join(work, 'h2.log') };
   for (const f of Object.values(logs)) writeFileSync(f, '');
-  const coordinators = ['c1', 'c2'].map((host) => startDaemon(['--config', hostConfig({ cluster, url: s.url, host, work, claimIdle: '2s' }), 'coordinator']));
+  const coordinators = ['c1', 'c2'].map((host) => startDaemon(['--config', hostConfig({ cluster, url: s.url, host, work, claimIdle: '2s', identities: { coordinator: s.roles(host).coordinator } }), 'coordinator']));
   daemons.push(...coordinators);
   await Promise.all(coordinators.map((c) => c.waitFor((l) => l.msg === 'coordinator started', 15_000, 'coordinator start')));
   const agents = {
-    h1: startDaemon(['--config', hostConfig({ cluster, url: s.url, host: 'h1', work, logpath: logs.h1 }), 'agent']),
-    h2: startDaemon(['--config', hostConfig({ cluster, url: s.url, host: 'h2', work, logpath: logs.h2 }), 'agent']),
+    h1: startDaemon(['--config', hostConfig({ cluster, url: s.url, host: 'h1', work, logpath: logs.h1, identities: { agent: s.roles('h1').agent } }), 'agent']),
+    h2: startDaemon(['--config', hostConfig({ cluster, url: s.url, host: 'h2', work, logpath: logs.h2, identities: { agent: s.roles('h2').agent } }), 'agent']),
   };
   daemons.push(agents.h1, agents.h2);
   await Promise.all(Object.values(agents).map((a) => a.waitFor((l) => l.msg === 'agent started', 15_000, 'agent start')));
@@ -59,6 +59,7 @@ test('Sentinel failovers during an attack: daemons follow the primary, no ban lo
 
   // Ban 1 before any failover.
   const first = await s.primaryPort();
+  // Every daemon logs in to the data nodes as its role's ACL user, never as the default user.
   await failures(attackers[0]!, 5, 'h1');
   await Promise.all(Object.values(agents).map((a) => a.waitFor(isBan(attackers[0]!), 10_000, 'ban before failover')));
 
@@ -108,4 +109,8 @@ test('Sentinel failovers during an attack: daemons follow the primary, no ban lo
     }
   }
   for (const d of daemons) assert.equal(d.proc.exitCode, null, 'every daemon survived both failovers');
+  // Every daemon logged in to the data nodes as its role's ACL user, never as the default user.
+  const logins = await fleetbanClients(s.node(primary));
+  assert.ok(logins.length >= 4, `daemons connected: ${logins.length}`);
+  for (const c of logins) assert.match(c.user, /^fleetban-(agent-h[12]|coordinator)$/, `${c.name} logs in as ${c.user}`);
 });
