@@ -32,6 +32,11 @@ export class Enforcer {
   applied = 0;
   /** Bans the backend refused (per-host cap reached, unusable address), for heartbeats. */
   refused = 0;
+
+  /** Every ban this host refused: by the backend at add time, and by the kernel at commit. */
+  get refusedTotal(): number {
+    return this.refused + this.backend.kernelRefused;
+  }
   /** Backend calls run one at a time: add/delete buffers are shared by apply and reconcile. */
   private queue: Promise<unknown> = Promise.resolve();
 

@@ -169,7 +169,7 @@ export async function startAgent(dir: string, options: AgentOptions = {}): Promi
     backend: enforcer.backendName,
     jails: loaded.jails.map((j) => j.name),
     bansApplied: enforcer.applied,
-    bansRefused: enforcer.refused,
+    bansRefused: enforcer.refusedTotal,
     bansHeld: enforcer.size,
     lastDecision: follower.lastId,
     decisionsRefused: gate.refused,

@@ -44,6 +44,11 @@ export interface FirewallBackend {
    * longer ban is clamped to it. Infinity where the backend has no such limit (it lifts bans itself).
    */
   readonly maxTimeoutMs: number;
+  /**
+   * Bans the kernel refused on their own (each one alone, after the batch was halved down to it)
+   * and this backend dropped since start; 0 where nothing can refuse. Travels in heartbeats.
+   */
+  readonly kernelRefused: number;
   /** Create tables, sets, chains and rules for these jails. Idempotent; safe to call again with a changed list. */
   init(jails: readonly JailRule[]): Promise<void>;
   /** Buffer a ban (a repeated ban of the same address replaces the earlier one's expiry). */

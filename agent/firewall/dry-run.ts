@@ -20,6 +20,7 @@ export interface DryRunOptions {
 export class DryRunBackend implements FirewallBackend {
   readonly name = 'dry-run';
   readonly maxTimeoutMs = Infinity;
+  readonly kernelRefused = 0;
   private readonly log: Logger;
   private readonly pending = new PendingChanges();
   private readonly bans = new Map<string, FirewallBan>();

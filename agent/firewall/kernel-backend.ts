@@ -58,6 +58,7 @@ export abstract class KernelBackend<J> implements FirewallBackend {
    * is lifted by the backend itself (ipset beyond its limit, iptables). Infinity: no limit.
    */
   readonly maxTimeoutMs: number = Infinity;
+  kernelRefused = 0;
 
   /**
    * @param options see {@link KernelBackendOptions}
@@ -188,6 +189,7 @@ export abstract class KernelBackend<J> implements FirewallBackend {
   }
 
   private logDropped(dropped: ReadonlyArray<{ change: PendingChange; stderr: string }>): void {
+    this.kernelRefused += dropped.filter((d) => d.change.kind === 'add').length;
     for (const { change, stderr } of dropped.slice(0, 20)) {
       const what = change.kind === 'add' ? { jail: change.ban.jail, addr: change.ban.addr, until: change.ban.until } : { jail: change.jail, addr: change.addr };
       this.log.error({ change: change.kind, ...what, stderr: stderr.slice(0, 500) }, 'the kernel refused this firewall change; dropped, not retried');

@@ -139,7 +139,7 @@ export interface Heartbeat {
   startedAt: number;
   seenAt: number;
   bansApplied: number;
-  /** Bans this host's firewall refused since start (e.g. its element cap was reached). */
+  /** Bans this host's firewall refused since start (its element cap was reached, or the kernel refused the element). */
   bansRefused?: number;
   /** Bans the host holds now. */
   bansHeld?: number;

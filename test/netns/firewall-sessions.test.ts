@@ -231,6 +231,7 @@ for (const persistent of [true, false]) {
       const refused = lines.filter((l) => l.msg === 'the kernel refused this firewall change; dropped, not retried');
       assert.equal(refused.length, 1, 'one change dropped');
       assert.equal(refused[0]!.addr, '192.0.2.20');
+      assert.equal(fw.kernelRefused, 1, 'counted, for the heartbeat\'s bansRefused');
       assert.match(String(refused[0]!.stderr), /Error/);
       assert.equal(await reach('atk', HOST4, 22), false, 'the accepted ban is enforced');
       lines.length = 0;
