@@ -12,6 +12,10 @@ import { registerRegexCommand } from './commands/regex.js';
 import { registerInfoCommands } from './commands/info.js';
 import { registerImportCommand } from './commands/import-fail2ban.js';
 import { registerAclCommand } from './commands/acl.js';
+import { enableBacktrackingFallback } from '../common/filter/regex-safety.js';
+
+// Before any filter is compiled: a pathological line must not hang a daemon (see regex-safety.ts).
+enableBacktrackingFallback();
 
 const program = new Command();
 program

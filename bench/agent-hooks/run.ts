@@ -13,6 +13,10 @@ import { builtinFilterDir, loadFilter } from '../../common/filter/index.js';
 import { writeAuthLog } from '../filter/auth-log.js';
 import { AgentMetrics } from '../../agent/metrics.js';
 import { FoundLog } from '../../agent/found-log.js';
+import { enableBacktrackingFallback } from '../../common/filter/regex-safety.js';
+
+// Production's regex safety net (a process-wide V8 flag the entry point sets).
+enableBacktrackingFallback();
 
 const LINES = Number(process.argv[2] ?? 300_000);
 const ROUNDS = Number(process.argv[3] ?? 5);

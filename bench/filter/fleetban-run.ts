@@ -18,6 +18,10 @@
 import { closeSync, openSync, readSync, writeFileSync } from 'node:fs';
 import { StringDecoder } from 'node:string_decoder';
 import { builtinFilterDir, loadFilter, type FailureMatch, type LineMatcher } from '../../common/filter/index.js';
+import { enableBacktrackingFallback } from '../../common/filter/regex-safety.js';
+
+// Production's regex safety net (a process-wide V8 flag the entry point sets).
+enableBacktrackingFallback();
 
 const CHUNK = 256 * 1024;
 

@@ -12,6 +12,10 @@
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { builtinFilterDir } from '../../common/filter/index.js';
+import { enableBacktrackingFallback } from '../../common/filter/regex-safety.js';
+
+// Production's regex safety net (a process-wide V8 flag the entry point sets).
+enableBacktrackingFallback();
 
 interface Engine {
   loadFilter(name: string, options: { dirs: string[] }): { createMatcher(): { feedBatch(lines: readonly string[]): readonly unknown[] } };

@@ -1,15 +1,8 @@
-import v8 from 'node:v8';
 import { containingNetwork, tryParseAddress } from '../address.js';
 import { now } from '../clock.js';
 import { DateDetector } from './date-detector.js';
 import { FailRegex, type UseDns } from './fail-regex.js';
 import type { FailureMatch, Filter, LineMatcher, LongLines } from './types.js';
-
-// A pathological line must not hang an agent. V8 can switch a regex that backtracks excessively to
-// its linear-time engine; that covers every pattern without lookaround or backreferences. Patterns
-// that need backtracking and nest unbounded quantifiers are refused when the filter is loaded
-// (see filter-loader.ts), and lines are capped in length, which bounds polynomial cases.
-v8.setFlagsFromString('--enable-experimental-regexp-engine-on-excessive-backtracks');
 
 /** Longest line (in UTF-16 units) the engine looks at; the rest of a longer line is ignored. */
 export const DEFAULT_MAX_LINE_LENGTH = 4096;

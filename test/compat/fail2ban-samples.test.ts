@@ -85,6 +85,10 @@ function countAnnotations(path: string): number {
 }
 
 import { readFileSync } from 'node:fs';
+import { enableBacktrackingFallback } from '../../common/filter/regex-safety.js';
+
+// Production's regex safety net (a process-wide V8 flag the entry point sets).
+enableBacktrackingFallback();
 function readFileSyncLines(p: string): string[] {
   return readFileSync(p, 'utf8').split('\n');
 }

@@ -9,6 +9,10 @@ import { DateDetector } from '../../../common/filter/date-detector.js';
 import { loadFilterFrom, parseFilterSpec } from '../../../common/filter/filter-loader.js';
 import { builtinFilterDir, loadFilter } from '../../../common/filter/index.js';
 import { RegexTranslationError, translatePythonRegex } from '../../../common/filter/py-regex.js';
+import { enableBacktrackingFallback } from '../../../common/filter/regex-safety.js';
+
+// Production's regex safety net (a process-wide V8 flag the entry point sets).
+enableBacktrackingFallback();
 
 const local = (y: number, mo: number, d: number, h: number, mi: number, s: number): number => new Date(y, mo - 1, d, h, mi, s).getTime();
 
