@@ -9,16 +9,14 @@
     Output: { 1 new ban or 0 an existing ban was replaced, id of the decision }
 ]]
 local rcall = redis.call
-local bansKey, expiryKey, decisionsKey, statsKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local maxlen, version = ARGV[7], ARGV[8]
-local historyPrefix, retention = ARGV[10], tonumber(ARGV[11])
--- A manual ban is signed before this script runs (or not at all): never parked.
-local pendingKey = ''
 --- @include "includes/add-decision"
 --- @include "includes/signed-fields"
 --- @include "includes/record-ban"
 
+-- A manual ban is signed before this script runs (or not at all): never parked.
+local store = banStore(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[10], ARGV[11], ARGV[7], ARGV[8], '')
+local RESULT = { replaced = 0, new = 1 }
 local jail, addr = ARGV[1], ARGV[2]
 rcall('HDEL', ARGV[9] .. jail, addr)
-local existed, id = recordBan(jail, addr, tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5], ARGV[6], 0, ARGV[12], ARGV[13])
-return { 1 - existed, id }
+local existed, id = recordBan(store, jail, addr, tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5], ARGV[6], 0, ARGV[12], ARGV[13])
+return { existed == 1 and RESULT.replaced or RESULT.new, id }

@@ -127,10 +127,10 @@ export class ClusterScripts {
   async recordFailures(now: number, policies: readonly ScriptPolicy[], failures: readonly CountedFailure[], acks: StreamAcks = []): Promise<RecordResult> {
     const k = this.keys;
     const args: Array<string | number> = [
-      k.registry, k.bans, k.banExpiry, k.decisions, k.stats, k.failingPrefix,
+      k.registry, k.bans, k.banExpiry, k.decisions, k.stats,
       COORDINATOR_GROUP, now, k.failureWindowPrefix, this.decisionsMaxlen, PROTOCOL_VERSION, k.historyPrefix,
       this.historyRetentionMs, k.windowHostsPrefix, Math.floor(Math.random() * 2 ** 31), k.hostPrefix, ALIVE_MS,
-      LIMITS.heartbeatAddrs, LIMITS.heartbeatBytes, this.signer ? k.unsignedBans : '', policies.length,
+      LIMITS.heartbeatAddrs, LIMITS.heartbeatBytes, this.signer ? k.unsignedBans : '', k.failingPrefix, policies.length,
     ];
     for (const p of policies) {
       args.push(p.jail, p.findtimeMs, p.maxretry, p.minhosts, p.overalljails ? 1 : 0, p.rndtimeMs, p.countsBans ? 1 : 0,
@@ -237,8 +237,8 @@ export class ClusterScripts {
       const s = this.signer?.({ op: 'unban', jail, addr, origin, at });
       args.push(jail, addr, s?.kid ?? '', s?.sig ?? '');
     }
-    const out = (await this.call('unban')(k.bans, k.banExpiry, k.decisions, k.failureWindowPrefix,
-      origin, this.decisionsMaxlen, PROTOCOL_VERSION, at, ...args)) as string[];
+    const out = (await this.call('unban')(k.bans, k.banExpiry, k.decisions,
+      origin, this.decisionsMaxlen, PROTOCOL_VERSION, at, k.failureWindowPrefix, ...args)) as string[];
     const lifted: Array<{ jail: string; addr: string }> = [];
     for (let i = 1; i + 1 < out.length; i += 2) lifted.push({ jail: out[i]!, addr: out[i + 1]! });
     return { lifted, decisionId: out[0] ?? '' };
@@ -251,8 +251,8 @@ export class ClusterScripts {
   async flush(jail: string, origin: string, at: number = Date.now()): Promise<{ count: number; decisionId: string }> {
     const k = this.keys;
     const s = this.signer?.({ op: 'flush', jail, origin, at });
-    const [count, decisionId] = (await this.call('flush')(k.bans, k.banExpiry, k.decisions, k.failureWindowPrefix,
-      jail, origin, this.decisionsMaxlen, PROTOCOL_VERSION, at, s?.kid ?? '', s?.sig ?? '')) as [number, string];
+    const [count, decisionId] = (await this.call('flush')(k.bans, k.banExpiry, k.decisions,
+      jail, origin, this.decisionsMaxlen, PROTOCOL_VERSION, at, s?.kid ?? '', s?.sig ?? '', k.failureWindowPrefix)) as [number, string];
     return { count: Number(count), decisionId };
   }
 

@@ -12,16 +12,17 @@
   command a Lua script calls costs about a microsecond.
 
     Input:
-      KEYS[1] matches prefix (jail, or jail|addr, appended)
-      ARGV[1] now ms   ARGV[2] J, the number of jails, then per jail:
+      KEYS[1] the first jail's matches index (a key the script writes; it names the call's slot)
+      ARGV[1] matches key prefix (jail, or jail|addr, appended)
+      ARGV[2] now ms   ARGV[3] J, the number of jails, then per jail:
         name, ttl ms, perAddr, addrs, A (its addresses), then per address: addr, K, then K entries
         (JSON `[time, host, line]`, written by the caller; K <= perAddr)
     Output: number of addresses dropped to stay within the jails' bounds
 ]]
 local rcall = redis.call
-local prefix = KEYS[1]
-local now = tonumber(ARGV[1])
-local o = 3
+local prefix = ARGV[1]
+local now = tonumber(ARGV[2])
+local o = 4
 local dropped = 0
 
 -- DEL or ZADD with many arguments, in slices that unpack() handles.
@@ -33,7 +34,7 @@ local function inSlices(head, items)
   end
 end
 
-for _ = 1, tonumber(ARGV[2]) do
+for _ = 1, tonumber(ARGV[3]) do
   local jail, ttl, perAddr, maxAddrs, numAddrs = ARGV[o], ARGV[o + 1], tonumber(ARGV[o + 2]), tonumber(ARGV[o + 3]), tonumber(ARGV[o + 4])
   o = o + 5
   local index = prefix .. jail

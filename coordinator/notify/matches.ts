@@ -78,7 +78,7 @@ export class MatchRecorder {
       else addrs.set(f.addr, [entry]);
     }
     if (byJail.size === 0) return;
-    const args: Array<string | number> = [this.keys.matchesPrefix, this.clock(), byJail.size];
+    const args: Array<string | number> = [`${this.keys.matchesPrefix}${[...byJail.keys()][0]!}`, this.keys.matchesPrefix, this.clock(), byJail.size];
     for (const [jail, addrs] of byJail) {
       const b = this.jails.get(jail)!;
       args.push(jail, b.ttlMs, b.perAddr, b.addrs, addrs.size);

@@ -2,47 +2,56 @@
 -- over ~213,503 days, so a longer ban, typed or reached by escalation, is cut to this.
 local MAX_BAN_MS = 3153600000000
 
--- Write an active ban everywhere it is kept: the bans hash, the expiry index, the counters, the
--- address' ban history (pruned to the retention) and a ban decision for every agent.
--- A ban signed by the caller (kid, sig) is recorded and published with its signature. An
--- unsigned one is published as it is when pendingKey is '' (signing off), else parked in the
--- pendingKey hash (ban id -> since) without a decision: this script cannot sign, so its caller
--- signs the parked bans and publishes them (publish-3.lua), and any coordinator publishes those
--- a crashed one left parked.
--- Needs: addDecision, addSignature, and the locals bansKey, expiryKey, decisionsKey, statsKey, historyPrefix,
--- retention (ms), maxlen, version, pendingKey.
-local function recordBan(jail, addr, since, untilMs, reason, origin, failures, kid, sig)
+-- Needs the includes add-decision and signed-fields; every input is a parameter.
+
+-- Where bans are kept: bans hash, expiry zset, decisions stream, stats hash (key names); the ban
+-- history key prefix and its retention (ms); the decisions stream's maxlen and the protocol
+-- version; the hash bans wait in for their signature ('' to publish them unsigned at once).
+local function banStore(bans, expiry, decisions, stats, historyPrefix, retention, maxlen, version, pending)
+  return { bans = bans, expiry = expiry, decisions = decisions, stats = stats, historyPrefix = historyPrefix,
+    retention = tonumber(retention), maxlen = maxlen, version = version, pending = pending }
+end
+
+-- Write an active ban everywhere it is kept (`store`, from banStore): the bans hash, the expiry
+-- index, the counters, the address' ban history (pruned to the retention) and a ban decision for
+-- every agent. A ban signed by the caller (kid, sig) is recorded and published with its
+-- signature. An unsigned one is published as it is when store.pending is '' (signing off), else
+-- parked in the store.pending hash (ban id -> since) without a decision: this script cannot sign,
+-- so its caller signs the parked bans and publishes them (publish-3.lua), and any coordinator
+-- publishes those a crashed one left parked.
+-- Returns: existed (0/1), the decision's id ('' when parked).
+local function recordBan(store, jail, addr, since, untilMs, reason, origin, failures, kid, sig)
   local banId = jail .. '|' .. addr
   if untilMs > since + MAX_BAN_MS then untilMs = since + MAX_BAN_MS end
-  local existed = rcall('HEXISTS', bansKey, banId)
+  local existed = rcall('HEXISTS', store.bans, banId)
   local record = { jail = jail, addr = addr, since = since, ['until'] = untilMs, reason = reason, origin = origin, failures = failures }
   local signed = addSignature({}, kid, sig)
   if signed then
     record.kid = kid
     record.sig = sig
   end
-  rcall('HSET', bansKey, banId, cjson.encode(record))
-  if untilMs > 0 then rcall('ZADD', expiryKey, untilMs, banId) else rcall('ZREM', expiryKey, banId) end
-  if existed == 0 then rcall('HINCRBY', statsKey, jail .. ':banned', 1) end
-  local history = historyPrefix .. addr
+  rcall('HSET', store.bans, banId, cjson.encode(record))
+  if untilMs > 0 then rcall('ZADD', store.expiry, untilMs, banId) else rcall('ZREM', store.expiry, banId) end
+  if existed == 0 then rcall('HINCRBY', store.stats, jail .. ':banned', 1) end
+  local history = store.historyPrefix .. addr
   -- Member: jail|since|until|origin|reason (reason last: it may itself contain '|').
   rcall('ZADD', history, since, jail .. '|' .. since .. '|' .. untilMs .. '|' .. origin .. '|' .. reason)
-  rcall('ZREMRANGEBYSCORE', history, '-inf', since - retention)
-  rcall('PEXPIRE', history, retention)
-  if not signed and pendingKey ~= '' then
-    rcall('HSET', pendingKey, banId, since)
+  rcall('ZREMRANGEBYSCORE', history, '-inf', since - store.retention)
+  rcall('PEXPIRE', history, store.retention)
+  if not signed and store.pending ~= '' then
+    rcall('HSET', store.pending, banId, since)
     return existed, ''
   end
   local fields = {'op', 'ban', 'jail', jail, 'origin', origin, 'addr', addr,
     'since', string.format('%d', since), 'until', string.format('%d', untilMs), 'reason', reason}
   addSignature(fields, kid, sig)
-  return existed, addDecision(decisionsKey, maxlen, version, fields)
+  return existed, addDecision(store.decisions, store.maxlen, store.version, fields)
 end
 
 -- Number of earlier bans of addr still in its history: in one jail, or in all jails.
-local function earlierBans(addr, jail, overall, now)
-  local history = historyPrefix .. addr
-  rcall('ZREMRANGEBYSCORE', history, '-inf', now - retention)
+local function earlierBans(store, addr, jail, overall, now)
+  local history = store.historyPrefix .. addr
+  rcall('ZREMRANGEBYSCORE', history, '-inf', now - store.retention)
   if overall then return rcall('ZCARD', history) end
   local n = 0
   local prefix = jail .. '|'

@@ -19,7 +19,7 @@
 
     Input:
       KEYS[1] host registry set KEYS[2] bans hash       KEYS[3] ban expiry zset
-      KEYS[4] decisions stream  KEYS[5] stats hash      KEYS[6] failing-addresses prefix (jail appended)
+      KEYS[4] decisions stream  KEYS[5] stats hash
       ARGV[1] consumer group    ARGV[2] now ms (Redis clock)   ARGV[3] window key prefix
       ARGV[4] decisions maxlen  ARGV[5] protocol version       ARGV[6] history key prefix
       ARGV[7] history retention ms   ARGV[8] window-hosts key prefix   ARGV[9] random seed
@@ -27,7 +27,8 @@
       ARGV[13] heartbeat bytes at most
       ARGV[14] hash where bans wait for their signature ('' when decisions are not signed: they
         are published at once; see includes/record-ban)
-      ARGV[15] number of jail policies P, then per policy:
+      ARGV[15] failing-addresses key prefix (jail appended)
+      ARGV[16] number of jail policies P, then per policy:
         name, findtime ms, maxretry, minhosts, overalljails (0/1), rndtime ms, counts bans (0/1),
         ignoreself (0/1), T, then T ban durations in ms indexed by earlier bans (last one repeats;
         -1 permanent)
@@ -42,7 +43,8 @@
         -2 outside the window (too old), -3 duplicate delivery, -4 unknown jail, -5 counted and
         not banned because a live host claims the address (ignoreself)
       followed by the bans made as triples: jail, addr, until (ms, -1 permanent), parked for
-        their signature when ARGV[14] is set
+        their signature when ARGV[14] is set (the named codes: RESULT in the script, COUNT_RESULT in
+        index.ts)
     A window holds failures with time > now - findtime; a failure from the future counts at now.
     Once its count reaches maxretry a window is trimmed to the failures still inside it, and to
     the newest maxretry of them (more cannot change a decision), so a window that cannot ban
@@ -53,28 +55,28 @@
     let a host that had just started be banned by its peers' reports.
 ]]
 local rcall = redis.call
-local bansKey, expiryKey, decisionsKey, statsKey = KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+--- @include "includes/add-decision"
+--- @include "includes/signed-fields"
+--- @include "includes/record-ban"
+
+-- Outcome codes per failure (COUNT_RESULT in index.ts); a positive number is the window's count.
+local RESULT = { alreadyBanned = -1, tooOld = -2, duplicate = -3, unknownJail = -4, fleetMember = -5 }
+local statsKey = KEYS[5]
 local group = ARGV[1]
 local now = tonumber(ARGV[2])
 local windowPrefix = ARGV[3]
-local maxlen = ARGV[4]
-local version = ARGV[5]
-local historyPrefix = ARGV[6]
-local retention = tonumber(ARGV[7])
 local hostsPrefix = ARGV[8]
 math.randomseed(tonumber(ARGV[9]))
 local hostKeyPrefix = ARGV[10]
 local aliveMs = tonumber(ARGV[11])
 local maxAddrs = tonumber(ARGV[12])
 local maxHeartbeat = tonumber(ARGV[13])
-local pendingKey = ARGV[14]
---- @include "includes/add-decision"
---- @include "includes/signed-fields"
---- @include "includes/record-ban"
+local failingPrefix = ARGV[15]
+local store = banStore(KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[6], ARGV[7], ARGV[4], ARGV[5], ARGV[14])
 
 local policies, recidives = {}, {}
-local o = 16
-for _ = 1, tonumber(ARGV[15]) do
+local o = 17
+for _ = 1, tonumber(ARGV[16]) do
   local p = { name = ARGV[o], findtime = tonumber(ARGV[o + 1]), maxretry = tonumber(ARGV[o + 2]),
     minhosts = tonumber(ARGV[o + 3]), overall = ARGV[o + 4] == '1', rnd = tonumber(ARGV[o + 5]),
     countsBans = ARGV[o + 6] == '1', ignoreself = ARGV[o + 7] == '1', durations = {} }
@@ -158,7 +160,7 @@ local function trimWindow(v, floor, cap)
 end
 
 local function banAddress(p, addr, origin, failures)
-  local prior = earlierBans(addr, p.name, p.overall, now)
+  local prior = earlierBans(store, addr, p.name, p.overall, now)
   local duration = p.durations[math.min(prior + 1, #p.durations)]
   local untilMs = -1
   if duration >= 0 then
@@ -168,7 +170,7 @@ local function banAddress(p, addr, origin, failures)
   local reason = failures .. ' failures in ' .. math.floor(p.findtime / 1000) .. 's'
   if prior > 0 then reason = reason .. ', ban #' .. (prior + 1) end
   if untilMs > now + MAX_BAN_MS then untilMs = now + MAX_BAN_MS end
-  recordBan(p.name, addr, now, untilMs, reason, origin, failures)
+  recordBan(store, p.name, addr, now, untilMs, reason, origin, failures)
   bans[#bans + 1] = p.name
   bans[#bans + 1] = addr
   bans[#bans + 1] = untilMs
@@ -186,7 +188,7 @@ countFailure = function(p, j, addr, t, tstr, tag)
     t = now
     tstr = string.format('%d', now)
   end
-  if t <= now - p.findtime then return -2 end
+  if t <= now - p.findtime then return RESULT.tooOld end
   local v = j.values[addr]
   if v == nil then
     v = rcall('HGET', j.key, addr)
@@ -194,7 +196,7 @@ countFailure = function(p, j, addr, t, tstr, tag)
   end
   local count
   if v then
-    if string.find(v, tag, 1, true) then return -3 end
+    if string.find(v, tag, 1, true) then return RESULT.duplicate end
     count = entries(v) + 1
     v = v .. tstr .. tag
   else
@@ -225,13 +227,13 @@ countFailure = function(p, j, addr, t, tstr, tag)
   -- Whether the address is banned already matters only once it could be banned: checking at the
   -- threshold instead of for every failure saves a Redis call per failure. Failures of a banned
   -- address are counted (fail2ban counts them too); they cannot ban it twice.
-  if count >= p.maxretry and enoughHosts and rcall('HEXISTS', bansKey, p.name .. '|' .. addr) == 1 then
+  if count >= p.maxretry and enoughHosts and rcall('HEXISTS', store.bans, p.name .. '|' .. addr) == 1 then
     j.values[addr] = v
-    return -1
+    return RESULT.alreadyBanned
   end
   if count >= p.maxretry and enoughHosts and p.ignoreself and not p.countsBans and fleetAddresses()[addr] then
     j.values[addr] = v
-    return -5
+    return RESULT.fleetMember
   end
   if count >= p.maxretry and enoughHosts then
     j.values[addr] = false
@@ -283,7 +285,7 @@ for _ = 1, numJails do
   if not p then
     for _ = 1, numAddrs do
       local k = tonumber(ARGV[o + 1])
-      for _ = 1, k do results[#results + 1] = -4 end
+      for _ = 1, k do results[#results + 1] = RESULT.unknownJail end
       o = o + 2 + 2 * k
     end
   else
@@ -322,7 +324,7 @@ for name, j in pairs(jails) do
   callInChunks({ 'HSET', j.key }, set, 4000)
   callInChunks({ 'HDEL', j.key }, del, 4000)
   rcall('HINCRBY', statsKey, name .. ':failed', j.failed)
-  local failing = KEYS[6] .. name
+  local failing = failingPrefix .. name
   local findtime = j.p.findtime
   local add, gone = partition(j.failing, true)
   -- GT: a late-arriving older failure must not make an address look stale while newer ones are in its window.

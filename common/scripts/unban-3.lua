@@ -3,9 +3,10 @@
   an agent keeps a ban it holds under a valid signature until a signed unban lifts it, whatever
   happened to the record (deleted by someone with write access, lost in a failover).
     Input:
-      KEYS[1] bans hash  KEYS[2] ban expiry zset  KEYS[3] decisions stream  KEYS[4] window key prefix
+      KEYS[1] bans hash  KEYS[2] ban expiry zset  KEYS[3] decisions stream
       ARGV[1] origin  ARGV[2] decisions maxlen  ARGV[3] protocol version  ARGV[4] at (ms: the
       unban lifts bans that started no later than this; its signature covers it)
+      ARGV[5] window key prefix (jail appended)
       then per target: jail, addr, key id, signature ('' unsigned)
       (jail '*' lifts the address in every jail, with one decision for all of them)
     Output: { id of the last decision, then jail, addr for each ban lifted here }
@@ -25,7 +26,7 @@ local function publish(jail, addr, kid, sig)
 end
 
 local function lift(jail, addr)
-  if removeBan(KEYS[1], KEYS[2], KEYS[4], jail .. '|' .. addr) == 1 then
+  if removeBan(KEYS[1], KEYS[2], ARGV[5], jail .. '|' .. addr) == 1 then
     lifted[#lifted + 1] = jail
     lifted[#lifted + 1] = addr
     return true
@@ -33,7 +34,7 @@ local function lift(jail, addr)
   return false
 end
 
-for i = 5, #ARGV, 4 do
+for i = 6, #ARGV, 4 do
   local jail, addr, kid, sig = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   if jail == '*' then
     -- The bans hash is keyed jail|addr; finding every jail of one address needs a scan.
