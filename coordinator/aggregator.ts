@@ -498,15 +498,16 @@ export class Aggregator {
       // on the replica Sentinel promotes. Waiting (briefly) for one replica closes most of that window.
       await this.writer.call('WAIT', 1, 200).catch(() => undefined);
     }
-    if (result.bans.length > 0) {
+    if (result.parkedUnder) {
       // With signing on, the script parked its bans unsigned (Lua cannot sign): sign and publish
       // them now. If this fails or this process dies here, a coordinator's sweep publishes them.
       // Signing does not hold up counting: the next call is sent first (setImmediate), so Redis
       // runs it while this process signs.
       const ids = result.bans.map((b) => banId(b.jail, b.addr));
+      const parkedUnder = result.parkedUnder;
       this.publishing = this.publishing
         .then(() => new Promise((resolve) => setImmediate(resolve)))
-        .then(() => this.scripts.publishParked({ ids }))
+        .then(() => this.scripts.publishParked({ ids, parkedUnder }))
         .then(() => undefined, (err: Error) => this.log.warn({ err: err.message, bans: ids.length }, 'publishing signed bans failed; the sweep retries'));
     }
     this.stats.counted += counted.length;

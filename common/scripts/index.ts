@@ -49,6 +49,8 @@ export const DEFAULT_HISTORY_RETENTION_MS = 86_400_000;
 export interface RecordResult {
   readonly results: number[];
   readonly bans: Array<{ jail: string; addr: string; until: number }>;
+  /** With signing on: the parking hash field this call's bans wait under (give it to publishParked). */
+  readonly parkedUnder?: string;
 }
 
 export interface Snapshot {
@@ -126,10 +128,12 @@ export class ClusterScripts {
    */
   async recordFailures(now: number, policies: readonly ScriptPolicy[], failures: readonly CountedFailure[], acks: StreamAcks = []): Promise<RecordResult> {
     const k = this.keys;
+    // Also the call's id: the field its parked bans are noted under is `<now>:<callId>`.
+    const callId = Math.floor(Math.random() * 2 ** 31);
     const args: Array<string | number> = [
       k.registry, k.bans, k.banExpiry, k.decisions, k.stats,
       COORDINATOR_GROUP, now, k.failureWindowPrefix, this.decisionsMaxlen, PROTOCOL_VERSION, k.historyPrefix,
-      this.historyRetentionMs, k.windowHostsPrefix, Math.floor(Math.random() * 2 ** 31), k.hostPrefix, ALIVE_MS,
+      this.historyRetentionMs, k.windowHostsPrefix, callId, k.hostPrefix, ALIVE_MS,
       LIMITS.heartbeatAddrs, LIMITS.heartbeatBytes, this.signer ? k.unsignedBans : '', k.failingPrefix, policies.length,
     ];
     for (const p of policies) {
@@ -168,30 +172,41 @@ export class ClusterScripts {
     for (let i = failures.length; i + 2 < out.length; i += 3) {
       bans.push({ jail: String(out[i]), addr: String(out[i + 1]), until: Number(out[i + 2]) });
     }
-    return { results, bans };
+    return { results, bans, ...(this.signer && bans.length > 0 ? { parkedUnder: `${Math.trunc(now)}:${callId}` } : {}) };
   }
 
   /**
    * Sign and publish the bans recordFailures parked for their signature (see
-   * includes/record-ban.lua): those of a call just made (`ids`), or, with `olderThan`, those any
-   * coordinator left parked before that time (it died between counting and publishing).
+   * includes/record-ban.lua): those of a call just made (`ids`, parked under `parkedUnder`), or,
+   * with `olderThan`, those any coordinator left parked before that time (it died between
+   * counting and publishing).
    * @returns the number of bans published
    */
-  async publishParked(select: { ids: readonly string[] } | { olderThan: number }): Promise<number> {
+  async publishParked(select: { ids: readonly string[]; parkedUnder: string } | { olderThan: number }): Promise<number> {
     if (!this.signer) return 0;
     const k = this.keys;
     let ids: string[];
-    if ('ids' in select) ids = [...select.ids];
-    else {
-      const [, flat] = (await this.redis.hscan(k.unsignedBans, '0', 'COUNT', 1000)) as [string, string[]];
+    let fields: string[];
+    if ('ids' in select) {
+      ids = [...select.ids];
+      fields = [select.parkedUnder];
+    } else {
+      const [, flat] = (await this.redis.hscan(k.unsignedBans, '0', 'COUNT', 100)) as [string, string[]];
       ids = [];
-      for (let i = 0; i + 1 < flat.length; i += 2) if (!(Number(flat[i + 1]) >= select.olderThan)) ids.push(flat[i]!);
+      fields = [];
+      for (let i = 0; i + 1 < flat.length; i += 2) {
+        // Field `<time>:<call>`; a field that is not one (written by someone else) is dropped too.
+        if (Number(flat[i]!.split(':')[0]) >= select.olderThan) continue;
+        fields.push(flat[i]!);
+        for (const id of flat[i + 1]!.split(',')) if (id) ids.push(id);
+      }
+      ids = [...new Set(ids)].slice(0, 10_000);
     }
-    if (ids.length === 0) return 0;
+    if (ids.length === 0 && fields.length === 0) return 0;
     // The records as they are now; publish-3.lua replaces each only if it is still this text.
-    const current = await this.redis.hmget(k.bans, ...ids);
+    const current = ids.length > 0 ? await this.redis.hmget(k.bans, ...ids) : [];
     const records = ids.map((id, i) => [id, current[i] ?? null] as const);
-    const args: Array<string | number> = [k.bans, k.decisions, k.unsignedBans, this.decisionsMaxlen, PROTOCOL_VERSION];
+    const args: Array<string | number> = [k.bans, k.decisions, k.unsignedBans, this.decisionsMaxlen, PROTOCOL_VERSION, fields.length, ...fields];
     const parked: Array<{ id: string; json: string; record: BanRecord; decision: Decision }> = [];
     for (const [id, json] of records) {
       const r = json ? decodeBan(json) : undefined;

@@ -26,7 +26,8 @@
       ARGV[10] per-host key prefix   ARGV[11] heartbeat liveness ms    ARGV[12] addresses per heartbeat
       ARGV[13] heartbeat bytes at most
       ARGV[14] hash where bans wait for their signature ('' when decisions are not signed: they
-        are published at once; see includes/record-ban)
+        are published at once; see includes/record-ban): this call's parked bans are one field,
+        `<now>:<ARGV[9]>`
       ARGV[15] failing-addresses key prefix (jail appended)
       ARGV[16] number of jail policies P, then per policy:
         name, findtime ms, maxretry, minhosts, overalljails (0/1), rndtime ms, counts bans (0/1),
@@ -347,5 +348,6 @@ while o <= #ARGV do
   o = o + 2 + n
 end
 
+parkBans(store, now, ARGV[9])
 for i = 1, #bans do results[#results + 1] = bans[i] end
 return results

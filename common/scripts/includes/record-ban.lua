@@ -7,18 +7,26 @@ local MAX_BAN_MS = 3153600000000
 -- Where bans are kept: bans hash, expiry zset, decisions stream, stats hash (key names); the ban
 -- history key prefix and its retention (ms); the decisions stream's maxlen and the protocol
 -- version; the hash bans wait in for their signature ('' to publish them unsigned at once).
+-- `parked` collects the ids of the bans parked by this call (see parkBans).
 local function banStore(bans, expiry, decisions, stats, historyPrefix, retention, maxlen, version, pending)
   return { bans = bans, expiry = expiry, decisions = decisions, stats = stats, historyPrefix = historyPrefix,
-    retention = tonumber(retention), maxlen = maxlen, version = version, pending = pending }
+    retention = tonumber(retention), maxlen = maxlen, version = version, pending = pending, parked = {} }
+end
+
+-- Note the bans this call parked as one field of the parking hash: `<now>:<call id>` -> their ids
+-- joined by ','. One write per call, not one per ban (and one HDEL when they are published).
+local function parkBans(store, now, callId)
+  if store.pending == '' or #store.parked == 0 then return end
+  rcall('HSET', store.pending, string.format('%d', now) .. ':' .. callId, table.concat(store.parked, ','))
 end
 
 -- Write an active ban everywhere it is kept (`store`, from banStore): the bans hash, the expiry
 -- index, the counters, the address' ban history (pruned to the retention) and a ban decision for
 -- every agent. A ban signed by the caller (kid, sig) is recorded and published with its
 -- signature. An unsigned one is published as it is when store.pending is '' (signing off), else
--- parked in the store.pending hash (ban id -> since) without a decision: this script cannot sign,
--- so its caller signs the parked bans and publishes them (publish-3.lua), and any coordinator
--- publishes those a crashed one left parked.
+-- parked (store.parked, written by parkBans) without a decision: this script cannot sign, so its
+-- caller signs the parked bans and publishes them (publish-3.lua), and any coordinator publishes
+-- those a crashed one left parked.
 -- Returns: existed (0/1), the decision's id ('' when parked).
 local function recordBan(store, jail, addr, since, untilMs, reason, origin, failures, kid, sig)
   local banId = jail .. '|' .. addr
@@ -39,7 +47,7 @@ local function recordBan(store, jail, addr, since, untilMs, reason, origin, fail
   rcall('ZREMRANGEBYSCORE', history, '-inf', since - store.retention)
   rcall('PEXPIRE', history, store.retention)
   if not signed and store.pending ~= '' then
-    rcall('HSET', store.pending, banId, since)
+    store.parked[#store.parked + 1] = banId
     return existed, ''
   end
   local fields = {'op', 'ban', 'jail', jail, 'origin', origin, 'addr', addr,
