@@ -53,9 +53,6 @@ export function agentGate(config: FleetbanConfig, ownAddresses: readonly string[
   }, log);
 }
 
-/** Backends that honour `blocktype = reject` (the others drop). */
-const REJECTING_BACKENDS = new Set(['nftables', 'ipset', 'dry-run']);
-
 export interface AgentOptions {
   /** Settings that replace the file's (fleetban up, tests). */
   readonly override?: Partial<FleetbanConfig>;
@@ -121,7 +118,7 @@ export function jailRules(jails: readonly JailConfig[]): JailRule[] {
   const rules: JailRule[] = jails
     .filter((j) => j.enforce)
     .map((j) => ({ jail: j.name, ports: j.ports, protocols: j.protocols, ...(j.actionName ? { label: j.actionName } : {}),
-      ...(j.blocktype === 'reject' ? { blocktype: 'reject' as const } : {}) }));
+      ...(j.blocktype !== 'drop' ? { blocktype: j.blocktype } : {}) }));
   if (!rules.some((r) => r.jail === MANUAL_JAIL)) rules.push({ jail: MANUAL_JAIL, ports: 'all', protocols: 'all' });
   return rules;
 }
@@ -149,10 +146,6 @@ export async function startAgent(dir: string, options: AgentOptions = {}): Promi
   const backend = await createFirewallBackend(config.agent.banaction, { maxBans: config.agent.maxBans });
   const enforcer = new Enforcer(backend, jailRules(loaded.jails), componentLogger('agent.firewall'));
   await enforcer.init();
-  const rejecting = loaded.jails.filter((j) => j.enforce && j.blocktype === 'reject').map((j) => j.name);
-  if (rejecting.length > 0 && !REJECTING_BACKENDS.has(enforcer.backendName)) {
-    log.warn({ jails: rejecting, backend: enforcer.backendName }, `blocktype = reject is enforced by the nftables and ipset backends; ${enforcer.backendName} drops instead`);
-  }
 
   const redisSettings = roleRedis(config, 'agent');
   const commands: Redis = connectRedis(redisSettings, 'agent', log);

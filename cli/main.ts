@@ -23,7 +23,7 @@ program
   .description('distributed fail2ban: cluster-wide bans for a fleet of servers')
   .version(FLEETBAN_VERSION)
   .option('-c, --config <dir>', 'configuration directory (default: $FLEETBAN_CONFIG, else /etc/fleetban when it exists, else the shipped deploy/etc/fleetban)')
-  .option('--log-level <level>', 'daemon log level: trace, debug, info, warn, error', undefined)
+  .option('--log-level <level>', 'daemon log level: trace, debug, info, warn, error (wins over FLEETBAN_LOG_LEVEL and fail2ban.conf loglevel)', undefined)
   .option('--json', 'machine-readable output')
   // Usage errors are one line (printed below); commander's own printing of them is turned off.
   // Both settings are inherited by every command added after this.

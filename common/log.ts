@@ -98,7 +98,7 @@ export function rootLogger(level?: LevelWithSilent): Logger {
   if (!root) {
     root = pino(
       {
-        level: level ?? process.env.FLEETBAN_LOG_LEVEL ?? 'info',
+        level: level ?? (process.env.FLEETBAN_LOG_LEVEL || 'info'),
         base: { pid: process.pid },
         timestamp: pino.stdTimeFunctions.isoTime,
       },

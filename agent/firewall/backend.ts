@@ -20,10 +20,11 @@ export interface JailRule {
    */
   readonly label?: string;
   /**
-   * fail2ban's `blocktype`: `reject` answers banned packets with ICMP port unreachable (nftables
-   * and ipset backends); absent or `drop` drops them silently.
+   * fail2ban's `blocktype`: `reject` answers banned packets with ICMP port unreachable,
+   * `tcp-reset` answers TCP with a reset and the rest with port unreachable (Shorewall's `reject`
+   * does that for both); absent or `drop` drops them silently.
    */
-  readonly blocktype?: 'drop' | 'reject';
+  readonly blocktype?: 'drop' | 'reject' | 'tcp-reset';
 }
 
 /** One ban as a backend sees it. */

@@ -14,7 +14,7 @@ import { InvalidInputError } from '../../common/errors.js';
 import type { FirewallBan, JailRule } from './backend.js';
 import { CapBudget } from './cap-budget.js';
 import { InputJump } from './input-jump.js';
-import { iptablesMatches } from './iptables-matches.js';
+import { iptablesMatches, iptablesVerdicts } from './iptables-matches.js';
 import { banKey, banTarget, boundedName, validateJailRules } from './jail-rules.js';
 import { KernelBackend, type KernelBackendOptions } from './kernel-backend.js';
 import type { PendingChange } from './pending-changes.js';
@@ -107,7 +107,7 @@ export class IpsetBackend extends KernelBackend<JailSets> {
       const lines = ['*filter', `:${this.jump.chain} - [0:0]`]; // with --noflush this (re)creates and empties only our chain
       for (const s of jails.values()) {
         for (const m of iptablesMatches(s.rule)) {
-          lines.push(['-A', this.jump.chain, ...m, '-m', 'set', '--match-set', family === 4 ? s.v4 : s.v6, 'src', ...verdict(s.rule, family)].join(' '));
+          for (const r of iptablesVerdicts(s.rule, family, [...m, '-m', 'set', '--match-set', family === 4 ? s.v4 : s.v6, 'src'])) lines.push(['-A', this.jump.chain, ...r].join(' '));
         }
       }
       lines.push('COMMIT');
@@ -303,10 +303,4 @@ export class IpsetBackend extends KernelBackend<JailSets> {
     this.ledger.clear();
     this.overlong.clear();
   }
-}
-
-/** The iptables target for a jail's banned packets: DROP, or REJECT with port unreachable (blocktype = reject). */
-function verdict(rule: JailRule, family: 4 | 6): string[] {
-  if (rule.blocktype !== 'reject') return ['-j', 'DROP'];
-  return ['-j', 'REJECT', '--reject-with', family === 4 ? 'icmp-port-unreachable' : 'icmp6-port-unreachable'];
 }

@@ -31,3 +31,24 @@ export function iptablesMatches(rule: JailRule): string[][] {
   const protocols = rule.protocols === 'all' ? (['tcp', 'udp', 'sctp'] as const) : rule.protocols;
   return protocols.flatMap((p) => groups.map((g) => ['-p', p, '-m', 'multiport', '--dports', g.join(',')]));
 }
+
+/**
+ * The rules that refuse a jail's banned packets selected by `match`: one with `-j DROP`, or for
+ * blocktype = reject one with fail2ban's `REJECT --reject-with icmp(6)-port-unreachable`. For
+ * tcp-reset the kernel takes `--reject-with tcp-reset` only in a rule that itself matches
+ * `-p tcp`, so a match without a protocol becomes two rules: TCP gets the reset, the rest
+ * port unreachable.
+ * @param rule the jail
+ * @param family the address family of the rules
+ * @param match the match arguments (`-s ADDR`, `-p udp -m multiport …`, …), at most one `-p`
+ * @returns one argument list per rule, match then target
+ */
+export function iptablesVerdicts(rule: JailRule, family: 4 | 6, match: readonly string[]): string[][] {
+  const unreachable = ['-j', 'REJECT', '--reject-with', family === 4 ? 'icmp-port-unreachable' : 'icmp6-port-unreachable'];
+  const reset = ['-j', 'REJECT', '--reject-with', 'tcp-reset'];
+  if (rule.blocktype === 'reject') return [[...match, ...unreachable]];
+  if (rule.blocktype !== 'tcp-reset') return [[...match, '-j', 'DROP']];
+  const p = match.indexOf('-p');
+  if (p !== -1) return [[...match, ...(match[p + 1] === 'tcp' ? reset : unreachable)]];
+  return [[...match, '-p', 'tcp', ...reset], [...match, ...unreachable]];
+}

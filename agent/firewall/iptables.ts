@@ -1,8 +1,10 @@
 /**
  * Plain iptables backend for hosts without nftables or ipset, laid out the way fail2ban's
  * iptables-multiport action does it: a chain `f2b-<jail>` per jail (`f2b-<label>` when the jail
- * has a label, as fail2ban's `name=` gives) holding one `-s ADDR -j DROP` rule per ban, entered
- * for the jail's ports and protocols. The jumps live in a dispatch chain of
+ * has a label, as fail2ban's `name=` gives) holding one `-s ADDR -j DROP` rule per ban (`-j REJECT
+ * --reject-with icmp-port-unreachable` with blocktype = reject, as fail2ban's `-j <blocktype>`;
+ * tcp-reset adds `-p tcp`, plus a port-unreachable rule when the jail covers more than TCP),
+ * entered for the jail's ports and protocols. The jumps live in a dispatch chain of
  * ours (`fleetban`, jumped to from the top of INPUT) so that re-running init with changed ports
  * rewrites them without touching INPUT or the bans.
  *
@@ -14,14 +16,15 @@
  * the whole restore, so a delete is only written for a rule the ledger holds.
  *
  * Changing a jail's label renames its chain: init removes the old chain with its bans, and the
- * agent's next sync or reconciliation writes them into the new one.
+ * agent's next sync or reconciliation writes them into the new one. Changing its blocktype keeps
+ * the chain and rewrites each ban rule's target in init's restore.
  */
 import { now as clockNow } from '../../common/clock.js';
 import { InvalidInputError } from '../../common/errors.js';
 import type { FirewallBan, JailRule } from './backend.js';
 import { CapBudget } from './cap-budget.js';
 import { InputJump } from './input-jump.js';
-import { iptablesMatches } from './iptables-matches.js';
+import { iptablesMatches, iptablesVerdicts } from './iptables-matches.js';
 import { banKey, banTarget, boundedName, validateJailRules } from './jail-rules.js';
 import { KernelBackend, type KernelBackendOptions } from './kernel-backend.js';
 import type { PendingChange } from './pending-changes.js';
@@ -125,6 +128,19 @@ export class IptablesBackend extends KernelBackend<JailChain> {
       const lines = ['*filter'];
       for (const j of jails.values()) if (!state.chains.has(j.chain)) lines.push(`:${j.chain} - [0:0]`);
       lines.push(`:${this.jump.chain} - [0:0]`); // --noflush empties only this declared chain
+      const byChainRule = new Map([...jails.values()].map((j) => [j.chain, j]));
+      for (const [chain, found] of state.bans) {
+        const j = byChainRule.get(chain);
+        if (!j) continue;
+        // A jail whose blocktype changed: its bans move to the new target in this same transaction.
+        for (const b of found.values()) {
+          const want = banSpecs(j, family, b.addr);
+          const have = b.rules.map((r) => `-s ${b.addr} ${r.rest}`);
+          if (want.length === have.length && want.every((w) => have.includes(w))) continue;
+          for (const r of b.rules) lines.push(`-D ${chain} -s ${r.saved} ${r.rest}`);
+          for (const w of want) lines.push(`-A ${chain} ${w}`);
+        }
+      }
       for (const j of jails.values()) {
         for (const m of iptablesMatches(j.rule)) lines.push(['-A', this.jump.chain, ...m, '-j', j.chain].join(' '));
       }
@@ -139,7 +155,7 @@ export class IptablesBackend extends KernelBackend<JailChain> {
       for (const [chain, addrs] of state.bans) {
         const jail = byChain.get(chain);
         if (!jail) continue;
-        for (const addr of addrs) {
+        for (const addr of addrs.keys()) {
           const key = banKey(jail, addr);
           this.ledger.set(key, previousUntil.get(key) ?? -1);
         }
@@ -149,12 +165,12 @@ export class IptablesBackend extends KernelBackend<JailChain> {
   }
 
   /** Parse `iptables-save -t filter`: our chains, where the dispatch chain jumps, ban rules per chain. */
-  private async save(family: 4 | 6): Promise<{ chains: Set<string>; dispatchTargets: Set<string>; bans: Map<string, string[]> }> {
+  private async save(family: 4 | 6): Promise<{ chains: Set<string>; dispatchTargets: Set<string>; bans: Map<string, Map<string, SavedBan>> }> {
     const tool = family === 4 ? 'iptables-save' : 'ip6tables-save';
     const { stdout } = await this.run.run(tool, [tool, '-t', 'filter']);
     const chains = new Set<string>();
     const dispatchTargets = new Set<string>();
-    const bans = new Map<string, string[]>();
+    const bans = new Map<string, Map<string, SavedBan>>();
     for (const line of stdout.split('\n')) {
       if (line.startsWith(':')) {
         chains.add(line.slice(1).split(' ')[0]!);
@@ -169,12 +185,14 @@ export class IptablesBackend extends KernelBackend<JailChain> {
         continue;
       }
       // Our ban rules have exactly this shape; anything else in the chain is not ours to count.
-      const m = /^-A (\S+) -s (\S+) -j DROP$/.exec(line);
+      const m = /^-A (\S+) -s (\S+) ((?:-p tcp )?-j (?:DROP|REJECT --reject-with (?:icmp6?-port-unreachable|tcp-reset)))$/.exec(line);
       if (!m) continue;
       const addr = banTarget(m[2]!).text;
-      let arr = bans.get(m[1]!);
-      if (!arr) bans.set(m[1]!, (arr = []));
-      arr.push(addr);
+      let chainBans = bans.get(m[1]!);
+      if (!chainBans) bans.set(m[1]!, (chainBans = new Map()));
+      let b = chainBans.get(addr);
+      if (!b) chainBans.set(addr, (b = { addr, rules: [] }));
+      b.rules.push({ saved: m[2]!, rest: m[3]! });
     }
     return { chains, dispatchTargets, bans };
   }
@@ -195,7 +213,7 @@ export class IptablesBackend extends KernelBackend<JailChain> {
       const key = banKey(c.jail, c.addr);
       if (!j || this.ledger.get(key) === undefined) continue;
       const t = banTarget(c.addr);
-      lines[t.family].push(`-D ${j.chain} -s ${t.text} -j DROP`);
+      for (const spec of banSpecs(j, t.family, t.text)) lines[t.family].push(`-D ${j.chain} ${spec}`);
       if (this.ledger.has(key, nowMs)) freed++;
       after[t.family].push(() => this.ledger.delete(key));
     }
@@ -212,7 +230,7 @@ export class IptablesBackend extends KernelBackend<JailChain> {
         continue;
       }
       if (!budget.take()) continue;
-      lines[ban.family].push(`-A ${j.chain} -s ${ban.addr} -j DROP`);
+      for (const spec of banSpecs(j, ban.family, ban.addr)) lines[ban.family].push(`-A ${j.chain} ${spec}`);
       after[ban.family].push(() => this.ledger.set(key, ban.until));
     }
     budget.finish();
@@ -227,7 +245,10 @@ export class IptablesBackend extends KernelBackend<JailChain> {
     const nowMs = clockNow();
     const list = prepareSync(bans, { check: (b) => this.check(b), now: nowMs, log: this.log, ledger: this.ledger });
     const lines: Record<4 | 6, string[]> = { 4: [], 6: [] };
-    for (const [, c] of list) lines[c.target.family].push(`-A ${this.jails.get(c.jail)!.chain} -s ${c.target.text} -j DROP`);
+    for (const [, c] of list) {
+      const j = this.jails.get(c.jail)!;
+      for (const spec of banSpecs(j, c.target.family, c.target.text)) lines[c.target.family].push(`-A ${j.chain} ${spec}`);
+    }
     return {
       lines,
       flush: true,
@@ -296,7 +317,8 @@ export class IptablesBackend extends KernelBackend<JailChain> {
         const [jail, addr] = key.split('\u0000') as [string, string];
         const j = this.jails.get(jail);
         if (!j) continue;
-        lines[addr.includes(':') ? 6 : 4].push(`-D ${j.chain} -s ${addr} -j DROP`);
+        const family = addr.includes(':') ? 6 : 4;
+        for (const spec of banSpecs(j, family, addr)) lines[family].push(`-D ${j.chain} ${spec}`);
         keys.push(key);
       }
       if (keys.length === 0) return;
@@ -319,7 +341,7 @@ export class IptablesBackend extends KernelBackend<JailChain> {
         for (const [chain, addrs] of state.bans) {
           const jail = byChain.get(chain);
           if (!jail) continue;
-          for (const addr of addrs) {
+          for (const addr of addrs.keys()) {
             const until = this.ledger.get(banKey(jail, addr)) ?? -1;
             // Expired but not yet swept: the rule still drops, yet the ban is over.
             if (until !== -1 && until <= nowMs) continue;
@@ -348,6 +370,24 @@ export class IptablesBackend extends KernelBackend<JailChain> {
     }
     this.ledger.clear();
   }
+}
+
+/** One address' ban rules in a chain, as iptables-save printed them (two with tcp-reset). */
+interface SavedBan {
+  /** Canonical address or network. */
+  readonly addr: string;
+  /** Each rule: the `-s` argument as saved (`198.51.100.7/32`), and what follows it. */
+  readonly rules: Array<{ saved: string; rest: string }>;
+}
+
+/**
+ * A ban's rules after `-A`/`-D CHAIN`: the source and the jail's target for its family. A
+ * TCP-only jail's bans carry `-p tcp`, which tcp-reset needs and which its dispatch jump implies.
+ */
+function banSpecs(j: JailChain, family: 4 | 6, addr: string): string[] {
+  const tcpOnly = j.rule.protocols !== 'all' && j.rule.protocols.every((p) => p === 'tcp');
+  const match = j.rule.blocktype === 'tcp-reset' && tcpOnly ? ['-s', addr, '-p', 'tcp'] : ['-s', addr];
+  return iptablesVerdicts(j.rule, family, match).map((r) => r.join(' '));
 }
 
 interface Batches extends Batch {

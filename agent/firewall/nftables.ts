@@ -220,9 +220,13 @@ export class NftablesBackend extends KernelBackend<JailRule> {
     const full = info.family === 4 ? 32 : 128;
     const field = info.family === 4 ? 'ip saddr' : 'ip6 saddr';
     const lookup = info.prefix === full ? `${field} @${name}` : `${field} & ${maskText(info.family, info.prefix)} @${name}`;
+    const verdicts = rule.blocktype === 'reject' ? ['reject']
+      // nft takes `with tcp reset` only after a tcp match; what else the jail covers gets port unreachable.
+      : rule.blocktype === 'tcp-reset' ? ['meta l4proto tcp reject with tcp reset', ...(onlyTcp(rule) ? [] : ['reject'])]
+        : ['drop'];
     return [
       `add set ${t} ${name} { type ${info.family === 4 ? 'ipv4_addr' : 'ipv6_addr'}; flags timeout; }`,
-      `add rule ${t} input ${matchText(rule)}${lookup} ${rule.blocktype === 'reject' ? 'reject' : 'drop'} comment "fleetban jail ${rule.jail}"`,
+      ...verdicts.map((v) => `add rule ${t} input ${matchText(rule)}${lookup} ${v} comment "fleetban jail ${rule.jail}"`),
     ];
   }
 
@@ -388,6 +392,11 @@ export class NftablesBackend extends KernelBackend<JailRule> {
     this.sets.clear();
     this.ledger.clear();
   }
+}
+
+/** Whether the jail's rules only ever see TCP. */
+function onlyTcp(rule: JailRule): boolean {
+  return rule.protocols !== 'all' && rule.protocols.every((p) => p === 'tcp');
 }
 
 /** The match part of a jail's rules: protocol and ports, or nothing when the jail drops everything. */

@@ -1,12 +1,16 @@
 /**
- * Shorewall backend: bans go through Shorewall's dynamic blacklist (`shorewall drop ADDR…`,
+ * Shorewall backend: bans go through Shorewall's dynamic blacklist (`shorewall drop ADDR…`, or
+ * `shorewall reject ADDR…` for blocktype = reject as fail2ban's shorewall action does, and
  * `shorewall allow ADDR…`; `shorewall6` for IPv6), so hosts whose firewall Shorewall owns keep a
- * ruleset Shorewall knows about and that survives `shorewall restart`.
+ * ruleset Shorewall knows about and that survives `shorewall restart`. Shorewall's `reject`
+ * answers TCP with a reset and other protocols with ICMP unreachable.
  *
  * The dynamic blacklist is one list per host, without ports and without timeouts, which shapes
  * this backend:
  * - a ban drops all traffic from the address, whatever the jail's ports (a warning at init says so);
- * - an address stays dropped while any jail bans it, and is allowed again when the last one ends;
+ * - an address stays blacklisted while any jail bans it, and is allowed again when the last one
+ *   ends; it is rejected only while every jail holding it says reject (one silent jail keeps it
+ *   silent), and `shorewall reject|drop` replaces the entry when that changes;
  * - expiry is done here, on a timer, from a ledger of (jail, address, until);
  * - list() reports the blacklisted addresses this process knows the jails of;
  * - whether a ban cuts the address' open connections is Shorewall's choice (`BLACKLIST=` in
@@ -27,6 +31,9 @@ export interface ShorewallOptions extends KernelBackendOptions {
   /** How often expired bans are lifted, ms; default 1000. */
   readonly expireIntervalMs?: number;
 }
+
+/** How Shorewall refuses a blacklisted address: its `drop` and `reject` commands. */
+type Verb = 'drop' | 'reject';
 
 /** Addresses per `shorewall drop/allow` process, well under the kernel's argv limits. */
 const ARGS_PER_CALL = 500;
@@ -67,9 +74,29 @@ export class ShorewallBackend extends KernelBackend<JailRule> {
         this.log.warn({ jails: scoped }, "shorewall's dynamic blacklist has no ports: these jails' bans drop all traffic from the address");
       }
       for (const k of [...this.ledger.keys()]) if (!checked.has(k.split('\u0000')[0]!)) this.ledger.delete(k);
-      this.jails = checked;
+      this.jails = await this.rejectable(checked);
       this.startExpiry(this.expireIntervalMs, () => this.expire(), 'lifting expired bans failed');
     });
+  }
+
+  /**
+   * `shorewall reject ADDR` jumps to Shorewall's `reject` chain, which Shorewall only builds when
+   * its policy or rules REJECT somewhere; without it the command prints an error, exits 0 and
+   * blacklists nothing. So a reject jail needs the chain in every family we ban in, or it drops,
+   * with a warning saying how to get the chain.
+   */
+  private async rejectable(jails: Map<string, JailRule>): Promise<Map<string, JailRule>> {
+    const rejecting = [...jails.values()].filter((j) => j.blocktype === 'reject' || j.blocktype === 'tcp-reset');
+    if (rejecting.length === 0) return jails;
+    const missing: string[] = [];
+    for (const tool of this.ipv6 ? ['iptables', 'ip6tables'] : ['iptables']) {
+      const r = await this.run.run(`${tool} reject chain`, [tool, '-w', '-S', 'reject'], undefined, { allowFail: true });
+      if (r.exitCode !== 0 || !/^-N reject$/m.test(r.stdout)) missing.push(tool === 'iptables' ? 'shorewall' : 'shorewall6');
+    }
+    if (missing.length === 0) return jails;
+    this.log.warn({ jails: rejecting.map((j) => j.jail), products: missing },
+      `blocktype = reject needs Shorewall's reject chain, which ${missing.join(' and ')} builds only when its policy or rules REJECT (e.g. a last policy line 'all all REJECT'): these jails drop instead`);
+    return new Map([...jails].map(([k, j]) => [k, rejecting.includes(j) ? { ...j, blocktype: 'drop' as const } : j]));
   }
 
   /** What init found wrong with Shorewall's blacklist states (empty: a ban cuts open connections). */
@@ -85,15 +112,38 @@ export class ShorewallBackend extends KernelBackend<JailRule> {
 
   /** Addresses any jail of the ledger still bans. */
   private addressesHeld(): Set<string> {
-    const held = new Set<string>();
-    for (const k of this.ledger.keys()) held.add(k.slice(k.indexOf('\u0000') + 1));
-    return held;
+    return new Set(this.verbs(this.ledger.keys()).keys());
+  }
+
+  /**
+   * The blacklist entry each address needs, from (jail, address) keys: `reject` when every jail
+   * holding the address rejects, else `drop`.
+   */
+  private verbs(keys: Iterable<string>): Map<string, Verb> {
+    const out = new Map<string, Verb>();
+    for (const k of keys) {
+      const i = k.indexOf('\u0000');
+      const addr = k.slice(i + 1);
+      const b = this.jails.get(k.slice(0, i))?.blocktype;
+      // Shorewall's reject resets TCP and answers the rest with ICMP: both reject blocktypes.
+      const verb: Verb = b === 'reject' || b === 'tcp-reset' ? 'reject' : 'drop';
+      out.set(addr, out.get(addr) === 'drop' ? 'drop' : verb);
+    }
+    return out;
+  }
+
+  /** Blacklist each address with its verb, and allow those no longer held. */
+  private async apply(before: ReadonlyMap<string, Verb>, after: ReadonlyMap<string, Verb>): Promise<void> {
+    await this.blacklist('allow', [...before.keys()].filter((a) => !after.has(a)));
+    for (const verb of ['drop', 'reject'] as const) {
+      await this.blacklist(verb, [...after].filter(([a, v]) => v === verb && before.get(a) !== verb).map(([a]) => a));
+    }
   }
 
   /** The blacklist is changed only by the difference in addresses held, before and after. */
   protected async applyChanges(changes: readonly PendingChange[]): Promise<void> {
     const nowMs = clockNow();
-    const before = this.addressesHeld();
+    const before = this.verbs(this.ledger.keys());
     const next = new Map<string, number>();
     for (const k of this.ledger.keys()) next.set(k, this.ledger.get(k)!);
     let freed = 0;
@@ -109,17 +159,13 @@ export class ShorewallBackend extends KernelBackend<JailRule> {
       next.set(key, c.ban.until);
     }
     budget.finish();
-    const after = new Set([...next.keys()].map((k) => k.slice(k.indexOf('\u0000') + 1)));
-    const drop = [...after].filter((a) => !before.has(a));
-    const allow = [...before].filter((a) => !after.has(a));
-    await this.blacklist('allow', allow);
-    await this.blacklist('drop', drop);
+    await this.apply(before, this.verbs(next.keys()));
     this.ledger.clear();
     for (const [k, u] of next) this.ledger.set(k, u);
   }
 
-  /** One `shorewall[6] drop|allow a b c…` per family and chunk. */
-  private async blacklist(verb: 'drop' | 'allow', addrs: readonly string[]): Promise<void> {
+  /** One `shorewall[6] drop|reject|allow a b c…` per family and chunk. */
+  private async blacklist(verb: Verb | 'allow', addrs: readonly string[]): Promise<void> {
     for (const family of [4, 6] as const) {
       const tool = family === 4 ? 'shorewall' : 'shorewall6';
       const mine = addrs.filter((a) => (a.includes(':') ? 6 : 4) === family);
@@ -129,22 +175,22 @@ export class ShorewallBackend extends KernelBackend<JailRule> {
     }
   }
 
-  /** Make the blacklist hold exactly these addresses: drop what is missing, allow what is extra. */
+  /** Make the blacklist hold exactly these addresses, each with its verb; allow what is extra. */
   sync(bans: readonly FirewallBan[]): Promise<void> {
     return this.serialize(async () => {
       const list = prepareSync(bans, { check: (b) => this.check(b), now: clockNow(), log: this.log, ledger: this.ledger, rejectedLog: 'each' });
-      const target = new Set(list.map(([, c]) => c.target.text));
-      const current = new Set(await this.readBlacklist());
-      await this.blacklist('allow', [...current].filter((a) => !target.has(a)));
-      await this.blacklist('drop', [...target].filter((a) => !current.has(a)));
+      await this.apply(await this.readBlacklist(), this.verbs(list.map(([k]) => k)));
       this.ledger.clear();
       for (const [k, c] of list) this.ledger.set(k, c.until);
     });
   }
 
-  /** Addresses in the dynamic blacklist, from `shorewall show dynamic` (and shorewall6 when running). */
-  private async readBlacklist(): Promise<string[]> {
-    const out: string[] = [];
+  /**
+   * Addresses in the dynamic blacklist and how each is refused, from `shorewall show dynamic` (and
+   * shorewall6 when running); `logdrop`/`logreject` entries someone else made count as drop/reject.
+   */
+  private async readBlacklist(): Promise<Map<string, Verb>> {
+    const out = new Map<string, Verb>();
     for (const tool of this.ipv6 ? ['shorewall', 'shorewall6'] : ['shorewall']) {
       const { stdout } = await this.run.run(`${tool} show dynamic`, [tool, 'show', 'dynamic']);
       for (const line of stdout.split('\n')) {
@@ -152,7 +198,7 @@ export class ShorewallBackend extends KernelBackend<JailRule> {
         const f = line.trim().split(/\s+/);
         if (f.length < 9 || !/^\d+[KMGT]?$/.test(f[0]!) || !/^(DROP|REJECT|reject|logdrop|logreject)$/.test(f[2]!)) continue;
         try {
-          out.push(banTarget(f[7]!).text);
+          out.set(banTarget(f[7]!).text, /reject/i.test(f[2]!) ? 'reject' : 'drop');
         } catch {
           // not an address column: a header or a rule of another shape
         }
@@ -179,7 +225,7 @@ export class ShorewallBackend extends KernelBackend<JailRule> {
 
   list(): Promise<FirewallBan[]> {
     return this.serialize(async () => {
-      const present = new Set(await this.readBlacklist());
+      const present = await this.readBlacklist();
       const nowMs = clockNow();
       const out: FirewallBan[] = [];
       for (const k of this.ledger.keys()) {

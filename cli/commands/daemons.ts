@@ -65,6 +65,22 @@ async function nftUsable(): Promise<boolean> {
   }
 }
 
+/**
+ * A configuration moved from fail2ban keeps its `loglevel` (fail2ban.conf / fail2ban.local):
+ * the daemons log at it unless `--log-level` or `FLEETBAN_LOG_LEVEL` is given, which win.
+ * @throws ConfigError naming file, line and key of a value fail2ban would not take either
+ */
+function applyFail2banLogLevel(dir: string, globals: GlobalOptions): void {
+  const { loglevel } = readFail2banSettings(dir);
+  if (!loglevel) return;
+  if (globals.logLevel || process.env.FLEETBAN_LOG_LEVEL) {
+    rootLogger().debug({ loglevel: loglevel.text }, 'fail2ban.conf loglevel not used: --log-level / FLEETBAN_LOG_LEVEL is set');
+    return;
+  }
+  rootLogger(loglevel.level);
+  rootLogger().info({ loglevel: loglevel.text, level: loglevel.level }, `log level ${loglevel.level}, from fail2ban.conf loglevel = ${loglevel.text}`);
+}
+
 export function registerDaemonCommands(program: Command, globals: () => GlobalOptions): void {
   program
     .command('agent')
@@ -82,6 +98,7 @@ export function registerDaemonCommands(program: Command, globals: () => GlobalOp
         return;
       }
       if (!['end', 'beginning', 'resume'].includes(o.startAt)) throw new Error(`--start-at must be end, beginning or resume, not '${o.startAt}'`);
+      applyFail2banLogLevel(dir, globals());
       const onReload = earlyReload();
       const agent = await startAgent(dir, { startAt: o.startAt as 'end' | 'beginning' | 'resume' });
       onSignals(() => agent.stop());
@@ -92,8 +109,10 @@ export function registerDaemonCommands(program: Command, globals: () => GlobalOp
     .command('coordinator')
     .description('run a coordinator: count failures across the cluster, decide and expire bans')
     .action(async () => {
+      const dir = configDir(globals().config);
+      applyFail2banLogLevel(dir, globals());
       const onReload = earlyReload();
-      const coordinator = await startCoordinator(configDir(globals().config));
+      const coordinator = await startCoordinator(dir);
       onSignals(() => coordinator.stop());
       onReload(() => void coordinator.reload());
     });
@@ -105,6 +124,7 @@ export function registerDaemonCommands(program: Command, globals: () => GlobalOp
     .action(async (o: { startAt: string }) => {
       const log = componentLogger('up');
       const dir = configDir(globals().config);
+      applyFail2banLogLevel(dir, globals());
       const config = loadFleetbanConfig(dir);
       log.info({ config: dir }, 'configuration');
       const stops: Array<() => Promise<void>> = [];

@@ -181,7 +181,7 @@ export function manPage(program: Command): string {
     '.SH ENVIRONMENT',
     '.TP', '.B FLEETBAN_CONFIG', roff('configuration directory when --config is not given'),
     '.TP', '.B FLEETBAN_REDIS_URL', roff('overrides [redis] url'),
-    '.TP', '.B FLEETBAN_LOG_LEVEL', roff('daemon log level'),
+    '.TP', '.B FLEETBAN_LOG_LEVEL', roff('daemon log level (below --log-level, above fail2ban.conf loglevel)'),
     '.SH FILES',
     '.TP', '.I /etc/fleetban', roff('configuration directory (else the shipped deploy/etc/fleetban defaults)'),
     '.SH EXIT STATUS', roff('0 on success; 1 on an error, printed as one line (as JSON with --json); 2 when --wait timed out or no live agent could apply a decision.'),

@@ -35,7 +35,7 @@ export interface JailConfig {
   readonly enforce: boolean;
   /**
    * What a banned packet meets: fail2ban's `blocktype` (the firewall action's parameter, else the
-   * jail's option). `drop` unless it says `reject…`.
+   * jail's option); see {@link parseBlocktype}.
    */
   readonly blocktype: Blocktype;
   /** The firewall action's `name` parameter (`iptables[name=SSH]`): iptables names the chain `f2b-SSH`. */
@@ -85,8 +85,38 @@ export const JAIL_DEFAULTS = Object.freeze({
   ignoreip: '',
 });
 
-/** How banned packets are refused. */
-export type Blocktype = 'drop' | 'reject';
+/**
+ * How banned packets are refused: dropped silently, rejected with ICMP port unreachable, or (for
+ * TCP) answered with a reset, other protocols then getting port unreachable.
+ */
+export type Blocktype = 'drop' | 'reject' | 'tcp-reset';
+
+/**
+ * Read fail2ban's `blocktype`, which is a target of the action's own firewall: iptables'
+ * `DROP`, `REJECT`, `REJECT --reject-with icmp-port-unreachable|icmp6-port-unreachable|tcp-reset`
+ * (iptables-common.conf), nftables' `drop`, `reject`, `reject with icmp[x|v6] type
+ * port-unreachable`, `reject with tcp reset` (nftables.conf), Shorewall's `reject`, `drop`
+ * (shorewall.conf). Another ICMP type (`icmp-host-prohibited`, `icmpx type host-unreachable`, …)
+ * is a rejection fleetban answers with port unreachable, named in the warning.
+ * @param text the option as written (empty: the default, drop)
+ * @returns the blocktype, and a warning when fleetban answers differently than written
+ * @throws Error saying which values are accepted
+ */
+export function parseBlocktype(text: string): { blocktype: Blocktype; warning?: string } {
+  const t = text.trim().replace(/\s+/g, ' ');
+  if (t === '' || /^drop$/i.test(t)) return { blocktype: 'drop' };
+  if (/^reject$/i.test(t)) return { blocktype: 'reject' };
+  const iptables = /^REJECT --reject-with (\S+)$/i.exec(t);
+  const nft = /^reject with (?:(tcp reset)|(icmp|icmpv6|icmpx) type (\S+))$/i.exec(t);
+  if (/^tcp-reset$/i.test(iptables?.[1] ?? '') || nft?.[1]) return { blocktype: 'tcp-reset' };
+  const icmp = iptables?.[1] ?? nft?.[3];
+  if (icmp !== undefined) {
+    if (/^icmp6?-port-unreachable$|^port-unreachable$/i.test(icmp)) return { blocktype: 'reject' };
+    return { blocktype: 'reject', warning: `fleetban rejects with ICMP port unreachable, not ${icmp}` };
+  }
+  throw new Error(`'${text.trim()}' is neither drop nor reject: one of DROP, REJECT, REJECT --reject-with icmp-port-unreachable|icmp6-port-unreachable|tcp-reset, `
+    + 'drop, reject, reject with icmpx type port-unreachable, reject with tcp reset');
+}
 
 /**
  * fail2ban options a jail may set that fleetban does not honour as such, each with what fleetban
@@ -223,13 +253,13 @@ function buildJail(set: ConfSet, name: string, warnings: string[]): JailConfig {
 
   const blocktypeText = (primary?.params.get('blocktype') ?? get('blocktype') ?? '').trim();
   let blocktype: Blocktype = 'drop';
-  if (/^(?:drop)$/i.test(blocktypeText) || blocktypeText === '') blocktype = 'drop';
-  else if (/^reject\b/i.test(blocktypeText)) {
-    blocktype = 'reject';
-    if (/tcp-reset|tcp reset|with\s+(?!icmp)/i.test(blocktypeText) && !/port-unreachable/i.test(blocktypeText)) {
-      warnings.push(`jail [${name}]: blocktype '${blocktypeText}': fleetban rejects with ICMP port unreachable`);
-    }
-  } else fail('blocktype', `'${blocktypeText}' is neither drop nor reject (fail2ban's DROP, REJECT --reject-with …, drop, reject)`);
+  try {
+    const b = parseBlocktype(blocktypeText);
+    blocktype = b.blocktype;
+    if (b.warning) warnings.push(`jail [${name}]: blocktype '${blocktypeText}': ${b.warning}`);
+  } catch (err) {
+    fail('blocktype', (err as Error).message);
+  }
 
   const ownKeys = set.ownKeys(name);
   for (const key of ownKeys) {

@@ -1,11 +1,11 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { appendFileSync, closeSync, fstatSync, mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, closeSync, fstatSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startRedis, randomCluster, type TestRedis } from '../helpers/redis-server.js';
-import { CLI, startDaemon, writeConfig, sshdFailure, type Daemon } from '../helpers/spawn.js';
+import { CLI, runCli, startDaemon, writeConfig, sshdFailure, type Daemon } from '../helpers/spawn.js';
 import { waitUntil } from '../helpers/wait.js';
 
 /**
@@ -88,4 +88,55 @@ test('on a terminal the lines are readable, not JSON', { skip: spawnSync('script
   assert.match(text, /^\[\d\d:\d\d:\d\d\.\d{3}\] INFO: coordinator: coordinator started/m);
   assert.match(text, /^\[\d\d:\d\d:\d\d\.\d{3}\] WARN: coordinator: jail \[sshd\]: unknown option 'not_an_option'/m);
   assert.ok(!/^\{"level"/m.test(text), 'no JSON on a terminal');
+});
+
+test("fail2ban.conf's loglevel sets the daemons' level; FLEETBAN_LOG_LEVEL and --log-level win over it", async () => {
+  const local = join(dir, 'fail2ban.local');
+  const jailLocal = join(dir, 'jail.local');
+  const started = (l: Record<string, unknown>) => l.msg === 'coordinator started';
+  try {
+    writeFileSync(local, '[Definition]\nloglevel = DEBUG\n');
+    // An agent logs this at debug when it starts the jail: something to see or not see.
+    writeFileSync(jailLocal, '[sshd]\njournalmatch = _COMM=sshd\n');
+    const isDebugLine = (l: Record<string, unknown>) => l.level === 20 && l.msg === 'journalmatch is ignored for file backends';
+    // startDaemon sets FLEETBAN_LOG_LEVEL=info unless told otherwise; empty means unset.
+    const debug = startDaemon(['--config', dir, 'agent'], { FLEETBAN_LOG_LEVEL: '' });
+    daemons.push(debug);
+    await debug.waitFor((l) => l.msg === 'agent started', 15_000, 'agent start');
+    assert.equal(debug.count((l) => l.msg === 'log level debug, from fail2ban.conf loglevel = DEBUG'), 1, 'says where its level comes from');
+    assert.equal(debug.count(isDebugLine), 1, 'debug lines are logged');
+    await debug.stop();
+
+    const env = startDaemon(['--config', dir, 'agent'], { FLEETBAN_LOG_LEVEL: 'info' });
+    daemons.push(env);
+    await env.waitFor((l) => l.msg === 'agent started', 15_000, 'agent start');
+    assert.equal(env.count((l) => l.level === 20), 0, 'FLEETBAN_LOG_LEVEL=info wins: no debug line');
+    await env.stop();
+    rmSync(jailLocal);
+
+    // WARNING (as a number, 30): no info line, but the warnings still come.
+    writeFileSync(local, '[Definition]\nloglevel = 30\n');
+    const quiet = startDaemon(['--config', dir, 'coordinator'], { FLEETBAN_LOG_LEVEL: '' });
+    daemons.push(quiet);
+    await quiet.waitFor((l) => /unknown option 'not_an_option'/.test(String(l.msg)), 15_000, 'the warning');
+    await waitUntil(async () => (await runCli(['--config', dir, 'ping'])).code === 0, 15_000, 'the coordinator to answer ping');
+    assert.equal(quiet.count((l) => Number(l.level) < 40), 0, `only warnings and errors: ${JSON.stringify(quiet.lines.slice(0, 3))}`);
+    await quiet.stop();
+
+    const flag = startDaemon(['--config', dir, '--log-level', 'info', 'coordinator'], { FLEETBAN_LOG_LEVEL: '' });
+    daemons.push(flag);
+    await flag.waitFor(started, 15_000, '--log-level info wins: the start line is logged');
+    await flag.stop();
+
+    writeFileSync(local, '[Definition]\n\nloglevel = LOUD\n');
+    const bad = await runCli(['--config', dir, 'check-config']);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /fail2ban\.local:3, key 'loglevel'.*'LOUD' is not a log level/);
+    const refused = startDaemon(['--config', dir, 'coordinator'], { FLEETBAN_LOG_LEVEL: '' });
+    daemons.push(refused);
+    assert.equal(await new Promise((r) => refused.proc.once('exit', r)), 1, 'a daemon refuses a loglevel fail2ban would refuse');
+  } finally {
+    rmSync(local, { force: true });
+    rmSync(jailLocal, { force: true });
+  }
 });

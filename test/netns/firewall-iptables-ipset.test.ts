@@ -6,7 +6,7 @@ import type { FirewallBackend } from '../../agent/firewall/backend.js';
 import { IpsetBackend } from '../../agent/firewall/ipset.js';
 import { IptablesBackend } from '../../agent/firewall/iptables.js';
 import { createFleet, netnsAvailable, type Fleet } from '../helpers/netns.js';
-import { ALL, ATK4, ATK6, HOST4, HOST6, SSH, ban, captureLogger, connectOutcome } from '../helpers/firewall.js';
+import { ALL, ATK4, ATK6, HOST4, HOST6, SSH, ban, captureLogger, connectOutcome, connectTimed } from '../helpers/firewall.js';
 import { waitUntil } from '../helpers/wait.js';
 
 const avail = netnsAvailable();
@@ -193,20 +193,102 @@ test('iptables names a labelled jail\'s chain f2b-<label>, as fail2ban\'s name= 
   assert.doesNotMatch(await chainsOf(), /fleetban|f2b-/, 'cleanup removes every chain');
 });
 
-test('ipset: blocktype = reject answers with port unreachable over IPv4 and IPv6; drop stays silent', async (t) => {
+/**
+ * Connect from the attacker to port 22 over both families and assert a refusal well before the
+ * 3 s a drop would take: at once over IPv4, and over IPv6 within the SYN retransmit that ICMPv6
+ * errors wait for (connectTimed), or at once when the answer is a reset.
+ */
+async function assertRefused(v6Ms: number): Promise<void> {
+  for (const [addr, limit] of [[HOST4, 500], [HOST6, v6Ms]] as const) {
+    const r = await connectTimed(fleet, 'atk', addr, 22, 3000);
+    assert.equal(r.outcome, 'ECONNREFUSED', `rejected over ${addr}`);
+    assert.ok(r.ms < limit, `refused over ${addr} within ${limit} ms, not after a timeout (${r.ms} ms)`);
+  }
+}
+
+for (const [name, make] of backends) {
+  test(`${name}: blocktype = reject refuses the attacker with port unreachable over IPv4 and IPv6; drop stays silent`, async (t) => {
+    if (!avail.ok) return t.skip(avail.reason);
+    const fw = make();
+    try {
+      await fw.init([{ ...SSH, blocktype: 'reject' }, ALL]);
+      fw.add(ban('ssh-test.v1', ATK4, 60_000));
+      fw.add(ban('ssh-test.v1', ATK6, 60_000));
+      fw.add(ban('all_ports', '198.51.100.77', 60_000));
+      await fw.commit();
+      await assertRefused(2000);
+      assert.equal(await connectOutcome(fleet, 'atk', HOST4, 80), 'connected');
+      const dropped = await connectTimed(fleet, 'good', HOST4, 22, 3000);
+      assert.equal(dropped.outcome, 'timeout', 'a drop jail still drops silently');
+      assert.ok(dropped.ms >= 2900, `a drop is only noticed by the timeout (${dropped.ms} ms)`);
+    } finally {
+      await fw.shutdown({ cleanup: true });
+    }
+  });
+
+  test(`${name}: blocktype = tcp-reset answers TCP with a reset at once, on a TCP jail and on an all-protocols jail`, async (t) => {
+    if (!avail.ok) return t.skip(avail.reason);
+    const fw = make();
+    try {
+      await fw.init([{ ...SSH, blocktype: 'tcp-reset' }, { ...ALL, blocktype: 'tcp-reset' }]);
+      fw.add(ban('ssh-test.v1', ATK4, 60_000));
+      fw.add(ban('ssh-test.v1', ATK6, 60_000));
+      await fw.commit();
+      await assertRefused(500);
+      assert.equal(await connectOutcome(fleet, 'atk', HOST4, 80), 'connected', 'the port-scoped jail leaves port 80 alone');
+      fw.delete('ssh-test.v1', ATK4);
+      fw.delete('ssh-test.v1', ATK6);
+      fw.add(ban('all_ports', ATK4, 60_000));
+      fw.add(ban('all_ports', ATK6, 60_000));
+      await fw.commit();
+      await assertRefused(500);
+      const text = (await fleet.exec('host', 'iptables-save', ['-t', 'filter'])).stdout + (await fleet.exec('host', 'ip6tables-save', ['-t', 'filter'])).stdout;
+      // The all-protocols jail resets TCP and answers every other protocol with port unreachable.
+      assert.match(text, /-p tcp .*-j REJECT --reject-with tcp-reset$/m);
+      assert.match(text, /-j REJECT --reject-with icmp-port-unreachable$/m);
+      assert.match(text, /-j REJECT --reject-with icmp6-port-unreachable$/m);
+      assert.equal(await connectOutcome(fleet, 'good', HOST4, 22), 'connected', 'bystander connects');
+    } finally {
+      await fw.shutdown({ cleanup: true });
+    }
+  });
+}
+
+test('iptables: a jail whose blocktype changes keeps its bans, now with the new target; unban and expiry remove them', async (t) => {
   if (!avail.ok) return t.skip(avail.reason);
-  const fw = new IpsetBackend({ commandPrefix: fleet.prefix('host') });
+  const fw = new IptablesBackend({ commandPrefix: fleet.prefix('host'), expireIntervalMs: 250 });
+  const rules = async (): Promise<string> =>
+    (await fleet.exec('host', 'iptables-save', ['-t', 'filter'])).stdout + (await fleet.exec('host', 'ip6tables-save', ['-t', 'filter'])).stdout;
   try {
-    await fw.init([{ ...SSH, blocktype: 'reject' }, ALL]);
+    await fw.init([SSH, ALL]);
     fw.add(ban('ssh-test.v1', ATK4, 60_000));
     fw.add(ban('ssh-test.v1', ATK6, 60_000));
-    fw.add(ban('all_ports', '198.51.100.77', 60_000));
     await fw.commit();
-    assert.equal(await connectOutcome(fleet, 'atk', HOST4, 22), 'ECONNREFUSED');
-    assert.equal(await connectOutcome(fleet, 'atk', HOST6, 22), 'ECONNREFUSED');
-    assert.equal(await connectOutcome(fleet, 'atk', HOST4, 80), 'connected');
-    assert.equal(await connectOutcome(fleet, 'good', HOST4, 22), 'timeout', 'a drop jail still drops silently');
+    assert.equal((await connectTimed(fleet, 'atk', HOST4, 22)).outcome, 'timeout', 'the default blocktype drops');
+    assert.equal((await connectTimed(fleet, 'atk', HOST6, 22)).outcome, 'timeout');
+
+    await fw.init([{ ...SSH, blocktype: 'reject' }, ALL]);
+    const text = await rules();
+    assert.match(text, new RegExp(`^-A f2b-ssh-test\\.v1 -s ${ATK4}/32 -j REJECT --reject-with icmp-port-unreachable$`, 'm'));
+    assert.match(text, new RegExp(`^-A f2b-ssh-test\\.v1 -s ${ATK6}/128 -j REJECT --reject-with icmp6-port-unreachable$`, 'm'));
+    assert.doesNotMatch(text, /-j DROP$/m, 'no ban rule kept the old target');
+    assert.equal((await fw.list()).length, 2, 'both bans still held');
+    assert.equal((await connectTimed(fleet, 'atk', HOST4, 22)).outcome, 'ECONNREFUSED');
+    assert.equal((await connectTimed(fleet, 'atk', HOST6, 22, 3000)).outcome, 'ECONNREFUSED', 'over IPv6 too');
+
+    fw.delete('ssh-test.v1', ATK4);
+    fw.add(ban('ssh-test.v1', '198.51.100.77', 1500));
+    await fw.commit();
+    assert.equal(await connectOutcome(fleet, 'atk', HOST4, 22), 'connected', 'the unban removed the REJECT rule');
+    assert.equal(await connectOutcome(fleet, 'good', HOST4, 22), 'ECONNREFUSED');
+    await waitUntil(async () => (await connectOutcome(fleet, 'good', HOST4, 22)) === 'connected', 5000, 'the short REJECT ban to expire');
+    assert.doesNotMatch(await rules(), /198\.51\.100\.77/, 'the expired REJECT rule is gone');
+
+    await fw.sync([ban('ssh-test.v1', ATK4, 60_000)]);
+    assert.equal(await connectOutcome(fleet, 'atk', HOST4, 22), 'ECONNREFUSED', 'a sync writes reject rules too');
+    assert.equal(await connectOutcome(fleet, 'atk', HOST6, 22), 'connected', 'and removes what it was not given');
   } finally {
     await fw.shutdown({ cleanup: true });
   }
+  assert.doesNotMatch(await rules(), /fleetban|f2b-/, 'cleanup removes every chain');
 });

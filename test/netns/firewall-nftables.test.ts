@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { FirewallError, InvalidInputError } from '../../common/errors.js';
 import { NftablesBackend } from '../../agent/firewall/nftables.js';
 import { createFleet, netnsAvailable, type Fleet } from '../helpers/netns.js';
-import { ALL, ATK4, ATK6, GOOD4, HOST4, HOST6, SSH, ban, captureLogger, connectOutcome } from '../helpers/firewall.js';
+import { ALL, ATK4, ATK6, GOOD4, HOST4, HOST6, SSH, ban, captureLogger, connectOutcome, connectTimed } from '../helpers/firewall.js';
 import { waitUntil } from '../helpers/wait.js';
 
 const avail = netnsAvailable();
@@ -282,6 +282,30 @@ test('blocktype = reject answers the banned address with port unreachable; drop 
     assert.equal(await connectOutcome(fleet, 'atk', HOST4, 22), 'ECONNREFUSED', 'rejected: the attacker is told at once');
     assert.equal(await connectOutcome(fleet, 'atk', HOST4, 80), 'connected', 'other ports untouched');
     assert.equal(await connectOutcome(fleet, 'good', HOST4, 22), 'timeout', 'a drop jail still drops silently');
+  } finally {
+    await fw.shutdown({ cleanup: true });
+  }
+});
+
+test('blocktype = tcp-reset resets TCP at once over IPv4 and IPv6, on a TCP jail and an all-protocols one', async (t) => {
+  if (!avail.ok) return t.skip(avail.reason);
+  const fw = backend();
+  try {
+    await fw.init([{ ...SSH, blocktype: 'tcp-reset' }, { ...ALL, blocktype: 'tcp-reset' }]);
+    fw.add(ban('ssh-test.v1', ATK4, 60_000));
+    fw.add(ban('ssh-test.v1', ATK6, 60_000));
+    fw.add(ban('all_ports', GOOD4, 60_000));
+    await fw.commit();
+    for (const [from, addr] of [['atk', HOST4], ['atk', HOST6], ['good', HOST4]] as const) {
+      const r = await connectTimed(fleet, from, addr, 22, 3000);
+      assert.equal(r.outcome, 'ECONNREFUSED', `${from} -> ${addr} refused`);
+      assert.ok(r.ms < 500, `by a reset, at once (${r.ms} ms)`);
+    }
+    assert.equal(await connectOutcome(fleet, 'atk', HOST4, 80), 'connected', 'other ports untouched');
+    const rules = (await fleet.exec('host', 'nft', ['list', 'chain', 'inet', 'fleetban', 'input'])).stdout;
+    assert.match(rules, /reject with tcp reset/);
+    // The all-protocols jail answers what is not TCP with port unreachable.
+    assert.match(rules, /@j_all__ports_s4 reject with icmp port-unreachable comment/);
   } finally {
     await fw.shutdown({ cleanup: true });
   }

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { JailRule } from '../../agent/firewall/backend.js';
 import { ShorewallBackend } from '../../agent/firewall/shorewall.js';
 import { createFleet, netnsAvailable, type Fleet } from '../helpers/netns.js';
-import { ATK4, ATK6, HOST4, HOST6, ban, captureLogger } from '../helpers/firewall.js';
+import { ATK4, ATK6, HOST4, HOST6, ban, captureLogger, connectTimed } from '../helpers/firewall.js';
 import { openSession, startEchoServer } from '../helpers/tcp-session.js';
 import { CLI, writeConfig as writeFleetbanConfig } from '../helpers/spawn.js';
 
@@ -41,6 +41,18 @@ function writeConfig(ns: string, product: 'shorewall' | 'shorewall6'): void {
 }
 
 const reach = (from: string, addr: string, port: number) => fleet.tcpConnects(from, addr, port, 700);
+
+/**
+ * Give both families' policy a last `all all REJECT` line (unreachable: the lines before accept
+ * everything) or take it away; Shorewall builds its reject chain only when something REJECTs.
+ */
+async function setPolicy(withReject: boolean): Promise<void> {
+  for (const product of ['shorewall', 'shorewall6'] as const) {
+    writeFileSync(join('/etc/netns', fleet.host('host').ns, product, 'policy'),
+      `$FW\tall\tACCEPT\nnet\tall\tACCEPT\nall\tall\t${withReject ? 'REJECT' : 'ACCEPT'}\n`);
+    await fleet.exec('host', product, ['reload']);
+  }
+}
 
 before(async () => {
   if (skip) return;
@@ -103,6 +115,62 @@ test('shorewall dynamic blacklist: ban drops the attacker (all ports), bystander
   }
   const dyn = await fleet.exec('host', 'shorewall', ['show', 'dynamic']);
   assert.doesNotMatch(dyn.stdout, /203\.0\.113\.0/, 'cleanup allowed everything it dropped');
+});
+
+test('shorewall: blocktype = reject uses shorewall reject (a reset at once); a drop jail holding the same address keeps it silent', async (t) => {
+  if (skip) return t.skip(skip);
+  const { logger, lines } = captureLogger();
+  const fw = new ShorewallBackend({ commandPrefix: fleet.prefix('host'), logger });
+  const target = async (addr: string): Promise<string | undefined> => {
+    const out = (await fleet.exec('host', 'shorewall', ['show', 'dynamic'])).stdout;
+    return out.split('\n').map((l) => l.trim().split(/\s+/)).find((f) => f[7] === addr)?.[2];
+  };
+  try {
+    // This configuration's policy never REJECTs, so Shorewall has built no reject chain.
+    await fw.init([{ ...SSH, blocktype: 'reject' }, WEB]);
+    assert.ok(lines.some((l) => l.level === 40 && /needs Shorewall's reject chain.*these jails drop instead/.test(String(l.msg))), 'warned');
+    fw.add(ban('sshd', ATK4, 60_000));
+    await fw.commit();
+    assert.equal(await target(ATK4), 'DROP', 'dropped, not silently unbanned');
+    fw.delete('sshd', ATK4);
+    await fw.commit();
+    await setPolicy(true);
+    lines.length = 0;
+    await fw.init([{ ...SSH, blocktype: 'reject' }, WEB]);
+    assert.ok(!lines.some((l) => /reject chain/.test(String(l.msg))), 'no warning once the chain exists');
+    fw.add(ban('sshd', ATK4, 60_000));
+    fw.add(ban('sshd', ATK6, 60_000));
+    fw.add(ban('web.auth', '198.51.100.77', 60_000));
+    await fw.commit();
+    assert.equal(await target(ATK4), 'reject', `blacklisted with shorewall reject: ${(await fleet.exec('host', 'shorewall', ['show', 'dynamic'])).stdout}`);
+    for (const addr of [HOST4, HOST6]) {
+      const r = await connectTimed(fleet, 'atk', addr, 22, 3000);
+      assert.equal(r.outcome, 'ECONNREFUSED', `rejected over ${addr}`);
+      assert.ok(r.ms < 500, `Shorewall's reject resets TCP at once (${r.ms} ms)`);
+    }
+    const dropped = await connectTimed(fleet, 'good', HOST4, 22, 3000);
+    assert.equal(dropped.outcome, 'timeout', 'the drop jail drops silently');
+    assert.equal(await target('198.51.100.77'), 'DROP');
+
+    fw.add(ban('web.auth', ATK4, 60_000));
+    await fw.commit();
+    assert.equal(await target(ATK4), 'DROP', 'a drop jail on the same address makes it silent');
+    assert.equal((await connectTimed(fleet, 'atk', HOST4, 22, 1500)).outcome, 'timeout');
+    fw.delete('web.auth', ATK4);
+    await fw.commit();
+    assert.equal(await target(ATK4), 'reject', 'rejected again once only the reject jail holds it');
+    assert.equal((await connectTimed(fleet, 'atk', HOST4, 22, 3000)).outcome, 'ECONNREFUSED');
+
+    // A sync after a restart finds the entries and their verbs, and changes nothing that is right.
+    await fw.sync([ban('sshd', ATK4, 60_000), ban('web.auth', '198.51.100.77', 60_000)]);
+    assert.equal(await target(ATK4), 'reject');
+    assert.equal(await target('198.51.100.77'), 'DROP');
+    assert.equal(await target(ATK6), undefined, 'sync allowed what it was not given');
+  } finally {
+    await fw.shutdown({ cleanup: true });
+    await setPolicy(false);
+  }
+  assert.equal(await target(ATK4), undefined, 'cleanup allowed everything');
 });
 
 test('shorewall backend refuses to start when Shorewall is not running', async (t) => {

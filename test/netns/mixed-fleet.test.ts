@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { createFleet, netnsAvailable, type Fleet } from '../helpers/netns.js';
 import { startDaemon, writeConfig, sshdFailure, CLI, type Daemon } from '../helpers/spawn.js';
 import { waitUntil } from '../helpers/wait.js';
+import { connectTimed } from '../helpers/firewall.js';
 
 /**
  * A mixed fleet: one host on nftables, one on ipset, one on plain iptables. One attack on the
@@ -55,9 +56,12 @@ before(async () => {
   for (const h of ['r', ...Object.keys(HOSTS)]) {
     logs[h] = join(work, `${h}.log`);
     writeFileSync(logs[h]!, '');
+    writeFileSync(`${logs[h]}.web`, '');
     dirs[h] = writeConfig({
       'fleetban.conf': addIdentityLines(`[cluster]\nname = mixed\n[redis]\nurl = ${url}\n[agent]\nhost = ${h}\nbanaction = ${HOSTS[h as Host] ?? 'dry-run'}\nstate_dir = ${join(work, h)}\nheartbeat = 1s\nreconcile = 2s\n`, acl.roles(h)),
-      'jail.conf': `[sshd]\nenabled = true\nfilter = sshd\nport = ssh\nlogpath = ${logs[h]}\nmaxretry = 5\nbantime = 1h\n`,
+      // [web]: fail2ban's way of asking for resets, through the action's blocktype parameter.
+      'jail.conf': `[sshd]\nenabled = true\nfilter = sshd\nport = ssh\nlogpath = ${logs[h]}\nmaxretry = 5\nbantime = 1h\n`
+        + `[web]\nenabled = true\nfilter = sshd\nlogpath = ${logs[h]}.web\naction = iptables-multiport[name=web, port=8080, protocol=tcp, blocktype="REJECT --reject-with tcp-reset"]\n`,
     });
   }
   await eventually('redis up', () => fleet.tcpConnects('r', ADDR.r, REDIS_PORT, 200));
@@ -120,4 +124,25 @@ test('nftables, ipset and iptables hosts enforce the same ban from one attack, a
   assert.equal(unban.exitCode, 0, unban.stderr);
   assert.match(unban.stdout, /applied by all 3 live hosts/);
   for (const h of hosts) assert.equal(await reaches('atk', h, 22), true, `attacker reaches ${h} after unban`);
+});
+
+test("a jail's blocktype reaches every backend from the configuration: tcp-reset refuses at once, the default drops", { skip }, async () => {
+  const hosts = Object.keys(HOSTS) as Host[];
+  const ban = await cli('ban', ADDR.atk, '--jail', 'web', '--wait', '--wait-timeout', '10');
+  assert.equal(ban.exitCode, 0, ban.stderr);
+  const drop = await cli('ban', ADDR.good, '--jail', 'sshd', '--wait', '--wait-timeout', '10');
+  assert.equal(drop.exitCode, 0, drop.stderr);
+  try {
+    for (const h of hosts) {
+      const r = await connectTimed(fleet, 'atk', ADDR[h], 8080, 3000);
+      assert.equal(r.outcome, 'ECONNREFUSED', `${h} (${HOSTS[h]}) answers the web jail's ban with a reset`);
+      assert.ok(r.ms < 500, `at once on ${h} (${r.ms} ms)`);
+      assert.equal((await connectTimed(fleet, 'atk', ADDR[h], 22)).outcome, 'connected', `${h}: the web jail leaves port 22 alone`);
+      const d = await connectTimed(fleet, 'good', ADDR[h], 22, 3000);
+      assert.equal(d.outcome, 'timeout', `${h}: the sshd jail, blocktype unset, drops silently`);
+    }
+  } finally {
+    await cli('unban', ADDR.atk, ADDR.good, '--wait', '--wait-timeout', '10');
+  }
+  for (const h of hosts) assert.equal((await connectTimed(fleet, 'atk', ADDR[h], 8080)).outcome, 'connected', `unbanned on ${h}`);
 });

@@ -174,3 +174,40 @@ test("fail2ban.conf/fail2ban.local: dbpurgeage is read, settings without an equi
   writeFileSync(join(dir, 'fleetban.conf'), '[coordinator]\ndbpurgeage = 2d\n');
   assert.equal(loadFleetbanConfig(dir).coordinator.dbpurgeage, 2 * 86400, 'fleetban.conf wins');
 });
+
+test("blocktype: fail2ban's iptables, nftables and shorewall values map to drop, reject or tcp-reset", async () => {
+  const { parseBlocktype } = await import('../../../common/config/jails.js');
+  const cases: Array<[string, string]> = [
+    ['', 'drop'], ['DROP', 'drop'], ['drop', 'drop'],
+    ['REJECT', 'reject'], ['reject', 'reject'], ['REJECT --reject-with icmp-port-unreachable', 'reject'],
+    ['REJECT --reject-with icmp6-port-unreachable', 'reject'], ['reject with icmpx type port-unreachable', 'reject'],
+    ['reject with icmp type port-unreachable', 'reject'],
+    ['REJECT --reject-with tcp-reset', 'tcp-reset'], ['reject with tcp reset', 'tcp-reset'],
+  ];
+  for (const [text, want] of cases) {
+    const r = parseBlocktype(text);
+    assert.equal(r.blocktype, want, text);
+    assert.equal(r.warning, undefined, text);
+  }
+  assert.deepEqual(parseBlocktype('REJECT --reject-with icmp-host-prohibited'),
+    { blocktype: 'reject', warning: 'fleetban rejects with ICMP port unreachable, not icmp-host-prohibited' });
+  assert.equal(parseBlocktype('reject with icmpx type host-unreachable').warning, 'fleetban rejects with ICMP port unreachable, not host-unreachable');
+  assert.throws(() => parseBlocktype('redirect to 2222'), /neither drop nor reject: one of DROP, REJECT/);
+  const dir = configDir({ 'jail.conf': '[a]\nenabled = true\nlogpath = /l\naction = iptables[blocktype="REJECT --reject-with tcp-reset"]\n' });
+  assert.equal(loadJails(dir).jails[0]!.blocktype, 'tcp-reset', "the action's parameter is read");
+});
+
+test("fail2ban.conf loglevel: fail2ban's names and numbers map to pino levels; a bad value names file, line and key", async () => {
+  const { readFail2banSettings, fail2banLogLevel } = await import('../../../common/config/fail2ban-settings.js');
+  const cases: Array<[string, string]> = [
+    ['CRITICAL', 'fatal'], ['ERROR', 'error'], ['WARNING', 'warn'], ['warn', 'warn'], ['NOTICE', 'info'], ['INFO', 'info'],
+    ['DEBUG', 'debug'], ['TRACEDEBUG', 'trace'], ['HEAVYDEBUG', 'trace'],
+    ['50', 'fatal'], ['40', 'error'], ['30', 'warn'], ['25', 'info'], ['20', 'info'], ['10', 'debug'], ['5', 'trace'],
+  ];
+  for (const [text, want] of cases) assert.equal(fail2banLogLevel(text), want, text);
+  const dir = configDir({ 'fail2ban.conf': '[Definition]\nloglevel = INFO\n', 'fail2ban.local': '[Definition]\nloglevel = DEBUG\n' });
+  assert.deepEqual(readFail2banSettings(dir).loglevel, { level: 'debug', text: 'DEBUG' }, 'fail2ban.local wins, as in fail2ban');
+  assert.deepEqual(readFail2banSettings(dir).warnings, [], 'loglevel is read, not warned about');
+  writeFileSync(join(dir, 'fail2ban.local'), '[Definition]\n\nloglevel = LOUD\n');
+  assert.throws(() => readFail2banSettings(dir), /fail2ban\.local:3, key 'loglevel'.*'LOUD' is not a log level: one of CRITICAL/);
+});
