@@ -1,3 +1,4 @@
+import { splitBanKey } from './jail-rules.js';
 import type { Logger } from '../../common/log.js';
 
 /** Default per-host cap on banned elements (all jails, both families). */
@@ -53,6 +54,11 @@ export class BanLedger {
 
   keys(): IterableIterator<string> {
     return this.entries.keys();
+  }
+
+  /** Forget every entry of the jails `drop` selects (jails no longer configured, or rebuilt). */
+  forgetJails(drop: (jail: string) => boolean): void {
+    for (const k of [...this.entries.keys()]) if (drop(splitBanKey(k).jail)) this.entries.delete(k);
   }
 
   /**

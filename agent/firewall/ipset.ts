@@ -15,7 +15,7 @@ import type { FirewallBan, JailRule } from './backend.js';
 import { CapBudget } from './cap-budget.js';
 import { InputJump } from './input-jump.js';
 import { iptablesMatches, iptablesVerdicts } from './iptables-matches.js';
-import { banKey, banTarget, boundedName, validateJailRules } from './jail-rules.js';
+import { banKey, banTarget, boundedName, splitBanKey, validateJailRules } from './jail-rules.js';
 import { KernelBackend, type KernelBackendOptions } from './kernel-backend.js';
 import type { PendingChange } from './pending-changes.js';
 import { prepareSync } from './prepare-sync.js';
@@ -120,10 +120,7 @@ export class IpsetBackend extends KernelBackend<JailSets> {
     const stale = names.filter((n) => n.startsWith(this.prefix) && !keep.has(n));
     if (stale.length) {
       await this.run.run('ipset destroy stale', ['ipset', 'restore', '-exist'], stale.map((n) => `destroy ${n}`).join('\n') + '\n', { allowFail: true });
-      for (const [jail] of this.jails) {
-        if (jails.has(jail)) continue;
-        for (const k of [...this.ledger.keys()]) if (k.startsWith(`${jail}\u0000`)) this.ledger.delete(k);
-      }
+      this.ledger.forgetJails((jail) => this.jails.has(jail) && !jails.has(jail));
     }
     this.jails = jails;
   }
@@ -247,7 +244,7 @@ export class IpsetBackend extends KernelBackend<JailSets> {
       const keys: string[] = [];
       for (const [key, until] of this.overlong) {
         if (until > nowMs) continue;
-        const [jail, addr] = key.split('\u0000') as [string, string];
+        const { jail, addr } = splitBanKey(key);
         const set = this.setOf(jail, addr.includes(':') ? 6 : 4);
         if (set) due.push(`del ${set} ${addr}`);
         keys.push(key);

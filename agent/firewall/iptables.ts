@@ -25,7 +25,7 @@ import type { FirewallBan, JailRule } from './backend.js';
 import { CapBudget } from './cap-budget.js';
 import { InputJump } from './input-jump.js';
 import { iptablesMatches, iptablesVerdicts } from './iptables-matches.js';
-import { banKey, banTarget, boundedName, validateJailRules } from './jail-rules.js';
+import { banKey, banTarget, boundedName, splitBanKey, validateJailRules } from './jail-rules.js';
 import { KernelBackend, type KernelBackendOptions } from './kernel-backend.js';
 import type { PendingChange } from './pending-changes.js';
 import { prepareSync } from './prepare-sync.js';
@@ -314,7 +314,7 @@ export class IptablesBackend extends KernelBackend<JailChain> {
       for (const key of this.ledger.keys()) {
         const until = this.ledger.get(key)!;
         if (until === -1 || until > nowMs) continue;
-        const [jail, addr] = key.split('\u0000') as [string, string];
+        const { jail, addr } = splitBanKey(key);
         const j = this.jails.get(jail);
         if (!j) continue;
         const family = addr.includes(':') ? 6 : 4;

@@ -75,9 +75,15 @@ export function checkBan(ban: FirewallBan): CheckedBan {
   return { jail: ban.jail, target, until: ban.until };
 }
 
-/** Key of one (jail, address) pair in buffers and ledgers. */
+/** Key of one (jail, address) pair in buffers and ledgers (NUL cannot occur in either). */
 export function banKey(jail: string, addr: string): string {
   return `${jail}\u0000${addr}`;
+}
+
+/** @returns the jail and address of a {@link banKey} */
+export function splitBanKey(key: string): { jail: string; addr: string } {
+  const i = key.indexOf('\u0000');
+  return { jail: key.slice(0, i), addr: key.slice(i + 1) };
 }
 
 /**

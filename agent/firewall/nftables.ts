@@ -180,7 +180,7 @@ export class NftablesBackend extends KernelBackend<JailRule> {
       if (keep.has(name)) continue;
       const info = parseSetName(name);
       if (!info) continue;
-      for (const k of [...this.ledger.keys()]) if (k.startsWith(`${info.jail}\u0000`)) this.ledger.delete(k);
+      this.ledger.forgetJails((jail) => jail === info.jail);
     }
   }
 

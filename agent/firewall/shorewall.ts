@@ -20,7 +20,7 @@ import { now as clockNow } from '../../common/clock.js';
 import { FirewallError, InvalidInputError } from '../../common/errors.js';
 import type { FirewallBan, JailRule } from './backend.js';
 import { CapBudget } from './cap-budget.js';
-import { banKey, banTarget, validateJailRules, type CheckedBan } from './jail-rules.js';
+import { banKey, banTarget, splitBanKey, validateJailRules, type CheckedBan } from './jail-rules.js';
 import { KernelBackend, type KernelBackendOptions } from './kernel-backend.js';
 import type { PendingChange } from './pending-changes.js';
 import { prepareSync } from './prepare-sync.js';
@@ -73,7 +73,7 @@ export class ShorewallBackend extends KernelBackend<JailRule> {
       if (scoped.length) {
         this.log.warn({ jails: scoped }, "shorewall's dynamic blacklist has no ports: these jails' bans drop all traffic from the address");
       }
-      for (const k of [...this.ledger.keys()]) if (!checked.has(k.split('\u0000')[0]!)) this.ledger.delete(k);
+      this.ledger.forgetJails((jail) => !checked.has(jail));
       this.jails = await this.rejectable(checked);
       this.startExpiry(this.expireIntervalMs, () => this.expire(), 'lifting expired bans failed');
     });
@@ -122,9 +122,8 @@ export class ShorewallBackend extends KernelBackend<JailRule> {
   private verbs(keys: Iterable<string>): Map<string, Verb> {
     const out = new Map<string, Verb>();
     for (const k of keys) {
-      const i = k.indexOf('\u0000');
-      const addr = k.slice(i + 1);
-      const b = this.jails.get(k.slice(0, i))?.blocktype;
+      const { jail, addr } = splitBanKey(k);
+      const b = this.jails.get(jail)?.blocktype;
       // Shorewall's reject resets TCP and answers the rest with ICMP: both reject blocktypes.
       const verb: Verb = b === 'reject' || b === 'tcp-reset' ? 'reject' : 'drop';
       out.set(addr, out.get(addr) === 'drop' ? 'drop' : verb);
@@ -215,8 +214,7 @@ export class ShorewallBackend extends KernelBackend<JailRule> {
       for (const k of this.ledger.keys()) {
         const u = this.ledger.get(k)!;
         if (u !== -1 && u <= nowMs) {
-          const i = k.indexOf('\u0000');
-          due.push({ kind: 'delete', jail: k.slice(0, i), addr: k.slice(i + 1) });
+          due.push({ kind: 'delete', ...splitBanKey(k) });
         }
       }
       if (due.length) await this.applyChanges(due);
@@ -229,11 +227,10 @@ export class ShorewallBackend extends KernelBackend<JailRule> {
       const nowMs = clockNow();
       const out: FirewallBan[] = [];
       for (const k of this.ledger.keys()) {
-        const i = k.indexOf('\u0000');
-        const addr = k.slice(i + 1);
+        const { jail, addr } = splitBanKey(k);
         const until = this.ledger.get(k)!;
         if (!present.has(addr) || (until !== -1 && until <= nowMs)) continue;
-        out.push({ jail: k.slice(0, i), addr, family: addr.includes(':') ? 6 : 4, until });
+        out.push({ jail, addr, family: addr.includes(':') ? 6 : 4, until });
       }
       return out;
     });
