@@ -1,7 +1,8 @@
 import { now as clockNow } from '../../common/clock.js';
 import { componentLogger, type Logger } from '../../common/log.js';
 import type { FirewallBackend, FirewallBan, JailRule } from './backend.js';
-import { banKey, banTarget, checkBan, validateJailRules } from './jail-rules.js';
+import { banKey, banTarget, checkBan, validateJailRules, type CheckedBan } from './jail-rules.js';
+import { InvalidInputError } from '../../common/errors.js';
 import { PendingChanges } from './pending-changes.js';
 import { prepareSync } from './prepare-sync.js';
 
@@ -24,6 +25,8 @@ export class DryRunBackend implements FirewallBackend {
   private readonly log: Logger;
   private readonly pending = new PendingChanges();
   private readonly bans = new Map<string, FirewallBan>();
+  /** Jails init() set up: like a kernel backend, only their bans are taken (the conformance suite holds it to that). */
+  private jails = new Set<string>();
 
   /** @param options see {@link DryRunOptions} */
   constructor(options: DryRunOptions = {}) {
@@ -32,11 +35,13 @@ export class DryRunBackend implements FirewallBackend {
 
   async init(jails: readonly JailRule[]): Promise<void> {
     const checked = validateJailRules(jails);
+    this.jails = new Set(checked.keys());
+    for (const [key, b] of this.bans) if (!this.jails.has(b.jail)) this.bans.delete(key);
     this.log.info({ action: 'init', jails: [...checked.keys()] }, 'dry-run init');
   }
 
   add(ban: FirewallBan): void {
-    const c = checkBan(ban);
+    const c = this.check(ban);
     this.pending.add({ jail: c.jail, addr: c.target.text, family: c.target.family, until: c.until });
   }
 
@@ -63,10 +68,17 @@ export class DryRunBackend implements FirewallBackend {
 
   async sync(bans: readonly FirewallBan[]): Promise<void> {
     this.bans.clear();
-    for (const [key, c] of prepareSync(bans, { check: checkBan, now: clockNow(), log: this.log, rejectedLog: 'each' })) {
+    for (const [key, c] of prepareSync(bans, { check: (b) => this.check(b), now: clockNow(), log: this.log, rejectedLog: 'each' })) {
       this.bans.set(key, { jail: c.jail, addr: c.target.text, family: c.target.family, until: c.until });
     }
     this.log.info({ action: 'sync', count: this.bans.size }, 'dry-run sync');
+  }
+
+  private check(ban: FirewallBan): CheckedBan {
+    if (!this.jails.has(ban.jail)) {
+      throw new InvalidInputError(`jail '${ban.jail}' is not set up in the dry-run backend (known: ${[...this.jails].join(', ') || 'none'})`);
+    }
+    return checkBan(ban);
   }
 
   async list(): Promise<FirewallBan[]> {
