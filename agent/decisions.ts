@@ -62,6 +62,22 @@ function entriesOf(reply: BufferReply): Entry[] {
   });
 }
 
+/** What a {@link DecisionFollower} needs. */
+export interface DecisionFollowerOptions {
+  /** A connection for this follower alone: it blocks in XREAD. */
+  readonly redis: Redis;
+  /** A second connection, used to resync at once when `redis` reconnects. */
+  readonly other: Redis;
+  readonly keys: ClusterKeys;
+  /** Records the id of the newest decision applied (the agent's acknowledgement). */
+  readonly ack: (lastId: string) => void;
+  /** Applies the decisions to this host's firewall. */
+  readonly enforcer: Enforcer;
+  readonly log: Logger;
+  /** Checks signatures and the host's own guards; without one every decision is applied. */
+  readonly gate?: DecisionGate;
+}
+
 /**
  * Follows the decisions stream and applies it. On start and after every reconnect it loads the
  * snapshot of active bans with the stream id that matches it, so no decision is missed even if
@@ -82,20 +98,22 @@ export class DecisionFollower {
   private readonly warner: RateLimitedWarner;
   private readonly readers = new Map<ClusterScripts, Redis>();
 
-  /**
-   * @param redis a connection for this follower alone (it blocks in XREAD)
-   * @param other a second connection, used to resync at once when `redis` reconnects
-   * @param ack records the id of the newest decision applied (the agent's acknowledgement)
-   */
-  constructor(
-    private readonly redis: Redis,
-    other: Redis,
-    private readonly keys: ClusterKeys,
-    private readonly ack: (lastId: string) => void,
-    private readonly enforcer: Enforcer,
-    private readonly log: Logger,
-    private readonly gate?: DecisionGate,
-  ) {
+  private readonly redis: Redis;
+  private readonly keys: ClusterKeys;
+  private readonly ack: (lastId: string) => void;
+  private readonly enforcer: Enforcer;
+  private readonly log: Logger;
+  private readonly gate: DecisionGate | undefined;
+
+  /** @param o connections, firewall and trust; see {@link DecisionFollowerOptions} */
+  constructor(o: DecisionFollowerOptions) {
+    const { redis, other, keys, log } = o;
+    this.redis = redis;
+    this.keys = keys;
+    this.ack = o.ack;
+    this.enforcer = o.enforcer;
+    this.log = log;
+    this.gate = o.gate;
     this.warner = new RateLimitedWarner(log);
     this.scripts = new ClusterScripts(redis, keys);
     const otherScripts = new ClusterScripts(other, keys);

@@ -151,10 +151,16 @@ export async function startAgent(dir: string, options: AgentOptions = {}): Promi
   const commands: Redis = connectRedis(redisSettings, 'agent', log);
   const blocking: Redis = connectRedis(redisSettings, 'agent-decisions', log);
   const spool = new FailureSpool(join(config.agent.stateDir, 'spool'), componentLogger('agent.spool'));
-  const reporter = new Reporter(commands, keys.host(host).failures, componentLogger('agent.reporter'), config.agent.reportBatch, 100_000, config.coordinator.streamMaxlen, spool);
-  const follower = new DecisionFollower(blocking, commands, keys, (id) => {
-    if (commands.status === 'ready') commands.set(keys.host(host).ack, id).catch(() => undefined);
-  }, enforcer, componentLogger('agent.decisions'), gate);
+  const reporter = new Reporter({
+    redis: commands, stream: keys.host(host).failures, log: componentLogger('agent.reporter'),
+    batch: config.agent.reportBatch, streamMaxlen: config.coordinator.streamMaxlen, spool,
+  });
+  const follower = new DecisionFollower({
+    redis: blocking, other: commands, keys, enforcer, log: componentLogger('agent.decisions'), gate,
+    ack: (id) => {
+      if (commands.status === 'ready') commands.set(keys.host(host).ack, id).catch(() => undefined);
+    },
+  });
   const heartbeat = new HeartbeatSender(commands, keys, config.agent.heartbeat * 1000, () => ({
     host,
     addrs,

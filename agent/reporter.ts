@@ -6,6 +6,29 @@ import { now } from '../common/clock.js';
 import type { FailureSpool, PendingFailure } from './spool.js';
 
 /**
+ * Failures held in memory at most while Redis is away and the spool cannot take them: past it
+ * the oldest are dropped and counted (`stats.dropped`), so an outage cannot grow the agent unbounded.
+ */
+export const DEFAULT_MAX_BUFFERED = 100_000;
+
+/** What a {@link Reporter} needs; the optional ones default to the shipped configuration's values. */
+export interface ReporterOptions {
+  /** The agent's command connection. */
+  readonly redis: Redis;
+  /** This host's failure stream, the only one its identity may write. */
+  readonly stream: string;
+  readonly log: Logger;
+  /** Failures per pipeline at most (`[agent] report_batch`); default 500. */
+  readonly batch?: number;
+  /** Failures held in memory at most while Redis is away; default {@link DEFAULT_MAX_BUFFERED}. */
+  readonly maxBuffered?: number;
+  /** Approximate cap of the failures stream in reports (XADD MAXLEN ~); default 1,000,000. */
+  readonly streamMaxlen?: number;
+  /** Where failures wait while Redis is unreachable; without one, memory only. */
+  readonly spool?: FailureSpool;
+}
+
+/**
  * Sends failures to the failures stream. Failures seen in the same turn of the event loop go out
  * together: reports of up to 100 failures each (one stream entry per report), all in one pipeline
  * (one round trip for a whole burst).
@@ -35,22 +58,24 @@ export class Reporter {
   private spooling = false;
   readonly stats = { reported: 0, dropped: 0 };
 
-  /**
-   * @param batch failures per pipeline at most
-   * @param maxBuffered failures held in memory at most while Redis is away
-   * @param streamMaxlen approximate cap of the failures stream in reports (XADD MAXLEN ~)
-   * @param spool where failures wait while Redis is unreachable; without one, memory only
-   * @param stream this host's failure stream, the only one its identity may write
-   */
-  constructor(
-    private readonly redis: Redis,
-    private readonly stream: string,
-    private readonly log: Logger,
-    private readonly batch = 500,
-    private readonly maxBuffered = 100_000,
-    private readonly streamMaxlen = 1_000_000,
-    private readonly spool?: FailureSpool,
-  ) {
+  private readonly redis: Redis;
+  private readonly stream: string;
+  private readonly log: Logger;
+  private readonly batch: number;
+  private readonly maxBuffered: number;
+  private readonly streamMaxlen: number;
+  private readonly spool: FailureSpool | undefined;
+
+  /** @param o connection, stream and bounds; see {@link ReporterOptions} */
+  constructor(o: ReporterOptions) {
+    const redis = o.redis;
+    this.redis = redis;
+    this.stream = o.stream;
+    this.log = o.log;
+    this.batch = o.batch ?? 500;
+    this.maxBuffered = o.maxBuffered ?? DEFAULT_MAX_BUFFERED;
+    this.streamMaxlen = o.streamMaxlen ?? 1_000_000;
+    this.spool = o.spool;
     redis.on('ready', () => this.schedule());
     // Going through the spool as soon as the link drops, not only after a send fails, is what
     // makes a restart (or a kill) during the outage lose nothing.

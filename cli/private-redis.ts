@@ -3,6 +3,7 @@ import { mkdirSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
+import { CliError } from './context.js';
 
 /**
  * The private redis-server of `fleetban up` when no [redis] url is configured: its own data
@@ -34,7 +35,7 @@ export async function startPrivateRedis(dir: string, log: Logger): Promise<Priva
     // must outlive the agent and coordinator that still flush to it while `up` stops them in order.
     ], { stdio: 'ignore', detached: true });
   } catch (err) {
-    throw new Error(`cannot start redis-server: ${(err as Error).message}`);
+    throw new CliError(`cannot start redis-server: ${(err as Error).message}`);
   }
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   child.once('error', (err) => log.error({ err: err.message }, 'redis-server failed to start (is it installed?)'));
@@ -42,7 +43,7 @@ export async function startPrivateRedis(dir: string, log: Logger): Promise<Priva
   while (!(await answers(socket))) {
     if (child.exitCode !== null || Date.now() > deadline) {
       child.kill('SIGKILL');
-      throw new Error(`private redis-server did not start; see ${join(dir, 'redis.log')}`);
+      throw new CliError(`private redis-server did not start; see ${join(dir, 'redis.log')}`);
     }
     await new Promise((r) => setTimeout(r, 50));
   }

@@ -1,3 +1,5 @@
+import { InvalidInputError } from './errors.js';
+
 /**
  * Wall clock in epoch milliseconds. Tests pin it with FLEETBAN_TEST_NOW (ISO-8601 or epoch ms),
  * so log lines without a year and findtime windows give the same answer on every run.
@@ -14,7 +16,7 @@ const skew = parseSkew(process.env.FLEETBAN_CLOCK_SKEW_MS);
 function parseSkew(value: string | undefined): number {
   if (value === undefined || value === '') return 0;
   const ms = Number(value);
-  if (!Number.isSafeInteger(ms)) throw new Error(`FLEETBAN_CLOCK_SKEW_MS is not a whole number of milliseconds: ${value}`);
+  if (!Number.isSafeInteger(ms)) throw new InvalidInputError(`FLEETBAN_CLOCK_SKEW_MS is not a whole number of milliseconds: ${value}`);
   return ms;
 }
 
@@ -23,7 +25,7 @@ let pinned: number | undefined = pinnedEnv ? parsePinned(pinnedEnv) : undefined;
 
 function parsePinned(value: string): number {
   const ms = /^\d+$/.test(value) ? Number(value) : Date.parse(value);
-  if (!Number.isFinite(ms)) throw new Error(`FLEETBAN_TEST_NOW is not a time: ${value}`);
+  if (!Number.isFinite(ms)) throw new InvalidInputError(`FLEETBAN_TEST_NOW is not a time: ${value}`);
   return ms;
 }
 

@@ -2,6 +2,7 @@ import { createServer, type Server } from 'node:http';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import type { Logger } from 'pino';
 import { ConfigError } from './errors.js';
+import { InvalidInputError } from './errors.js';
 
 /** A listening metrics endpoint. */
 export interface MetricsServer {
@@ -20,9 +21,9 @@ export function parseListen(text: string | undefined): { host: string; port: num
   const t = (text ?? '').trim();
   if (t === '') return undefined;
   const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/.exec(t) ?? /^()()(\d{1,5})$/.exec(t);
-  if (!m) throw new Error(`'${t}' is not host:port, [ipv6]:port or a port`);
+  if (!m) throw new InvalidInputError(`'${t}' is not host:port, [ipv6]:port or a port`);
   const port = Number(m[3]);
-  if (port > 65535) throw new Error(`port ${port} is over 65535`);
+  if (port > 65535) throw new InvalidInputError(`port ${port} is over 65535`);
   return { host: m[1] || m[2] || '127.0.0.1', port };
 }
 

@@ -1,3 +1,4 @@
+import { InvalidInputError } from './errors.js';
 /**
  * `sentinel://` URLs: where to find a Redis primary through Redis Sentinel.
  *
@@ -34,10 +35,10 @@ const NAME_RE = /^[A-Za-z0-9_.:-]{1,128}$/;
  */
 export function parseSentinelUrl(url: string): SentinelUrl {
   const m = /^sentinel:\/\/(?:([^@/]*)@)?([^/?#]+)\/([^?#]*)(?:\?([^#]*))?$/.exec(url);
-  if (!m) throw new Error('expected sentinel://[user:pass@]host:port[,host:port…]/primary-name[?db=N]');
+  if (!m) throw new InvalidInputError('expected sentinel://[user:pass@]host:port[,host:port…]/primary-name[?db=N]');
   const [, userinfo, hostList, rawName, query] = m;
   const name = decodeURIComponent(rawName ?? '');
-  if (!NAME_RE.test(name)) throw new Error(`primary name '${name.slice(0, 40)}' is missing or has characters outside [A-Za-z0-9_.:-]`);
+  if (!NAME_RE.test(name)) throw new InvalidInputError(`primary name '${name.slice(0, 40)}' is missing or has characters outside [A-Za-z0-9_.:-]`);
   const sentinels = hostList!.split(',').map(parseHostPort);
   let username: string | undefined;
   let password: string | undefined;
@@ -51,9 +52,9 @@ export function parseSentinelUrl(url: string): SentinelUrl {
     const [k, v = ''] = pair.split('=');
     if (k === 'db') {
       db = Number(v);
-      if (!Number.isInteger(db) || db < 0 || db > 15) throw new Error(`db '${v.slice(0, 20)}' is not a database number 0-15`);
+      if (!Number.isInteger(db) || db < 0 || db > 15) throw new InvalidInputError(`db '${v.slice(0, 20)}' is not a database number 0-15`);
     } else {
-      throw new Error(`unknown parameter '${(k ?? '').slice(0, 40)}' (only db is understood)`);
+      throw new InvalidInputError(`unknown parameter '${(k ?? '').slice(0, 40)}' (only db is understood)`);
     }
   }
   return { sentinels, name, db, ...(username ? { username } : {}), ...(password ? { password } : {}) };
@@ -61,8 +62,8 @@ export function parseSentinelUrl(url: string): SentinelUrl {
 
 function parseHostPort(text: string): SentinelAddress {
   const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.-]+))(?::(\d{1,5}))?$/.exec(text.trim());
-  if (!m) throw new Error(`sentinel address '${text.slice(0, 80)}' is not host:port`);
+  if (!m) throw new InvalidInputError(`sentinel address '${text.slice(0, 80)}' is not host:port`);
   const port = m[3] === undefined ? DEFAULT_SENTINEL_PORT : Number(m[3]);
-  if (port < 1 || port > 65535) throw new Error(`sentinel port ${port} is out of range`);
+  if (port < 1 || port > 65535) throw new InvalidInputError(`sentinel port ${port} is out of range`);
   return { host: (m[1] ?? m[2])!, port };
 }

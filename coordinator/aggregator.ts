@@ -75,6 +75,38 @@ const MAX_BATCH = 2000;
  */
 const MAX_FAILURES_PER_CALL = 2000;
 
+/** What an {@link Aggregator} needs; the optional ones default to the shipped configuration's values. */
+export interface AggregatorOptions {
+  /** A connection for this aggregator alone: it blocks in XREADGROUP. */
+  readonly redis: Redis;
+  /** A second connection, for the counting script and claims while a read blocks. */
+  readonly writer: Redis;
+  readonly keys: ClusterKeys;
+  /** This coordinator's name in the consumer group (`[coordinator] consumer`). */
+  readonly consumer: string;
+  /** The jails' policy; replaced on reload with {@link Aggregator.setPolicy}. */
+  readonly policy: ClusterPolicy;
+  readonly log: Logger;
+  /** Stream entries (reports of up to 100 failures) per read, capped at 2000 (`[coordinator] batch`); default 1000. */
+  readonly batch?: number;
+  /** Pending entries idle this long (their coordinator died) are claimed (`claim_idle`); default 30 s. */
+  readonly claimIdleMs?: number;
+  /** Approximate cap of the decisions stream (`stream_maxlen`); default 100,000. */
+  readonly decisionsMaxlen?: number;
+  /** Milliseconds now; the coordinator passes Redis' clock so every decision uses one clock. */
+  readonly clock?: () => number;
+  /** How long bans stay in each address' history (`dbpurgeage`); default the scripts' own (1 day). */
+  readonly historyRetentionMs?: number;
+  /** After a call that banned, wait briefly (200 ms) for one replica to have it (Sentinel deployments), default false. */
+  readonly waitForReplica?: boolean;
+  /** Reports one host's stream holds at most; its oldest are dropped past it (`host_quota`). */
+  readonly hostQuota?: number;
+  /** Bytes one host's stream holds at most; likewise (`host_quota_mb`). */
+  readonly hostQuotaBytes?: number;
+  /** Signs the bans this coordinator decides; without it they go out unsigned. */
+  readonly signer?: DecisionSigner;
+}
+
 /**
  * Reads failures from the stream through the coordinators' consumer group and counts them with
  * the recordFailures script. Several coordinators share the stream; each entry goes to one of them,
@@ -98,38 +130,34 @@ export class Aggregator {
   /** Notifications' matched lines and metrics (coordinator/operations.ts). */
   observer: CountObserver | undefined;
 
-  /**
-   * @param redis a connection for this aggregator alone (it blocks in XREADGROUP)
-   * @param writer a second connection, for the counting script and claims while a read blocks
-   * @param keys cluster keys
-   * @param consumer this coordinator's name in the group
-   * @param policy the jails' policy; replaced on reload
-   * @param log logger
-   * @param batch stream entries (reports of up to 100 failures) per read
-   * @param claimIdleMs pending entries idle this long (their coordinator died) are claimed
-   * @param hostQuota reports one host's stream holds at most (its oldest are dropped past it)
-   * @param hostQuotaBytes bytes one host's stream holds at most (likewise)
-   */
-  constructor(
-    private readonly redis: Redis,
-    private readonly writer: Redis,
-    private readonly keys: ClusterKeys,
-    private readonly consumer: string,
-    private policy: ClusterPolicy,
-    private readonly log: Logger,
-    batch = 1000,
-    private readonly claimIdleMs = 30_000,
-    decisionsMaxlen = 100_000,
-    private readonly clock: () => number = now,
-    historyRetentionMs?: number,
-    private readonly waitForReplica = false,
-    private readonly hostQuota = DEFAULT_HOST_QUOTA,
-    private readonly hostQuotaBytes = DEFAULT_HOST_QUOTA_BYTES,
-    signer?: DecisionSigner,
-  ) {
-    this.batch = Math.min(batch, MAX_BATCH);
-    this.warner = new RateLimitedWarner(log);
-    this.scripts = new ClusterScripts(writer, keys, decisionsMaxlen, historyRetentionMs, signer);
+  private readonly redis: Redis;
+  private readonly writer: Redis;
+  private readonly keys: ClusterKeys;
+  private readonly consumer: string;
+  private policy: ClusterPolicy;
+  private readonly log: Logger;
+  private readonly claimIdleMs: number;
+  private readonly clock: () => number;
+  private readonly waitForReplica: boolean;
+  private readonly hostQuota: number;
+  private readonly hostQuotaBytes: number;
+
+  /** @param o connections, identity, policy and limits; see {@link AggregatorOptions} */
+  constructor(o: AggregatorOptions) {
+    this.redis = o.redis;
+    this.writer = o.writer;
+    this.keys = o.keys;
+    this.consumer = o.consumer;
+    this.policy = o.policy;
+    this.log = o.log;
+    this.claimIdleMs = o.claimIdleMs ?? 30_000;
+    this.clock = o.clock ?? now;
+    this.waitForReplica = o.waitForReplica ?? false;
+    this.hostQuota = o.hostQuota ?? DEFAULT_HOST_QUOTA;
+    this.hostQuotaBytes = o.hostQuotaBytes ?? DEFAULT_HOST_QUOTA_BYTES;
+    this.batch = Math.min(o.batch ?? 1000, MAX_BATCH);
+    this.warner = new RateLimitedWarner(o.log);
+    this.scripts = new ClusterScripts(o.writer, o.keys, o.decisionsMaxlen ?? 100_000, o.historyRetentionMs, o.signer);
   }
 
   private readonly scripts: ClusterScripts;

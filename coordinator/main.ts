@@ -109,11 +109,13 @@ export async function startCoordinator(dir: string, override?: Partial<FleetbanC
   let policy = await loadPolicy(loaded.jails, fleet, log);
   const clock = new RedisClock(writer, log);
   await clock.start();
-  aggregator = new Aggregator(
-    reader, writer, keys, config.coordinator.consumer, policy, componentLogger('coordinator.aggregator'),
-    config.coordinator.batch, config.coordinator.claimIdle * 1000, maxlen, () => clock.now(), config.coordinator.dbpurgeage * 1000,
-    config.redis.url.startsWith('sentinel://'), config.coordinator.hostQuota, config.coordinator.hostQuotaMb * 1024 * 1024, signer,
-  );
+  aggregator = new Aggregator({
+    redis: reader, writer, keys, consumer: config.coordinator.consumer, policy, log: componentLogger('coordinator.aggregator'),
+    batch: config.coordinator.batch, claimIdleMs: config.coordinator.claimIdle * 1000, decisionsMaxlen: maxlen,
+    clock: () => clock.now(), historyRetentionMs: config.coordinator.dbpurgeage * 1000,
+    waitForReplica: config.redis.url.startsWith('sentinel://'), hostQuota: config.coordinator.hostQuota,
+    hostQuotaBytes: config.coordinator.hostQuotaMb * 1024 * 1024, signer,
+  });
   await refreshFleet().catch((err: Error) => log.warn({ err: err.message }, 'reading the fleet failed; retrying'));
   const scripts = new ClusterScripts(writer, keys, maxlen, undefined, signer);
   const expirer = new Expirer(scripts, config.coordinator.expireInterval * 1000,

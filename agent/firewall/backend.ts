@@ -1,4 +1,5 @@
 /**
+ * @packageDocumentation
  * The one interface every firewall backend implements (nftables, ipset, iptables, shorewall,
  * dry-run). The agent buffers changes with add()/delete() and applies them with one commit() per
  * batch, so a flood of decisions costs one firewall transaction, not one process per address.
@@ -37,6 +38,31 @@ export interface FirewallBan {
   readonly until: number;
 }
 
+/**
+ * A host firewall as the agent's `Enforcer` drives it: the only code that changes the kernel.
+ *
+ * The contract every implementation keeps:
+ * - **Order of calls.** `init()` first, with every jail later bans name; `add()`/`delete()` only
+ *   buffer (checked at once: an unusable ban throws there, and the rest of the batch goes on);
+ *   `commit()` applies the buffer as one transaction where the tool allows it. The Enforcer never
+ *   calls a backend concurrently, but a backend must still run kernel operations in call order.
+ * - **Buffer semantics.** Per (jail, address) only the last change counts: an unban replaces a
+ *   buffered ban, and of two buffered bans the longer wins (-1, permanent, is longest).
+ * - **Failure.** A commit that fails throws a `FirewallError` naming the operation and the
+ *   tool's stderr, and puts its changes back in the buffer so the next commit retries them;
+ *   kernel backends first repair their tables and retry (fail2ban's actioncheck/actionrepair),
+ *   and drop, with a log line, single changes the kernel refuses on their own, which would
+ *   otherwise fail every later batch.
+ * - **State.** `list()` reports the kernel, not the buffer: it is how reconcile finds bans someone
+ *   else removed. `sync()` makes the kernel hold exactly the given bans; `init()` again must keep
+ *   elements already there, so a reload or reconcile never lifts a ban.
+ * - **Expiry.** Bans end at `until` without another call (kernel timeouts, or the backend's own
+ *   timer), clamped to `maxTimeoutMs`.
+ *
+ * To add a backend: subclass `KernelBackend` (kernel-backend.ts) with its commands, register its
+ * name in index.ts (`FIREWALL_BACKENDS`, `createFirewallBackend`); `DryRunBackend` is the smallest
+ * complete implementation.
+ */
 export interface FirewallBackend {
   /** Short name shown in heartbeats and logs: `nftables`, `dry-run`, … */
   readonly name: string;

@@ -1,5 +1,6 @@
 import { execa } from 'execa';
 import { componentLogger, type Logger } from '../../common/log.js';
+import { ConfigError } from '../../common/errors.js';
 import type { FirewallBackend } from './backend.js';
 import { DryRunBackend } from './dry-run.js';
 import { NFT_MAX_TIMEOUT_MS, NftablesBackend } from './nftables.js';
@@ -34,12 +35,27 @@ export const FIREWALL_BACKENDS = ['auto', 'nftables', 'ipset', 'iptables', 'shor
 export type FirewallBackendName = (typeof FIREWALL_BACKENDS)[number];
 
 /**
+ * Refuse a `[agent] banaction` that names no backend, so that check-config catches it before an
+ * agent fails to start on it.
+ * @param name the configured value
+ * @throws ConfigError naming `banaction` and the valid names
+ */
+export function checkBackendName(name: string): asserts name is FirewallBackendName {
+  if (!(FIREWALL_BACKENDS as readonly string[]).includes(name)) throw unknownBackend(name);
+}
+
+function unknownBackend(name: string): ConfigError {
+  return new ConfigError(`unknown firewall backend '${name}' in [agent]; valid: ${FIREWALL_BACKENDS.join(', ')}`, undefined, undefined, 'banaction');
+}
+
+/**
  * Build the firewall backend an agent was configured with.
  * @param name one of {@link FIREWALL_BACKENDS}; `auto` picks nftables, then ipset, then iptables,
  *   by which tools actually work on this host (inside commandPrefix, when given)
  * @param options see {@link FirewallBackendOptions}
  * @returns the backend, not yet initialised (call init(jails))
- * @throws Error listing the valid names for an unknown name, or when `auto` finds no working tool
+ * @throws ConfigError naming `banaction` for an unknown name (with the valid ones), or when `auto`
+ *   finds no working tool
  */
 export async function createFirewallBackend(name: string, options: FirewallBackendOptions = {}): Promise<FirewallBackend> {
   switch (name) {
@@ -62,7 +78,7 @@ export async function createFirewallBackend(name: string, options: FirewallBacke
     case 'auto':
       return createFirewallBackend(await detectBackend(options.commandPrefix ?? []), options);
     default:
-      throw new Error(`unknown firewall backend '${name}'; valid: ${FIREWALL_BACKENDS.join(', ')}`);
+      throw unknownBackend(name);
   }
 }
 
@@ -87,5 +103,6 @@ export async function detectBackend(prefix: readonly string[] = []): Promise<'nf
   if (await works(['iptables', '-w', '-S', 'INPUT'])) return 'iptables';
   tried.push('iptables -S INPUT');
   log.error({ tried }, 'no firewall tool works on this host');
-  throw new Error(`firewall backend 'auto': none of nft, ipset, iptables works here (tried: ${tried.join('; ')}); run as root or pick 'dry-run'`);
+  throw new ConfigError(`firewall backend 'auto': none of nft, ipset, iptables works here (tried: ${tried.join('; ')}); run as root or pick 'dry-run'`,
+    undefined, undefined, 'banaction');
 }

@@ -7,9 +7,9 @@ import { readFail2banSettings } from '../../common/config/fail2ban-settings.js';
 import { componentLogger, rootLogger } from '../../common/log.js';
 import { startAgent, loadJailFilters, jailRules } from '../../agent/main.js';
 import { jailsWithoutLogFiles } from '../../agent/sources/index.js';
-import { ConfigError } from '../../common/errors.js';
+import { ConfigError, InvalidInputError } from '../../common/errors.js';
 import { startCoordinator } from '../../coordinator/main.js';
-import { createFirewallBackend } from '../../agent/firewall/index.js';
+import { checkBackendName, createFirewallBackend } from '../../agent/firewall/index.js';
 import { startPrivateRedis } from '../private-redis.js';
 import { chooseSshdSource, hostChecks } from '../../agent/preflight.js';
 import { CliError, type GlobalOptions } from '../context.js';
@@ -97,7 +97,7 @@ export function registerDaemonCommands(program: Command, globals: () => GlobalOp
         console.log(`removed fleetban's ${backend.name} state from this host`);
         return;
       }
-      if (!['end', 'beginning', 'resume'].includes(o.startAt)) throw new Error(`--start-at must be end, beginning or resume, not '${o.startAt}'`);
+      if (!['end', 'beginning', 'resume'].includes(o.startAt)) throw new InvalidInputError(`--start-at must be end, beginning or resume, not '${o.startAt}'`);
       applyFail2banLogLevel(dir, globals());
       const onReload = earlyReload();
       const agent = await startAgent(dir, { startAt: o.startAt as 'end' | 'beginning' | 'resume' });
@@ -193,6 +193,7 @@ export function registerDaemonCommands(program: Command, globals: () => GlobalOp
       const g = globals();
       const dir = configDir(g.config);
       const config = loadFleetbanConfig(dir);
+      checkBackendName(config.agent.banaction);
       const loaded = loadJails(dir);
       loadJailFilters(dir, loaded.jails);
       // fail2ban-client -t refuses a jail that has no log file to follow; so does check-config.

@@ -1,3 +1,4 @@
+import { InvalidInputError } from '../errors.js';
 /**
  * fail2ban `action` values: one action per line, `name[key=value, key2="a, b"]`. fleetban enforces
  * every firewall action with the host's own backend (a fleet is not uniform); what matters from the
@@ -28,7 +29,7 @@ export function parseActions(value: string): ActionRef[] {
   const out: ActionRef[] = [];
   for (const line of splitActions(value)) {
     const m = /^([\w.-]+)\s*(?:\[(.*)\])?$/s.exec(line);
-    if (!m) throw new Error(`cannot parse action '${line}' (expected name or name[key=value, …])`);
+    if (!m) throw new InvalidInputError(`cannot parse action '${line}' (expected name or name[key=value, …])`);
     out.push({ name: m[1]!, params: parseParams(m[2] ?? '', line), text: line });
   }
   return out;
@@ -69,7 +70,7 @@ function parseParams(text: string, line: string): Map<string, string> {
     if (i >= n) break;
     const keyStart = i;
     while (i < n && text[i] !== '=') i++;
-    if (i >= n) throw new Error(`action '${line}': parameter '${text.slice(keyStart).trim()}' has no '='`);
+    if (i >= n) throw new InvalidInputError(`action '${line}': parameter '${text.slice(keyStart).trim()}' has no '='`);
     const key = text.slice(keyStart, i).trim();
     i++;
     while (i < n && text[i] === ' ') i++;
@@ -77,7 +78,7 @@ function parseParams(text: string, line: string): Map<string, string> {
     const q = text[i];
     if (q === '"' || q === "'") {
       const end = text.indexOf(q, i + 1);
-      if (end === -1) throw new Error(`action '${line}': unterminated quote in parameter '${key}'`);
+      if (end === -1) throw new InvalidInputError(`action '${line}': unterminated quote in parameter '${key}'`);
       value = text.slice(i + 1, end);
       i = end + 1;
     } else {

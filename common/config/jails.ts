@@ -9,6 +9,7 @@ import { parsePorts, parseProtocols, type PortSpec, type ProtocolSpec } from './
 import { parseActions, isFirewallAction, type ActionRef } from './actions.js';
 import { isNotificationAction, notificationActions } from './notify-actions.js';
 import { banTimeTable, DEFAULT_FORMULA, type BanTimePolicy } from '../policy/ban-time.js';
+import { splitCommand } from '../policy/whitelist.js';
 
 /** A DNS name in ignoreip (at least one dot or a single label of letters), resolved at policy load. */
 const HOSTNAME_RE = /^(?=.*[A-Za-z])[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
@@ -313,6 +314,15 @@ function buildJail(set: ConfSet, name: string, warnings: string[]): JailConfig {
   } catch (err) {
     fail('bantime.formula', (err as Error).message);
   }
+  const ignorecommand = get('ignorecommand')?.trim() || undefined;
+  // Split here, not only when the coordinator's policy loads: check-config then names the line.
+  if (ignorecommand) {
+    try {
+      splitCommand(ignorecommand);
+    } catch (err) {
+      fail('ignorecommand', (err as Error).message);
+    }
+  }
   const ipv6prefix = number('ipv6prefix', 128, 16);
   if (!Number.isInteger(ipv6prefix) || ipv6prefix > 128) fail('ipv6prefix', 'must be a whole number from 16 to 128');
   const minhosts = number('minhosts', 1, 1);
@@ -365,7 +375,7 @@ function buildJail(set: ConfSet, name: string, warnings: string[]): JailConfig {
     banTime,
     minhosts,
     ignoreself: flag('ignoreself', true),
-    ignorecommand: get('ignorecommand')?.trim() || undefined,
+    ignorecommand,
     countsBans,
     ipv6prefix,
     actions,

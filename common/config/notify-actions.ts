@@ -6,6 +6,7 @@
  */
 import type { ActionRef } from './actions.js';
 import { parseTimeSpec } from './time-spec.js';
+import { InvalidInputError } from '../errors.js';
 
 /** A mail notification. */
 export interface MailAction {
@@ -79,7 +80,7 @@ export function notificationActions(jail: string, actions: readonly ActionRef[])
       return v === undefined || v === '' ? undefined : v;
     };
     const bad = (key: string, why: string): never => {
-      throw new Error(`action '${a.name}' parameter ${key}: ${why}`);
+      throw new InvalidInputError(`action '${a.name}' parameter ${key}: ${why}`);
     };
     const plain = (key: string, value: string): string => {
       // Header text: one line of printable characters, so nothing can start a header of its own.
@@ -90,7 +91,7 @@ export function notificationActions(jail: string, actions: readonly ActionRef[])
     const time = (key: string, fallback: string): number => {
       try {
         const s = parseTimeSpec(param(key) ?? fallback);
-        if (s <= 0) throw new Error('must be positive');
+        if (s <= 0) throw new InvalidInputError('must be positive');
         return s * 1000;
       } catch (err) {
         return bad(key, (err as Error).message);

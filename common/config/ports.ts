@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { InvalidInputError } from '../errors.js';
 
 /** Inclusive port ranges, or every port. */
 export type PortSpec = Array<[number, number]> | 'all';
@@ -43,7 +44,7 @@ export function parsePorts(value: string): PortSpec {
     if (range && !serviceTable().has(part)) {
       const lo = portNumber(range[1]!);
       const hi = portNumber(range[2]!);
-      if (lo > hi) throw new Error(`port range '${part}' runs backwards`);
+      if (lo > hi) throw new InvalidInputError(`port range '${part}' runs backwards`);
       if (lo <= 1 && hi === 65535) return 'all';
       ranges.push([lo, hi]);
     } else {
@@ -57,11 +58,11 @@ export function parsePorts(value: string): PortSpec {
 function portNumber(text: string): number {
   if (/^\d+$/.test(text)) {
     const n = Number(text);
-    if (n > 65535) throw new Error(`port ${n} is above 65535`);
+    if (n > 65535) throw new InvalidInputError(`port ${n} is above 65535`);
     return n;
   }
   const n = serviceTable().get(text);
-  if (n === undefined) throw new Error(`'${text}' is not a port number or a service name in /etc/services`);
+  if (n === undefined) throw new InvalidInputError(`'${text}' is not a port number or a service name in /etc/services`);
   return n;
 }
 
@@ -73,7 +74,7 @@ export function parseProtocols(value: string): ProtocolSpec {
   const parts = value.split(/[\s,]+/).map((p) => p.replace(/^["']|["']$/g, '').toLowerCase()).filter(Boolean);
   if (parts.length === 0 || parts.includes('all')) return 'all';
   for (const p of parts) {
-    if (p !== 'tcp' && p !== 'udp' && p !== 'sctp') throw new Error(`protocol '${p}' is not tcp, udp, sctp or all`);
+    if (p !== 'tcp' && p !== 'udp' && p !== 'sctp') throw new InvalidInputError(`protocol '${p}' is not tcp, udp, sctp or all`);
   }
   return [...new Set(parts)] as Array<'tcp' | 'udp' | 'sctp'>;
 }

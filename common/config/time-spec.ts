@@ -1,3 +1,4 @@
+import { InvalidInputError } from '../errors.js';
 /**
  * fail2ban time values: `600`, `10m`, `1h`, `1d`, `1w`, `1h 30m`, `1d12h`, `-1` (permanent).
  * Units follow fail2ban's abbreviations: y(ears), mo(nths), w(eeks), d(ays), h(ours), m(inutes), s(econds).
@@ -22,7 +23,7 @@ export const PERMANENT = -1;
  */
 export function parseTimeSpec(text: string): number {
   const value = text.trim();
-  if (value === '') throw new Error('empty time value');
+  if (value === '') throw new InvalidInputError('empty time value');
   if (/^-\d+(?:\.\d+)?$/.test(value)) return PERMANENT;
   if (/^\d+(?:\.\d+)?$/.test(value)) return Number(value);
   let total = 0;
@@ -30,9 +31,9 @@ export function parseTimeSpec(text: string): number {
   const part = /^\s*(\d+(?:\.\d+)?)\s*([a-z]+)\s*/i;
   while (rest.length > 0) {
     const m = part.exec(rest);
-    if (!m) throw new Error(`'${value}' is not a time value (expected e.g. 600, 10m, 1h, 1d, -1)`);
+    if (!m) throw new InvalidInputError(`'${value}' is not a time value (expected e.g. 600, 10m, 1h, 1d, -1)`);
     const unit = UNITS.find(([re]) => re.test(m[2]!));
-    if (!unit) throw new Error(`'${value}': unknown time unit '${m[2]}'`);
+    if (!unit) throw new InvalidInputError(`'${value}': unknown time unit '${m[2]}'`);
     total += Number(m[1]) * unit[1];
     rest = rest.slice(m[0].length);
   }

@@ -1,3 +1,4 @@
+import { InvalidInputError } from '../errors.js';
 /**
  * fail2ban's `bantime.formula` is Python, evaluated by fail2ban with eval(). fleetban never evals
  * configuration: it parses the small arithmetic language such formulas use and interprets it.
@@ -50,7 +51,7 @@ export function parseFormula(text: string): Formula {
     if (/^\s*$/.test(text.slice(pos))) break;
     TOKEN_RE.lastIndex = pos;
     const m = TOKEN_RE.exec(text);
-    if (!m) throw new Error(`bantime.formula: unsupported text at position ${pos + 1}: '${text.slice(pos, pos + 12)}'`);
+    if (!m) throw new InvalidInputError(`bantime.formula: unsupported text at position ${pos + 1}: '${text.slice(pos, pos + 12)}'`);
     tokens.push({ t: m[1] ?? m[2] ?? m[3]!, pos: m.index + m[0].length - (m[1] ?? m[2] ?? m[3]!).length });
     pos = TOKEN_RE.lastIndex;
   }
@@ -58,7 +59,7 @@ export function parseFormula(text: string): Formula {
   const peek = (): string | undefined => tokens[i]?.t;
   const fail = (what: string): never => {
     const at = tokens[i]?.pos ?? text.length;
-    throw new Error(`bantime.formula: ${what} at position ${at + 1} in '${text}'`);
+    throw new InvalidInputError(`bantime.formula: ${what} at position ${at + 1} in '${text}'`);
   };
   const expect = (t: string): void => {
     if (peek() !== t) fail(`expected '${t}'`);

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { execa } from 'execa';
 import type { Logger } from 'pino';
 import { AddressMatcher, tryParseAddress } from '../address.js';
+import { InvalidInputError } from '../errors.js';
 
 /** Why an address is not banned, for logs and for `fleetban ban` refusals. */
 export type IgnoreReason = 'ignoreip' | 'ignoreself' | 'ignorecommand';
@@ -189,7 +190,7 @@ export function splitCommand(text: string): string[] {
       cur += c;
     }
   }
-  if (quote) throw new Error(`unterminated ${quote} in '${text}'`);
+  if (quote) throw new InvalidInputError(`unterminated ${quote} in '${text}'`);
   if (has || cur) out.push(cur);
   return out;
 }

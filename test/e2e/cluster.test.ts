@@ -91,9 +91,17 @@ test('fleetban unban lifts the ban on every host', async () => {
 
 test('IPv6 attackers are banned like IPv4 ones; whitelisted addresses never', async () => {
   const v6 = '2001:db8:77::5';
-  for (let i = 0; i < 5; i++) appendFileSync(logs[hosts[i % 3]!]!, sshdFailure(v6, 'hx') + sshdFailure('192.0.2.250', 'hx'));
+  // Each whitelisted failure is written before the IPv6 one on the same host: a host's reports are
+  // counted in order, so once the IPv6 ban is decided all five whitelisted failures were seen.
+  for (let i = 0; i < 5; i++) appendFileSync(logs[hosts[i % 3]!]!, sshdFailure('192.0.2.250', 'hx') + sshdFailure(v6, 'hx'));
+  await coordinator.waitFor((l) => l.msg === 'failure from a whitelisted address not counted' && l.addr === '192.0.2.250' && l.reason === 'ignoreip',
+    10_000, 'the whitelisted address is seen and skipped');
   await Promise.all(hosts.map((h) => agents[h]!.waitFor(isBan(v6), 10_000, `${h} IPv6 ban`)));
   for (const h of hosts) assert.equal(agents[h]!.count(isBan('192.0.2.250')), 0, 'ignoreip address must not be banned');
+  const c = redis.client();
+  const keys = clusterKeys(cluster);
+  assert.equal(await c.hexists(keys.bans, 'sshd|192.0.2.250'), 0, 'no ban record');
+  assert.equal(await c.hexists(keys.failureWindows('sshd'), '192.0.2.250'), 0, 'its failures were never counted');
 });
 
 test('manual ban: bad addresses refused with a reason; a restarted agent re-applies active bans', async () => {

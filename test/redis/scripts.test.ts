@@ -118,9 +118,16 @@ test('stale windows leave the jail hash with a later batch; a late older failure
 test('failures from several hosts add up cluster-wide', async () => {
   const { scripts } = setup();
   const hosts = ['h1', 'h2', 'h3', 'h4', 'h5'];
-  let bans = 0;
-  for (const h of hosts) bans += (await scripts.recordFailures(T0, [failure('sshd', '192.0.2.44', T0, h)])).bans.length;
-  assert.equal(bans, 1);
+  // Each host's failure must add to the same window, and only the fifth may ban: a total of one
+  // ban alone would also hold if the first failure had banned.
+  const perHost: Array<{ results: number[]; bans: number }> = [];
+  for (const h of hosts) {
+    const r = await scripts.recordFailures(T0, [failure('sshd', '192.0.2.44', T0, h)]);
+    perHost.push({ results: r.results, bans: r.bans.length });
+  }
+  assert.deepEqual(perHost, [
+    { results: [1], bans: 0 }, { results: [2], bans: 0 }, { results: [3], bans: 0 }, { results: [4], bans: 0 }, { results: [5], bans: 1 },
+  ]);
 });
 
 test('a redelivered event, or one an agent sent twice, is counted once', async () => {
@@ -255,7 +262,15 @@ test('cluster recidive: bans in other jails count as failures of the recidive ja
 
 test('a failure for a jail without a policy is acknowledged and not counted', async () => {
   const { keys, scripts } = setup();
-  const r = await scripts.recordFailures(T0, [failure('nosuchjail', '192.0.2.3', T0)]);
+  const stream = keys.host('h1').failures;
+  await redis.xgroup('CREATE', stream, COORDINATOR_GROUP, '$', 'MKSTREAM');
+  const id = await redis.xadd(stream, '*', ...encodeReport('h1', T0, [{ jail: 'nosuchjail', addr: '192.0.2.3', eid: 'u-1', time: T0, line: 'x' }]));
+  await redis.xreadgroup('GROUP', COORDINATOR_GROUP, 'c1', 'COUNT', 10, 'STREAMS', stream, '>');
+  assert.equal(((await redis.xpending(stream, COORDINATOR_GROUP)) as [number])[0], 1, 'read and pending before counting');
+  const r = await scripts.recordFailures(T0, [failure('nosuchjail', '192.0.2.3', T0)], [[stream, [id!]]]);
   assert.deepEqual(r.results, [COUNT_RESULT.unknownJail]);
+  assert.equal(((await redis.xpending(stream, COORDINATOR_GROUP)) as [number])[0], 0, 'its stream entry is acknowledged');
   assert.equal(await redis.exists(keys.failureWindows('nosuchjail')), 0);
+  assert.equal(await redis.zcard(keys.failing('nosuchjail')), 0);
+  assert.equal(await redis.hlen(keys.bans), 0);
 });

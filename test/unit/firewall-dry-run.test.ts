@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { pino } from 'pino';
 import { DryRunBackend } from '../../agent/firewall/dry-run.js';
 import { createFirewallBackend, FIREWALL_BACKENDS } from '../../agent/firewall/index.js';
+import { ConfigError } from '../../common/errors.js';
 
 function capture() {
   const lines: Array<Record<string, unknown>> = [];
@@ -48,6 +49,9 @@ test('dry-run logs one line per change with the fields end-to-end tests wait for
 test('an unknown backend name is refused with the list of valid names', async () => {
   await assert.rejects(createFirewallBackend('pf'), (err: Error) => {
     for (const n of FIREWALL_BACKENDS) assert.ok(err.message.includes(n), `${n} listed`);
+    // A ConfigError, so the CLI prints it as the operator's mistake, naming the key to fix.
+    assert.ok(err instanceof ConfigError, err.name);
+    assert.equal(err.key, 'banaction');
     return /unknown firewall backend 'pf'/.test(err.message);
   });
 });
