@@ -1,14 +1,14 @@
 import type { Command } from 'commander';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { configDir, loadFleetbanConfig, shippedConfigDir, type FleetbanConfig } from '../../common/config/fleetban-config.js';
+import { configDir, loadFleetbanConfig, roleRedis, shippedConfigDir, type FleetbanConfig, type RedisRole } from '../../common/config/fleetban-config.js';
 import { loadJails, type JailConfig } from '../../common/config/jails.js';
 import { readFail2banSettings } from '../../common/config/fail2ban-settings.js';
 import { componentLogger, rootLogger } from '../../common/log.js';
 import { startAgent, loadJailFilters, jailRules } from '../../agent/main.js';
 import { jailsWithoutLogFiles } from '../../agent/sources/index.js';
 import { ConfigError } from '../../common/errors.js';
-import { startCoordinator } from '../../coordinator/main.js';
+import { coordinatorSigner, startCoordinator } from '../../coordinator/main.js';
 import { createFirewallBackend } from '../../agent/firewall/index.js';
 import { startPrivateRedis } from '../private-redis.js';
 import { chooseSshdSource, hostChecks } from '../../agent/preflight.js';
@@ -169,10 +169,17 @@ export function registerDaemonCommands(program: Command, globals: () => GlobalOp
   program
     .command('check-config')
     .description('parse fleetban.conf, the jails and their filters; report problems with file, line and key; check the host (sshd LogLevel, Shorewall BLACKLIST, log sources)')
-    .action(async () => {
+    .option('--role <role>', 'also read the secrets of this role (agent, coordinator, cli), as the units do before starting; without it no secret is read')
+    .action(async (o: { role?: string }) => {
       const g = globals();
       const dir = configDir(g.config);
       const config = loadFleetbanConfig(dir);
+      if (o.role !== undefined) {
+        if (!['agent', 'coordinator', 'cli'].includes(o.role)) throw new CliError(`--role must be agent, coordinator or cli, not '${o.role}'`);
+        // Only this role's: the unit that runs check-config holds no other role's credential.
+        roleRedis(config, o.role as RedisRole);
+        if (o.role === 'coordinator') coordinatorSigner(config);
+      }
       const loaded = loadJails(dir);
       loadJailFilters(dir, loaded.jails);
       // fail2ban-client -t refuses a jail that has no log file to follow; so does check-config.
