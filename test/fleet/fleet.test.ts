@@ -127,6 +127,25 @@ async function failPasswords(h: Container, times: number): Promise<void> {
   }
 }
 
+/** The unit's last log lines, for an assertion's message: a unit that fails says why. */
+const unitLog = async (h: Container, unit: string): Promise<string> =>
+  (await onHost(h, `systemctl status --no-pager ${unit}; journalctl -u ${unit} --no-pager -o cat -n 40`, false)).stdout;
+
+/**
+ * Wait until a unit is active; fail with its log when it is not (crash loop, refused start).
+ * Waiting, not one look: site.yml's handlers restart and then reload the agent within seconds,
+ * and one run saw h3's agent 'activating' right after the play (its log was gone; a SIGHUP that
+ * lands before node has installed its handler ends the process, and Restart=always brings it
+ * back 2 s later). A unit that stays down still fails here, with its log.
+ */
+async function assertActive(h: Container, unit: string): Promise<void> {
+  try {
+    await waitUntil(async () => (await onHost(h, `systemctl is-active ${unit}`, false)).stdout.trim() === 'active', 20_000, `${unit} active on ${h}`, 500);
+  } catch {
+    assert.fail(`${unit} is not active on ${h}:\n${await unitLog(h, unit)}`);
+  }
+}
+
 const reaches = (from: Name, h: Container) => fleet.tcpConnects(from, ADDR[h], 22, 1500);
 const mainPid = async (h: Container) => (await onHost(h, 'systemctl show -p MainPID --value fleetban-agent')).stdout.trim();
 
@@ -227,10 +246,10 @@ function step(name: string, fn: () => Promise<void>): void {
 step('ansible deploys Redis, the coordinator and three agents; the units run hardened', async () => {
   await ansible('site.yml');
   for (const h of AGENTS) {
-    assert.equal((await onHost(h, 'systemctl is-active fleetban-agent')).stdout.trim(), 'active', `${h} agent`);
+    await assertActive(h, 'fleetban-agent');
     assert.equal((await onHost(h, 'ps -o user= -p $(systemctl show -p MainPID --value fleetban-agent)')).stdout.trim(), 'fleetban');
   }
-  assert.equal((await onHost('r', 'systemctl is-active fleetban-coordinator')).stdout.trim(), 'active');
+  await assertActive('r', 'fleetban-coordinator');
   assert.equal((await onHost('r', 'dpkg-query -W -f=\'${Version}\' fleetban')).stdout, version1);
   // The agent's Redis identity is its own: the default user is off.
   const anon = await onHost('r', 'redis-cli -h 203.0.113.10 ping', false);
@@ -254,12 +273,16 @@ step('ansible deploys Redis, the coordinator and three agents; the units run har
   assert.equal((await onHost('r', 'stat -c %a /etc/fleetban/keys/coordinator-r.key')).stdout.trim(), '600');
   assert.doesNotMatch((await onHost('r', 'journalctl -u fleetban-coordinator --no-pager -o cat')).stdout, /no \[coordinator\] signing_key/);
   // Every agent reported in: the fleet is ready to ban.
-  await waitUntil(async () => {
-    const r = await onHost('r', 'fleetban --config /etc/fleetban/admin --json hosts', false);
-    if (r.exitCode !== 0) return false;
-    const rows = JSON.parse(r.stdout) as Array<{ host: string; alive: boolean; backend: string }>;
-    return AGENTS.every((h) => rows.some((x) => x.host === h && x.alive && x.backend === 'nftables'));
-  }, 60_000, 'three live agents on nftables', 1000);
+  try {
+    await waitUntil(async () => {
+      const r = await onHost('r', 'fleetban --config /etc/fleetban/admin --json hosts', false);
+      if (r.exitCode !== 0) return false;
+      const rows = JSON.parse(r.stdout) as Array<{ host: string; alive: boolean; backend: string }>;
+      return AGENTS.every((h) => rows.some((x) => x.host === h && x.alive && x.backend === 'nftables'));
+    }, 60_000, 'three live agents on nftables', 1000);
+  } catch (err) {
+    assert.fail(`${(err as Error).message}\n${await unitLog('r', 'fleetban-coordinator')}\n${await unitLog('h1', 'fleetban-agent')}`);
+  }
 });
 
 step('wrong SSH passwords against one host drop the attacker on all three; the bystander still connects', async () => {
