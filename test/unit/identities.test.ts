@@ -118,5 +118,13 @@ test('each role reads only its own secret: an agent and a coordinator on one hos
   const c3 = loadFleetbanConfig(dir);
   assert.equal(roleRedis(c3, 'agent').password, 'agent-secret');
   assert.throws(() => roleRedis(c3, 'coordinator'), /fleetban\.conf:2, key 'password_file': cannot read/);
+  // The sentinels' password is read only when the URL goes through sentinels, by the role connecting.
+  writeFileSync(join(dir, 'fleetban.conf'), `[redis]\nurl = redis://127.0.0.1:7000\nsentinel_password_file = ${join(dir, 'gone.pw')}\n`);
+  assert.equal(roleRedis(loadFleetbanConfig(dir), 'agent').sentinelPassword, undefined);
+  writeFileSync(join(dir, 'fleetban.conf'), `[redis]\nurl = sentinel://127.0.0.1:26379/mymaster\nsentinel_password_file = ${join(dir, 'gone.pw')}\n`);
+  const c4 = loadFleetbanConfig(dir);
+  assert.throws(() => roleRedis(c4, 'agent'), /fleetban\.conf:3, key 'sentinel_password_file': cannot read/);
+  writeFileSync(join(dir, 'gone.pw'), 'sentinel-secret\n');
+  assert.equal(roleRedis(c4, 'cli').sentinelPassword, 'sentinel-secret');
   rmSync(dir, { recursive: true, force: true });
 });
