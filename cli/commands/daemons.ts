@@ -29,6 +29,16 @@ function earlyReload(): (reload: () => void) => void {
     if (target) target();
     else pending = true;
   });
+  // A SIGHUP that came while node was still loading (cli/early-hup.cts) is a reload to run too;
+  // that listener goes only now that this one is installed, so no SIGHUP finds none.
+  const early = (globalThis as { fleetbanEarlyHup?: { count: number; listener: () => void } }).fleetbanEarlyHup;
+  if (early) {
+    process.off('SIGHUP', early.listener);
+    if (early.count > 0) {
+      pending = true;
+      componentLogger('signals').info({ signals: early.count }, 'SIGHUP while loading: reloading once started');
+    }
+  }
   return (reload) => {
     target = reload;
     if (pending) reload();

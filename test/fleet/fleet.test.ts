@@ -134,9 +134,9 @@ const unitLog = async (h: Container, unit: string): Promise<string> =>
 /**
  * Wait until a unit is active; fail with its log when it is not (crash loop, refused start).
  * Waiting, not one look: site.yml's handlers restart and then reload the agent within seconds,
- * and one run saw h3's agent 'activating' right after the play (its log was gone; a SIGHUP that
- * lands before node has installed its handler ends the process, and Restart=always brings it
- * back 2 s later). A unit that stays down still fails here, with its log.
+ * and one run saw h3's agent 'activating' right after the play (its log was gone; the likely
+ * cause, a SIGHUP landing before node had a handler, is closed by the launcher's preload,
+ * cli/early-hup.cts). A unit that stays down still fails here, with its log.
  */
 async function assertActive(h: Container, unit: string): Promise<void> {
   try {
