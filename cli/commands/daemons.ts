@@ -1,14 +1,14 @@
 import type { Command } from 'commander';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { configDir, loadFleetbanConfig, shippedConfigDir, type FleetbanConfig } from '../../common/config/fleetban-config.js';
+import { configDir, loadFleetbanConfig, roleRedis, shippedConfigDir, type FleetbanConfig, type RedisRole } from '../../common/config/fleetban-config.js';
 import { loadJails, type JailConfig } from '../../common/config/jails.js';
 import { readFail2banSettings } from '../../common/config/fail2ban-settings.js';
 import { componentLogger, rootLogger } from '../../common/log.js';
 import { startAgent, loadJailFilters, jailRules } from '../../agent/main.js';
 import { jailsWithoutLogFiles } from '../../agent/sources/index.js';
 import { ConfigError, InvalidInputError } from '../../common/errors.js';
-import { startCoordinator } from '../../coordinator/main.js';
+import { coordinatorSigner, startCoordinator } from '../../coordinator/main.js';
 import { checkBackendName, createFirewallBackend } from '../../agent/firewall/index.js';
 import { startPrivateRedis } from '../private-redis.js';
 import { chooseSshdSource, hostChecks } from '../../agent/preflight.js';
@@ -29,6 +29,16 @@ function earlyReload(): (reload: () => void) => void {
     if (target) target();
     else pending = true;
   });
+  // A SIGHUP that came while node was still loading (cli/early-hup.cts) is a reload to run too;
+  // that listener goes only now that this one is installed, so no SIGHUP finds none.
+  const early = (globalThis as { fleetbanEarlyHup?: { count: number; listener: () => void } }).fleetbanEarlyHup;
+  if (early) {
+    process.off('SIGHUP', early.listener);
+    if (early.count > 0) {
+      pending = true;
+      componentLogger('signals').info({ signals: early.count }, 'SIGHUP while loading: reloading once started');
+    }
+  }
   return (reload) => {
     target = reload;
     if (pending) reload();
@@ -189,11 +199,18 @@ export function registerDaemonCommands(program: Command, globals: () => GlobalOp
   program
     .command('check-config')
     .description('parse fleetban.conf, the jails and their filters; report problems with file, line and key; check the host (sshd LogLevel, Shorewall BLACKLIST, log sources)')
-    .action(async () => {
+    .option('--role <role>', 'also read the secrets of this role (agent, coordinator, cli), as the units do before starting; without it no secret is read')
+    .action(async (o: { role?: string }) => {
       const g = globals();
       const dir = configDir(g.config);
       const config = loadFleetbanConfig(dir);
       checkBackendName(config.agent.banaction);
+      if (o.role !== undefined) {
+        if (!['agent', 'coordinator', 'cli'].includes(o.role)) throw new CliError(`--role must be agent, coordinator or cli, not '${o.role}'`);
+        // Only this role's: the unit that runs check-config holds no other role's credential.
+        roleRedis(config, o.role as RedisRole);
+        if (o.role === 'coordinator') coordinatorSigner(config);
+      }
       const loaded = loadJails(dir);
       loadJailFilters(dir, loaded.jails);
       // fail2ban-client -t refuses a jail that has no log file to follow; so does check-config.

@@ -24,10 +24,24 @@ export interface RedisSettings {
   readonly private: boolean;
   readonly username?: string;
   readonly password?: string;
+  /** `[redis] password_file`: read by roleRedis, only for a role that has no password of its own. */
+  readonly passwordFile?: SecretRef;
   readonly tls?: { ca?: string; cert?: string; key?: string; servername?: string; rejectUnauthorized: boolean };
   /** Credentials of the sentinels themselves (sentinel:// only), when they require any. */
   readonly sentinelUsername?: string;
   readonly sentinelPassword?: string;
+  readonly sentinelPasswordFile?: SecretRef;
+}
+
+/**
+ * A secret file named by the configuration, read when a role connects rather than when the
+ * configuration loads: a unit holds only its own credential (LoadCredential), so an agent that
+ * read the coordinator's password file on the same host would fail to start.
+ */
+export interface SecretRef {
+  readonly file: string;
+  /** The setting that names it, for the error when it cannot be read. */
+  readonly source: SettingSource;
 }
 
 export interface AgentSettings {
@@ -101,6 +115,8 @@ export type RedisRole = 'agent' | 'coordinator' | 'cli';
 export interface RedisIdentity {
   readonly username?: string;
   readonly password?: string;
+  /** `redis_password_file` of the role's section; read by roleRedis for this role only. */
+  readonly passwordFile?: SecretRef;
 }
 
 export interface FleetbanConfig {
@@ -132,16 +148,35 @@ const SCHEMA: Record<string, readonly string[]> = {
 /**
  * The Redis settings one role connects with: `[redis]`, with that role's own login when its
  * section sets one (so that a host running an agent and a coordinator uses two identities).
+ * Only this role's secrets are read, here: its own `redis_password_file`, or `[redis]
+ * password_file` when it has none, and `sentinel_password_file` for a sentinel:// URL.
+ * @throws ConfigError naming the file, line and key of a secret that cannot be read
  */
 export function roleRedis(config: Pick<FleetbanConfig, 'redis' | 'identities'>, role: RedisRole): RedisSettings {
   const id = config.identities?.[role];
-  if (!id || (id.username === undefined && id.password === undefined)) return config.redis;
+  const r = config.redis;
   // Each option overrides its own counterpart of [redis].
+  const username = id?.username ?? r.username;
+  const password = id?.password ?? (id?.passwordFile ? readSecretRef(id.passwordFile)
+    : r.password ?? (r.passwordFile ? readSecretRef(r.passwordFile) : undefined));
+  const sentinelPassword = r.sentinelPassword
+    ?? (r.sentinelPasswordFile && r.url.startsWith('sentinel://') ? readSecretRef(r.sentinelPasswordFile) : undefined);
+  const { passwordFile: _p, sentinelPasswordFile: _s, username: _u, password: _pw, sentinelPassword: _sp, ...rest } = r;
   return {
-    ...config.redis,
-    ...(id.username !== undefined ? { username: id.username } : {}),
-    ...(id.password !== undefined ? { password: id.password } : {}),
+    ...rest,
+    ...(username !== undefined ? { username } : {}),
+    ...(password !== undefined ? { password } : {}),
+    ...(sentinelPassword !== undefined ? { sentinelPassword } : {}),
   };
+}
+
+/** @throws ConfigError naming the setting that names the file */
+function readSecretRef(ref: SecretRef): string {
+  try {
+    return readSecretFile(ref.file);
+  } catch (err) {
+    throw new ConfigError(unreadable(err), ref.source.file, ref.source.line, ref.source.key);
+  }
 }
 
 /** Where configuration lives unless --config or FLEETBAN_CONFIG says otherwise. */
@@ -263,25 +298,23 @@ export function loadFleetbanConfig(dir: string): FleetbanConfig {
       fail('redis', 'url', `'${redactUrl(url)}': ${(err as Error).message}`);
     }
   }
-  const secret = (key: string, section = 'redis'): string | undefined => {
+  // Named here, read by roleRedis for the role that connects (see SecretRef).
+  const secret = (key: string, section = 'redis'): SecretRef | undefined => {
     const file = get(section, key);
     if (!file) return undefined;
-    try {
-      return readSecretFile(file);
-    } catch (err) {
-      return fail(section, key, unreadable(err));
-    }
+    const w = set.raw(section, key);
+    return { file, source: { file: w?.file ?? join(dir, 'fleetban.conf'), line: w?.line, key } };
   };
   const identities: Partial<Record<RedisRole, RedisIdentity>> = {};
   for (const role of ['agent', 'coordinator', 'cli'] as const) {
     const username = get(role, 'redis_username');
-    const rolePassword = secret('redis_password_file', role);
-    if (username !== undefined || rolePassword !== undefined) {
-      identities[role] = { ...(username !== undefined ? { username } : {}), ...(rolePassword !== undefined ? { password: rolePassword } : {}) };
+    const passwordFile = secret('redis_password_file', role);
+    if (username !== undefined || passwordFile !== undefined) {
+      identities[role] = { ...(username !== undefined ? { username } : {}), ...(passwordFile !== undefined ? { passwordFile } : {}) };
     }
   }
-  const password = secret('password_file');
-  const sentinelPassword = secret('sentinel_password_file');
+  const passwordFile = secret('password_file');
+  const sentinelPasswordFile = secret('sentinel_password_file');
   const sentinelUsername = get('redis', 'sentinel_username');
   const readPem = (key: string): string | undefined => {
     const path = get('redis', key);
@@ -309,9 +342,10 @@ export function loadFleetbanConfig(dir: string): FleetbanConfig {
     dir,
     cluster,
     redis: {
-      url: url ?? `unix://${join(stateDir, 'redis', 'redis.sock')}`, private: !url, username: get('redis', 'username'), password, tls,
+      url: url ?? `unix://${join(stateDir, 'redis', 'redis.sock')}`, private: !url, username: get('redis', 'username'), tls,
+      ...(passwordFile ? { passwordFile } : {}),
       ...(sentinelUsername ? { sentinelUsername } : {}),
-      ...(sentinelPassword ? { sentinelPassword } : {}),
+      ...(sentinelPasswordFile ? { sentinelPasswordFile } : {}),
     },
     identities,
     agent: {

@@ -1,7 +1,9 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { appendFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
 import { startRedis, randomCluster } from '../helpers/redis-server.js';
 import { startDaemon, startCoordinatorAndAgent, runCli, writeConfig, sshdFailure, type Daemon } from '../helpers/spawn.js';
 import { testProcesses, isBan, isUnban } from '../helpers/cluster-procs.js';
@@ -115,4 +117,54 @@ test('a SIGHUP while the agent is still starting is applied once it is up, not f
   await early.waitFor((l) => l.msg === 'agent started', 15_000, 'start despite SIGHUP');
   await early.waitFor((l) => l.msg === 'agent reloaded', 10_000, 'the reload asked for during the start');
   assert.equal(early.proc.exitCode, null);
+});
+
+/** @returns whether the process has a handler for SIGHUP (signal 1: the lowest bit of SigCgt) */
+function catchesSighup(pid: number): boolean {
+  const m = /^SigCgt:\s*([0-9a-f]+)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m !== null && (BigInt(`0x${m[1]}`) & 1n) === 1n;
+}
+
+test('the launcher catches SIGHUP before fleetban\'s modules load: a reload right after a unit starts is kept, not fatal', async () => {
+  // bin/fleetban as the units run /usr/bin/fleetban (same --require): without the preload the
+  // first handler is the daemon's own, ~0.3-2 s after exec, and a SIGHUP before it ends node.
+  const proc = spawn(resolve('bin', 'fleetban'), ['--config', writeConfig({ 'fleetban.conf': fleetbanConf('web3'), 'jail.conf': sshdJail }), 'agent'],
+    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, FLEETBAN_LOG_LEVEL: 'info' } });
+  const msgs: string[] = [];
+  createInterface({ input: proc.stdout! }).on('line', (text) => {
+    try {
+      msgs.push(String((JSON.parse(text) as { msg?: unknown }).msg));
+    } catch {
+      msgs.push(text);
+    }
+  });
+  let stderr = '';
+  proc.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  try {
+    const pid = proc.pid!;
+    const deadline = Date.now() + 10_000;
+    while (!catchesSighup(pid)) {
+      assert.ok(Date.now() < deadline, 'no SIGHUP handler within 10 s');
+      assert.equal(proc.exitCode, null, stderr);
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    // At the first handler: the preload's, so the daemon must say it saw this one while loading.
+    proc.kill('SIGHUP');
+    const until = async (msg: string): Promise<void> => {
+      const end = Date.now() + 15_000;
+      while (!msgs.includes(msg)) {
+        assert.equal(proc.exitCode, null, `exited before '${msg}': ${stderr}\n${msgs.join('\n')}`);
+        assert.equal(proc.signalCode, null, `ended by ${proc.signalCode} before '${msg}'`);
+        assert.ok(Date.now() < end, `no '${msg}' within 15 s:\n${msgs.join('\n')}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    };
+    await until('SIGHUP while loading: reloading once started');
+    await until('agent started');
+    await until('agent reloaded');
+    assert.ok(msgs.indexOf('agent reloaded') > msgs.indexOf('agent started'), 'the reload runs once the agent is up');
+  } finally {
+    proc.kill('SIGTERM');
+    await new Promise((r) => (proc.exitCode !== null || proc.signalCode !== null ? r(undefined) : proc.once('exit', r)));
+  }
 });

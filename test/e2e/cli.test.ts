@@ -166,3 +166,17 @@ test('regex uses the configuration\'s filter.d when --config or FLEETBAN_CONFIG 
   const builtin = await runCli(['--json', 'regex', line, 'sshd'], { FLEETBAN_CONFIG: '' });
   assert.equal(JSON.parse(builtin.stdout).match, false, "fleetban's own sshd filter does not know the line");
 });
+
+test('check-config --role reads that role\'s secret only, as each unit does before it starts', async () => {
+  const dir = writeConfig({
+    'fleetban.conf': '[redis]\nurl = redis://127.0.0.1:1\n[agent]\nredis_password_file = AGENT\n[coordinator]\nredis_password_file = /run/credentials/fleetban-coordinator.service/absent\n',
+  });
+  const pw = join(dir, 'agent.password');
+  writeFileSync(pw, 'agent-secret\n');
+  writeFileSync(join(dir, 'fleetban.conf'), readFileSync(join(dir, 'fleetban.conf'), 'utf8').replace('AGENT', pw));
+  const agent = await runCli(['--config', dir, 'check-config', '--role', 'agent']);
+  assert.equal(agent.code, 0, agent.stderr);
+  const coordinator = await runCli(['--config', dir, 'check-config', '--role', 'coordinator']);
+  assert.equal(coordinator.code, 1);
+  assert.match(coordinator.stderr, /fleetban\.conf:6, key 'redis_password_file': cannot read \/run\/credentials\/fleetban-coordinator\.service\/absent/);
+});

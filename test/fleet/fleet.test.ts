@@ -13,10 +13,14 @@ import { waitUntil } from '../helpers/wait.js';
  * systemd as PID 1 (systemd-nspawn --boot), each in a network namespace of its own: one for Redis
  * and the coordinator, three agents; the controller (Ansible), an attacker and a bystander are
  * plain namespaces. Deployed with ansible-playbook over SSH (one jail option taken from an
- * existing /etc/fail2ban), then: wrong SSH passwords against one host drop the attacker on all three while the bystander still connects; `systemctl reload` keeps
+ * existing /etc/fail2ban) with signed decisions: each coordinator signs with a key made on it, the
+ * admin with one made on the control machine, the agents trust exactly their public keys. Then:
+ * wrong SSH passwords against one host drop the attacker on all three while the bystander still
+ * connects; a ban written with the admin's Redis password but no signing key is refused by every
+ * agent; `systemctl reload` keeps
  * the agent and its bans; a rebooted host re-applies the active bans; a second run changes
  * nothing (also in --check --diff); the rolling-upgrade play moves every host to a newer package
- * without losing the ban; the unban play lifts it everywhere.
+ * without losing the ban; the unban play, signed on the control machine, lifts it everywhere.
  */
 const ROOT = resolve('.');
 const tools = ['systemd-nspawn', 'mmdebstrap', 'ansible-playbook', 'sshpass', 'ssh', 'ssh-keygen', 'dpkg-deb'];
@@ -42,6 +46,9 @@ const timings: string[] = [];
 const started = Date.now();
 
 const key = join(work, 'id_ed25519');
+/** The control machine's admin keys: made here by the operator, only admin.pub goes to the hosts. */
+const adminKeys = join(work, 'admin-keys');
+const CLI_MAIN = join(ROOT, 'dist', 'cli', 'main.js');
 const sshOpts = ['-i', key, '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=3', '-o', 'LogLevel=ERROR'];
 
 /** Run a shell command on a container as root, over SSH from the controller namespace. */
@@ -120,6 +127,25 @@ async function failPasswords(h: Container, times: number): Promise<void> {
   }
 }
 
+/** The unit's last log lines, for an assertion's message: a unit that fails says why. */
+const unitLog = async (h: Container, unit: string): Promise<string> =>
+  (await onHost(h, `systemctl status --no-pager ${unit}; journalctl -u ${unit} --no-pager -o cat -n 40`, false)).stdout;
+
+/**
+ * Wait until a unit is active; fail with its log when it is not (crash loop, refused start).
+ * Waiting, not one look: site.yml's handlers restart and then reload the agent within seconds,
+ * and one run saw h3's agent 'activating' right after the play (its log was gone; the likely
+ * cause, a SIGHUP landing before node had a handler, is closed by the launcher's preload,
+ * cli/early-hup.cts). A unit that stays down still fails here, with its log.
+ */
+async function assertActive(h: Container, unit: string): Promise<void> {
+  try {
+    await waitUntil(async () => (await onHost(h, `systemctl is-active ${unit}`, false)).stdout.trim() === 'active', 20_000, `${unit} active on ${h}`, 500);
+  } catch {
+    assert.fail(`${unit} is not active on ${h}:\n${await unitLog(h, unit)}`);
+  }
+}
+
 const reaches = (from: Name, h: Container) => fleet.tcpConnects(from, ADDR[h], 22, 1500);
 const mainPid = async (h: Container) => (await onHost(h, 'systemctl show -p MainPID --value fleetban-agent')).stdout.trim();
 
@@ -130,6 +156,8 @@ before(async () => {
   const rootfs = (await execa('bash', [join(ROOT, 'test', 'fleet', 'rootfs.sh')], { stderr: 'inherit' })).stdout.trim();
   timings.push(`root filesystem: ${((Date.now() - t0) / 1000).toFixed(0)} s`);
   await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', key]);
+  // What docs/deploy.md tells the operator to run once on the control machine.
+  await execa(process.execPath, [CLI_MAIN, 'keygen', 'admin', '--dir', adminKeys]);
   fleet = await createFleet(Object.entries(ADDR).map(([name, a]) => ({ name, addrs: [`${a}/24`] })));
 
   // The package, built the way `npm run package` does, and a newer version of it for the upgrade.
@@ -189,6 +217,9 @@ function writeVars(deb: string): void {
     fleetban_jails_from_fail2ban: true,
     fleetban_fail2ban_host: 'h1',
     fleetban_extra_config: { agent: { heartbeat: '2s', reconcile: '5s' } },
+    // fleetban_signed_decisions is on by default; the admin's key and command on the control machine:
+    fleetban_admin_keys_dir: adminKeys,
+    fleetban_admin_command: [process.execPath, CLI_MAIN],
   }));
 }
 
@@ -215,10 +246,10 @@ function step(name: string, fn: () => Promise<void>): void {
 step('ansible deploys Redis, the coordinator and three agents; the units run hardened', async () => {
   await ansible('site.yml');
   for (const h of AGENTS) {
-    assert.equal((await onHost(h, 'systemctl is-active fleetban-agent')).stdout.trim(), 'active', `${h} agent`);
+    await assertActive(h, 'fleetban-agent');
     assert.equal((await onHost(h, 'ps -o user= -p $(systemctl show -p MainPID --value fleetban-agent)')).stdout.trim(), 'fleetban');
   }
-  assert.equal((await onHost('r', 'systemctl is-active fleetban-coordinator')).stdout.trim(), 'active');
+  await assertActive('r', 'fleetban-coordinator');
   assert.equal((await onHost('r', 'dpkg-query -W -f=\'${Version}\' fleetban')).stdout, version1);
   // The agent's Redis identity is its own: the default user is off.
   const anon = await onHost('r', 'redis-cli -h 203.0.113.10 ping', false);
@@ -230,13 +261,28 @@ step('ansible deploys Redis, the coordinator and three agents; the units run har
     timings.push(`systemd-analyze security ${unit}: ${level}`);
     assert.ok(level <= 2.0, `${unit} exposure ${level} > 2.0:\n${out}`);
   }
+  // Signed decisions: every agent trusts the coordinator's and the admin's public keys and holds
+  // no private key; the coordinator's private key is on the coordinator only, the admin's on the
+  // control machine only.
+  for (const h of AGENTS) {
+    assert.equal((await onHost(h, 'ls /etc/fleetban/keys')).stdout.trim().split('\n').sort().join(' '), 'admin.pub coordinator-r.pub', h);
+    assert.equal((await onHost(h, 'grep -c allow_unsigned /etc/fleetban/fleetban.local', false)).stdout.trim(), '0', `${h} allows no unsigned decision`);
+    assert.match((await onHost(h, 'journalctl -u fleetban-agent --no-pager -o cat')).stdout, /decisions must be signed by one of these keys/);
+  }
+  assert.equal((await onHost('r', 'ls /etc/fleetban/keys')).stdout.trim().split('\n').sort().join(' '), 'coordinator-r.key coordinator-r.pub');
+  assert.equal((await onHost('r', 'stat -c %a /etc/fleetban/keys/coordinator-r.key')).stdout.trim(), '600');
+  assert.doesNotMatch((await onHost('r', 'journalctl -u fleetban-coordinator --no-pager -o cat')).stdout, /no \[coordinator\] signing_key/);
   // Every agent reported in: the fleet is ready to ban.
-  await waitUntil(async () => {
-    const r = await onHost('r', 'fleetban --config /etc/fleetban/admin --json hosts', false);
-    if (r.exitCode !== 0) return false;
-    const rows = JSON.parse(r.stdout) as Array<{ host: string; alive: boolean; backend: string }>;
-    return AGENTS.every((h) => rows.some((x) => x.host === h && x.alive && x.backend === 'nftables'));
-  }, 60_000, 'three live agents on nftables', 1000);
+  try {
+    await waitUntil(async () => {
+      const r = await onHost('r', 'fleetban --config /etc/fleetban/admin --json hosts', false);
+      if (r.exitCode !== 0) return false;
+      const rows = JSON.parse(r.stdout) as Array<{ host: string; alive: boolean; backend: string }>;
+      return AGENTS.every((h) => rows.some((x) => x.host === h && x.alive && x.backend === 'nftables'));
+    }, 60_000, 'three live agents on nftables', 1000);
+  } catch (err) {
+    assert.fail(`${(err as Error).message}\n${await unitLog('r', 'fleetban-coordinator')}\n${await unitLog('h1', 'fleetban-agent')}`);
+  }
 });
 
 step('wrong SSH passwords against one host drop the attacker on all three; the bystander still connects', async () => {
@@ -251,6 +297,27 @@ step('wrong SSH passwords against one host drop the attacker on all three; the b
   for (const h of AGENTS) {
     assert.equal(await reaches('atk', h), false, `attacker dropped on ${h}`);
     assert.ok(await reaches('good', h), `bystander still reaches ${h}`);
+  }
+});
+
+step('a ban written with the admin Redis password but no signing key is refused by every agent', async () => {
+  const UNSIGNED = '198.51.100.99';
+  const refused = async (): Promise<Map<string, number>> => {
+    const r = await onHost('r', 'fleetban --config /etc/fleetban/admin --json hosts');
+    return new Map((JSON.parse(r.stdout) as Array<{ host: string; decisionsRefused: number }>).map((x) => [x.host, x.decisionsRefused]));
+  };
+  const before = await refused();
+  // /etc/fleetban/admin on the coordinator host has the admin's Redis login but no signing key.
+  const ban = await onHost('r', `fleetban --config /etc/fleetban/admin ban ${UNSIGNED}`, false);
+  assert.equal(ban.exitCode, 0, ban.stderr);
+  assert.match(ban.stderr, /no signing key/);
+  await waitUntil(async () => {
+    const now = await refused();
+    return AGENTS.every((h) => (now.get(h) ?? 0) > (before.get(h) ?? 0));
+  }, 30_000, 'every agent counted the unsigned decision as refused', 1000);
+  for (const h of AGENTS) {
+    assert.equal((await ruleset(h)).includes(UNSIGNED), false, `${h} did not apply the unsigned ban`);
+    assert.match((await onHost(h, 'journalctl -u fleetban-agent --no-pager -o cat')).stdout, /decision refused: not signed by a trusted key/);
   }
 });
 
@@ -299,7 +366,7 @@ step('the rolling-upgrade play moves every host to the new package without losin
   }
 });
 
-step('the unban play lifts the ban on every host', async () => {
+step('the unban play, signed with the admin key on the control machine, lifts the ban on every host', async () => {
   const { out } = await ansible('unban.yml', ['-e', `fleetban_unban_addr=${ATTACKER}`]);
   assert.match(out, /unbanned 203\.0\.113\.66/);
   await waitUntil(async () => (await Promise.all(AGENTS.map((h) => reaches('atk', h)))).every(Boolean), 30_000, 'attacker reaches every host again', 1000);

@@ -1,11 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decodeCoordinatorRegistration, decodeHeartbeat, LIMITS } from '../../common/protocol/messages.js';
 import { clusterKeys, hostOfKey } from '../../common/protocol/keys.js';
 import { loadFleetbanConfig, roleRedis } from '../../common/config/fleetban-config.js';
+import { ConfigError } from '../../common/errors.js';
 import { isAlive } from '../../common/hosts.js';
 import { clusterAclUsers } from '../../common/acl.js';
 
@@ -89,5 +90,41 @@ test('per-role logins: a role section overrides [redis] for that role only', () 
   assert.deepEqual([roleRedis(config, 'cli').username, roleRedis(config, 'cli').password], ['fleetban-reader', 'shared']);
   assert.equal(roleRedis(config, 'agent').url, 'redis://127.0.0.1:7000');
   writeFileSync(join(dir, 'fleetban.conf'), `[coordinator]\nredis_password_file = ${join(dir, 'missing.pw')}\n`);
-  assert.throws(() => loadFleetbanConfig(dir), /fleetban\.conf:2, key 'redis_password_file': cannot read/);
+  assert.throws(() => roleRedis(loadFleetbanConfig(dir), 'coordinator'), /fleetban\.conf:2, key 'redis_password_file': cannot read/);
+});
+
+test('each role reads only its own secret: an agent and a coordinator on one host, each unit holding only its credential', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'fleetban-roles-'));
+  writeFileSync(join(dir, 'agent.pw'), 'agent-secret\n');
+  writeFileSync(join(dir, 'coordinator.pw'), 'coordinator-secret\n', { mode: 0o600 });
+  // What the agent unit sees: the coordinator's credential directory does not exist in it.
+  const conf = (coordinatorFile: string, cliFile: string): void => writeFileSync(join(dir, 'fleetban.conf'),
+    `[redis]\nurl = redis://127.0.0.1:7000\n[agent]\nhost = web1\nredis_username = fleetban-agent-web1\nredis_password_file = ${join(dir, 'agent.pw')}\n`
+    + `[coordinator]\nredis_username = fleetban-coordinator\nredis_password_file = ${coordinatorFile}\n`
+    + `[cli]\nredis_username = fleetban-admin\nredis_password_file = ${cliFile}\n`);
+  conf('/run/credentials/fleetban-coordinator.service/redis-password', join(dir, 'admin-missing.pw'));
+  const config = loadFleetbanConfig(dir);
+  assert.deepEqual([roleRedis(config, 'agent').username, roleRedis(config, 'agent').password], ['fleetban-agent-web1', 'agent-secret']);
+  assert.throws(() => roleRedis(config, 'coordinator'), (e: unknown) => e instanceof ConfigError && e.line === 9 && e.key === 'redis_password_file'
+    && /fleetban\.conf:9, key 'redis_password_file': cannot read \/run\/credentials\/fleetban-coordinator\.service\/redis-password: .*no such file/i.test(e.message));
+  assert.throws(() => roleRedis(config, 'cli'), /fleetban\.conf:12, key 'redis_password_file': cannot read .*admin-missing\.pw/);
+  // The other way round: a coordinator's file there, the agent's a directory (unreadable as a secret).
+  writeFileSync(join(dir, 'fleetban.conf'), `[agent]\nredis_password_file = ${dir}\n[coordinator]\nredis_password_file = ${join(dir, 'coordinator.pw')}\n`);
+  const c2 = loadFleetbanConfig(dir);
+  assert.equal(roleRedis(c2, 'coordinator').password, 'coordinator-secret');
+  assert.throws(() => roleRedis(c2, 'agent'), /fleetban\.conf:2, key 'redis_password_file': cannot read .*not a regular file \(a directory\)/);
+  // A role without a file of its own falls back to [redis] password_file, and only it reads that.
+  writeFileSync(join(dir, 'fleetban.conf'), `[redis]\npassword_file = ${join(dir, 'gone.pw')}\n[agent]\nredis_password_file = ${join(dir, 'agent.pw')}\n`);
+  const c3 = loadFleetbanConfig(dir);
+  assert.equal(roleRedis(c3, 'agent').password, 'agent-secret');
+  assert.throws(() => roleRedis(c3, 'coordinator'), /fleetban\.conf:2, key 'password_file': cannot read/);
+  // The sentinels' password is read only when the URL goes through sentinels, by the role connecting.
+  writeFileSync(join(dir, 'fleetban.conf'), `[redis]\nurl = redis://127.0.0.1:7000\nsentinel_password_file = ${join(dir, 'gone.pw')}\n`);
+  assert.equal(roleRedis(loadFleetbanConfig(dir), 'agent').sentinelPassword, undefined);
+  writeFileSync(join(dir, 'fleetban.conf'), `[redis]\nurl = sentinel://127.0.0.1:26379/mymaster\nsentinel_password_file = ${join(dir, 'gone.pw')}\n`);
+  const c4 = loadFleetbanConfig(dir);
+  assert.throws(() => roleRedis(c4, 'agent'), /fleetban\.conf:3, key 'sentinel_password_file': cannot read/);
+  writeFileSync(join(dir, 'gone.pw'), 'sentinel-secret\n');
+  assert.equal(roleRedis(c4, 'cli').sentinelPassword, 'sentinel-secret');
+  rmSync(dir, { recursive: true, force: true });
 });

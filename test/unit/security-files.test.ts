@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { readBoundedFile, readSecretFile, FileRefusedError } from '../../common/config/secret-file.js';
-import { loadFleetbanConfig, redactUrl } from '../../common/config/fleetban-config.js';
+import { loadFleetbanConfig, redactUrl, roleRedis } from '../../common/config/fleetban-config.js';
 import { generateKeyFiles, loadSigningKey, loadTrustedKeys } from '../../common/config/keys.js';
 import { checkSignature, signDecision } from '../../common/protocol/signing.js';
 import { decodeDecision, encodeDecision, type Decision } from '../../common/protocol/messages.js';
@@ -39,7 +39,7 @@ test('an include of /dev/zero, or a password_file that is a device, is a config 
   assert.throws(() => loadFleetbanConfig(dir), (e: unknown) => e instanceof ConfigError && /^\/dev\/zero: not a regular file/.test(e.message));
   assert.ok(Date.now() - started < 1000);
   writeFileSync(join(dir, 'fleetban.conf'), '[redis]\nurl = redis://127.0.0.1:1\npassword_file = /dev/zero\n');
-  assert.throws(() => loadFleetbanConfig(dir), (e: unknown) => e instanceof ConfigError && /key 'password_file': cannot read \/dev\/zero: not a regular file/.test(e.message));
+  assert.throws(() => roleRedis(loadFleetbanConfig(dir), 'agent'), (e: unknown) => e instanceof ConfigError && /key 'password_file': cannot read \/dev\/zero: not a regular file/.test(e.message));
   rmSync(dir, { recursive: true, force: true });
 });
 
