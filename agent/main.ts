@@ -190,7 +190,6 @@ export async function startAgent(dir: string, options: AgentOptions = {}): Promi
   const positions = join(config.agent.stateDir, 'positions');
   const startPipe = async (jail: JailConfig, filter: Filter, startAt: 'end' | 'beginning' | 'resume'): Promise<void> => {
     const pipe: JailPipe = { jail, filter, matchers: new Map(), sources: [], key: sourceKey(jail) };
-    const jailLog = componentLogger(`agent.jail.${jail.name}`);
     for (const source of createLogSources(jail, { stateDir: positions, startAt })) {
       await source.start((lines, origin) => {
         let matcher = pipe.matchers.get(origin);

@@ -104,6 +104,8 @@ export async function startCoordinator(dir: string, override?: Partial<FleetbanC
     fleet.update(liveFleetAddresses(view));
     await aggregator?.setHosts(view.registered);
   };
+  // Read by refreshFleet, which runs once before the aggregator exists.
+  // eslint-disable-next-line prefer-const
   let aggregator: Aggregator | undefined;
   await refreshFleet().catch((err: Error) => log.warn({ err: err.message }, 'reading the fleet failed; retrying'));
   let policy = await loadPolicy(loaded.jails, fleet, log);

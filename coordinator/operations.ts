@@ -1,6 +1,5 @@
 import { hostname } from 'node:os';
 import type { Redis } from 'ioredis';
-import type { Logger } from 'pino';
 import { roleRedis, type FleetbanConfig } from '../common/config/fleetban-config.js';
 import type { JailConfig } from '../common/config/jails.js';
 import { notificationActions, type NotifyAction } from '../common/config/notify-actions.js';

@@ -4,7 +4,7 @@ import { type BanRecord, type Heartbeat } from '../../common/protocol/messages.j
 import { parseBanTarget } from '../../common/address.js';
 import { isAlive, readFleet, redisTime } from '../../common/hosts.js';
 import { activeBans, coveringBans, localJails, runningJails } from '../cluster-view.js';
-import { CliError, withContext, printTable, formatTime, type CliContext, type GlobalOptions } from '../context.js';
+import { CliError, withContext, printTable, formatTime, type GlobalOptions } from '../context.js';
 import { latestId } from '../wait.js';
 
 

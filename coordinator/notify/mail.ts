@@ -34,15 +34,16 @@ export async function runWhois(action: MailAction, addr: string): Promise<string
 
 /** One header line: no line breaks or controls, non-ASCII as an RFC 2047 encoded word. */
 function header(name: string, value: string): string {
+  // eslint-disable-next-line no-control-regex -- control characters are what this removes
   const clean = value.replace(/[\u0000-\u001f\u007f]+/g, ' ');
-  // eslint-disable-next-line no-control-regex
+   
   const text = /^[\x20-\x7e]*$/.test(clean) ? clean : `=?UTF-8?B?${Buffer.from(clean, 'utf8').toString('base64')}?=`;
   return `${name}: ${text}\r\n`;
 }
 
 /** A display name as an RFC 5322 quoted string (or an encoded word when not ASCII). */
 function displayName(name: string): string {
-  // eslint-disable-next-line no-control-regex
+   
   if (!/^[\x20-\x7e]*$/.test(name)) return `=?UTF-8?B?${Buffer.from(name, 'utf8').toString('base64')}?=`;
   return `"${name.replace(/[\\"]/g, (c) => `\\${c}`)}"`;
 }

@@ -162,6 +162,8 @@ export async function freePort(): Promise<number> {
  */
 export async function startRedis(extraArgs: string[] = []): Promise<TestRedis> {
   const clients: Redis[] = [];
+  // Set below, once the server is made; client() reads it when called, after that.
+  // eslint-disable-next-line prefer-const
   let adminPassword: string | undefined;
   const client = (url: string): Redis => {
     const c = new Redis(url, { lazyConnect: false, maxRetriesPerRequest: 3, ...(adminPassword ? { password: adminPassword } : {}) });

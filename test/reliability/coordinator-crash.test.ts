@@ -4,7 +4,7 @@ import type { Redis } from 'ioredis';
 import { startRedis, randomCluster } from '../helpers/redis-server.js';
 import { startDaemon, type Daemon } from '../helpers/spawn.js';
 import { testProcesses, hostConfig, xaddFailures, stat, waitUntil, banDecisions, pendingReports, streamLength } from '../helpers/cluster-procs.js';
-import { clusterKeys, COORDINATOR_GROUP } from '../../common/protocol/keys.js';
+import { clusterKeys } from '../../common/protocol/keys.js';
 import type { FailureEvent } from '../../common/protocol/messages.js';
 import { PROTOCOL_VERSION } from '../../common/protocol/version.js';
 

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { startRedis, randomCluster } from '../helpers/redis-server.js';
 import { startDaemon, runCli, sshdFailure, type Daemon } from '../helpers/spawn.js';
 import { testProcesses, hostConfig, isBan, stat, waitUntil, failuresInStream, pendingReports } from '../helpers/cluster-procs.js';
-import { clusterKeys, COORDINATOR_GROUP } from '../../common/protocol/keys.js';
+import { clusterKeys } from '../../common/protocol/keys.js';
 
 /**
  * No coordinator running: agents keep enforcing (a manual ban still reaches them) and keep

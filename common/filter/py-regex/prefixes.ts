@@ -1,5 +1,4 @@
 /** Literal prefixes of anchored patterns: which of many regexes can match a line at all, with a cheap startsWith. */
-import { charText } from './printer.js';
 import { type Flags, type Node } from './syntax.js';
 
 
@@ -55,7 +54,7 @@ function exactSet(n: Node, f: Flags): string[] | undefined {
       if (n.max > 3) return undefined;
       const b = exactSet(n.body, f);
       if (!b) return undefined;
-      let out = new Set<string>(n.min === 0 ? [''] : []);
+      const out = new Set<string>(n.min === 0 ? [''] : []);
       let power: string[] | undefined = [''];
       for (let k = 1; k <= n.max; k++) {
         power = cross(power, b);

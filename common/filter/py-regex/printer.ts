@@ -142,5 +142,5 @@ function classChar(cp: number): string {
   if (cp > 0xffff) throw new RegexTranslationError('characters outside the BMP in a character set are not supported', String.fromCodePoint(cp));
   if (cp < 0x20 || cp === 0x7f || (cp >= 0x80 && cp < 0xa0)) return `\\x${cp.toString(16).padStart(2, '0')}`;
   const ch = String.fromCharCode(cp);
-  return /[\\\]\[^-]/.test(ch) ? `\\${ch}` : ch;
+  return /[\\\][^-]/.test(ch) ? `\\${ch}` : ch;
 }

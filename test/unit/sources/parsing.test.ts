@@ -38,7 +38,7 @@ describe('formatJournalEntry', () => {
   test('kernel lines carry the monotonic stamp; byte arrays and repeated fields are decoded', () => {
     assert.match(
       formatJournalEntry({ __REALTIME_TIMESTAMP: US, _HOSTNAME: 'h', SYSLOG_IDENTIFIER: 'kernel', __MONOTONIC_TIMESTAMP: '12345678', MESSAGE: 'IN=eth0' }) ?? '',
-      /^\S+ h kernel: \[   12\.345678\] IN=eth0$/,
+      /^\S+ h kernel: \[ {3}12\.345678\] IN=eth0$/,
     );
     assert.equal(fieldText([104, 105]), 'hi');
     assert.equal(fieldText(['first', 'second']), 'first');
