@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino, destination } from 'pino';
 import { builtinFilterDir, loadFilter } from '../../common/filter/index.js';
-import { writeAuthLog } from '../filter/auth-log.js';
+import { writeAuthLog } from '../../test/helpers/auth-log.js';
 import { AgentMetrics } from '../../agent/metrics.js';
 import { FoundLog } from '../../agent/found-log.js';
 import { enableBacktrackingFallback } from '../../common/filter/regex-safety.js';

@@ -21,7 +21,7 @@ import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { readFileSync } from 'node:fs';
 import { obtainFail2ban } from '../../test/compat/fail2ban-package.js';
-import { writeAuthLog } from './auth-log.js';
+import { writeAuthLog } from '../../test/helpers/auth-log.js';
 import { compareFailures, explainDifferences, parseFail2banOut, type Agreement } from './agreement.js';
 
 function option(name: string, fallback: number): number {

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { pinClock } from '../../common/clock.js';
 import { loadFilterFrom } from '../../common/filter/filter-loader.js';
 import type { CompiledFilter } from '../../common/filter/index.js';
-import { runSampleLog } from '../unit/filter/sample-log.js';
+import { runSampleLog } from '../helpers/sample-log.js';
 import { obtainFail2ban } from './fail2ban-package.js';
 
 /** Filters that must agree on every annotated line. */

@@ -6,15 +6,15 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { pinClock } from '../../../common/clock.js';
-import { DateDetector } from '../../../common/filter/date-detector.js';
-import { builtinFilterDir, loadFilter, type CompiledFilter } from '../../../common/filter/index.js';
-import { translateContentHead, translatePythonRegex } from '../../../common/filter/py-regex.js';
-import { FailRegex } from '../../../common/filter/fail-regex.js';
-import { AuthLogGenerator } from '../../../bench/filter/auth-log.js';
-import { PACKAGE_ROOT } from '../../compat/fail2ban-package.js';
+import { pinClock } from '../../../../common/clock.js';
+import { DateDetector } from '../../../../common/filter/date-detector.js';
+import { builtinFilterDir, loadFilter, type CompiledFilter } from '../../../../common/filter/index.js';
+import { translateContentHead, translatePythonRegex } from '../../../../common/filter/py-regex.js';
+import { FailRegex } from '../../../../common/filter/fail-regex.js';
+import { AuthLogGenerator } from '../../../helpers/auth-log.js';
+import { PACKAGE_ROOT } from '../../../compat/fail2ban-package.js';
 
-const FIXTURES = fileURLToPath(new URL('../../../../test/fixtures/logs/', import.meta.url));
+const FIXTURES = fileURLToPath(new URL('../../../../../test/fixtures/logs/', import.meta.url));
 const prefixes = (p: string, multiline = false): readonly string[] | undefined => translatePythonRegex(p, { multiline }).anchoredPrefixes;
 
 test('prefixes: what every match of an anchored regex starts with', () => {

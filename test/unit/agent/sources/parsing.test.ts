@@ -3,14 +3,14 @@ import assert from 'node:assert/strict';
 import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { formatJournalEntry, fieldText } from '../../../agent/sources/journal-format.js';
-import { parseJournalMatch } from '../../../agent/sources/journal-match.js';
-import { parseBackend } from '../../../common/config/backend-spec.js';
-import { lineEncoding } from '../../../agent/sources/encoding.js';
-import { expandGlob, globMatches, segmentRegExp, literalParent } from '../../../agent/sources/glob.js';
-import { stateFileName } from '../../../agent/sources/state-file.js';
-import { createLogSources, FileTailSource, JournalSource } from '../../../agent/sources/index.js';
-import { ConfigError } from '../../../common/errors.js';
+import { formatJournalEntry, fieldText } from '../../../../agent/sources/journal-format.js';
+import { parseJournalMatch } from '../../../../agent/sources/journal-match.js';
+import { parseBackend } from '../../../../common/config/backend-spec.js';
+import { lineEncoding } from '../../../../agent/sources/encoding.js';
+import { expandGlob, globMatches, segmentRegExp, literalParent } from '../../../../agent/sources/glob.js';
+import { stateFileName } from '../../../../agent/sources/state-file.js';
+import { createLogSources, FileTailSource, JournalSource } from '../../../../agent/sources/index.js';
+import { ConfigError } from '../../../../common/errors.js';
 
 const US = '1764150796373732'; // 2025-11-26T09:53:16.373732Z in microseconds
 

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { BanLedger } from '../../agent/firewall/ban-ledger.js';
-import { componentLogger } from '../../common/log.js';
+import { BanLedger } from '../../../../agent/firewall/ban-ledger.js';
+import { componentLogger } from '../../../../common/log.js';
 
 test('at the cap, expired entries make room only where the kernel expires them itself', () => {
   const log = componentLogger('test');

@@ -3,13 +3,13 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pinClock } from '../../../common/clock.js';
-import { ConfigError } from '../../../common/errors.js';
-import { DateDetector } from '../../../common/filter/date-detector.js';
-import { loadFilterFrom, parseFilterSpec } from '../../../common/filter/filter-loader.js';
-import { builtinFilterDir, loadFilter } from '../../../common/filter/index.js';
-import { RegexTranslationError, translatePythonRegex } from '../../../common/filter/py-regex.js';
-import { enableBacktrackingFallback } from '../../../common/filter/regex-safety.js';
+import { pinClock } from '../../../../common/clock.js';
+import { ConfigError } from '../../../../common/errors.js';
+import { DateDetector } from '../../../../common/filter/date-detector.js';
+import { loadFilterFrom, parseFilterSpec } from '../../../../common/filter/filter-loader.js';
+import { builtinFilterDir, loadFilter } from '../../../../common/filter/index.js';
+import { RegexTranslationError, translatePythonRegex } from '../../../../common/filter/py-regex.js';
+import { enableBacktrackingFallback } from '../../../../common/filter/regex-safety.js';
 
 // Production's regex safety net (a process-wide V8 flag the entry point sets).
 enableBacktrackingFallback();

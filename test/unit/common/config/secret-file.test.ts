@@ -5,14 +5,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { readBoundedFile, readSecretFile, FileRefusedError } from '../../common/config/secret-file.js';
-import { loadFleetbanConfig, redactUrl, roleRedis } from '../../common/config/fleetban-config.js';
-import { generateKeyFiles, loadSigningKey, loadTrustedKeys } from '../../common/config/keys.js';
-import { checkSignature, signDecision } from '../../common/protocol/signing.js';
-import { decodeDecision, encodeDecision, type Decision } from '../../common/protocol/messages.js';
-import { FailureSpool } from '../../agent/spool.js';
-import { componentLogger } from '../../common/log.js';
-import { ConfigError } from '../../common/errors.js';
+import { readBoundedFile, readSecretFile, FileRefusedError } from '../../../../common/config/secret-file.js';
+import { loadFleetbanConfig, redactUrl, roleRedis } from '../../../../common/config/fleetban-config.js';
+import { generateKeyFiles, loadSigningKey, loadTrustedKeys } from '../../../../common/config/keys.js';
+import { checkSignature, signDecision } from '../../../../common/protocol/signing.js';
+import { decodeDecision, encodeDecision, type Decision } from '../../../../common/protocol/messages.js';
+import { FailureSpool } from '../../../../agent/spool.js';
+import { componentLogger } from '../../../../common/log.js';
+import { ConfigError } from '../../../../common/errors.js';
 
 const scratch = () => mkdtempSync(join(tmpdir(), 'fleetban-secfiles-'));
 

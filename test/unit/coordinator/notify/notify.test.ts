@@ -3,13 +3,13 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseActions } from '../../common/config/actions.js';
-import { notificationActions, type MailAction } from '../../common/config/notify-actions.js';
-import { loadJails } from '../../common/config/jails.js';
-import { buildMail, mailArgv, quotedPrintable } from '../../coordinator/notify/mail.js';
-import { webhookBody } from '../../coordinator/notify/webhook.js';
-import type { BanEvent } from '../../coordinator/notify/event.js';
-import { decodeQuotedPrintable, parseMail } from '../helpers/smtp-server.js';
+import { parseActions } from '../../../../common/config/actions.js';
+import { notificationActions, type MailAction } from '../../../../common/config/notify-actions.js';
+import { loadJails } from '../../../../common/config/jails.js';
+import { buildMail, mailArgv, quotedPrintable } from '../../../../coordinator/notify/mail.js';
+import { webhookBody } from '../../../../coordinator/notify/webhook.js';
+import type { BanEvent } from '../../../../coordinator/notify/event.js';
+import { decodeQuotedPrintable, parseMail } from '../../../helpers/smtp-server.js';
 
 const mail = (text: string): MailAction => notificationActions('sshd', parseActions(text))[0] as MailAction;
 

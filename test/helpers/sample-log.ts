@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import type { CompiledFilter, LineResult } from '../../../common/filter/index.js';
+import type { CompiledFilter, LineResult } from '../../common/filter/index.js';
 
 /**
  * Runner for fail2ban-style annotated sample logs, shared by our own filter tests and the

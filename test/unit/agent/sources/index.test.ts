@@ -3,9 +3,9 @@ import assert from 'node:assert/strict';
 import { mkdtemp, mkdir, rm, appendFile, writeFile, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createLogSources } from '../../../agent/sources/index.js';
-import { appendJournal, journalRemoteBin } from '../../helpers/journal.js';
-import { Collector, waitFor, settle } from './collector.js';
+import { createLogSources } from '../../../../agent/sources/index.js';
+import { appendJournal, journalRemoteBin } from '../../../helpers/journal.js';
+import { Collector, waitFor, settle } from '../../../helpers/collector.js';
 
 // The way the agent uses sources: from a jail's settings, with a state directory, restarted with resume.
 

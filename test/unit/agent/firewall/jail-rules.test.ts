@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { JailRule } from '../../agent/firewall/backend.js';
-import { IptablesBackend } from '../../agent/firewall/iptables.js';
-import { validateJailRules } from '../../agent/firewall/jail-rules.js';
+import type { JailRule } from '../../../../agent/firewall/backend.js';
+import { IptablesBackend } from '../../../../agent/firewall/iptables.js';
+import { validateJailRules } from '../../../../agent/firewall/jail-rules.js';
 
 const SSH: JailRule = { jail: 'sshd', ports: [[22, 22]], protocols: ['tcp'] };
 

@@ -3,9 +3,9 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { COMMAND_CONCURRENCY, Whitelist } from '../../common/policy/whitelist.js';
-import { RateLimitedWarner } from '../../common/log-limit.js';
-import { componentLogger } from '../../common/log.js';
+import { COMMAND_CONCURRENCY, Whitelist } from '../../../../common/policy/whitelist.js';
+import { RateLimitedWarner } from '../../../../common/log-limit.js';
+import { componentLogger } from '../../../../common/log.js';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 

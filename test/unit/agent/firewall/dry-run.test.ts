@@ -1,9 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { pino } from 'pino';
-import { DryRunBackend } from '../../agent/firewall/dry-run.js';
-import { createFirewallBackend, FIREWALL_BACKENDS } from '../../agent/firewall/index.js';
-import { ConfigError } from '../../common/errors.js';
+import { DryRunBackend } from '../../../../agent/firewall/dry-run.js';
+import { createFirewallBackend, FIREWALL_BACKENDS } from '../../../../agent/firewall/index.js';
+import { ConfigError } from '../../../../common/errors.js';
 
 function capture() {
   const lines: Array<Record<string, unknown>> = [];

@@ -3,8 +3,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseConf, ConfSet, readWithIncludes } from '../../../common/config/conf-reader.js';
-import { ConfigError } from '../../../common/errors.js';
+import { parseConf, ConfSet, readWithIncludes } from '../../../../common/config/conf-reader.js';
+import { ConfigError } from '../../../../common/errors.js';
 
 test('joins indented continuation lines and skips comments inside them', () => {
   const doc = parseConf(['[Definition]', 'failregex = ^one <HOST>$', '            # a commented-out regex', '            ^two <HOST>$', '', '            ^three <HOST>$', 'other: x ; inline comment', 'hash = a #b'].join('\n'), 'f.conf');

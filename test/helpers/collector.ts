@@ -1,5 +1,5 @@
-import { waitUntil } from '../../helpers/wait.js';
-import { linesOf, type LineBatch, type LogSource } from '../../../agent/sources/source.js';
+import { waitUntil } from './wait.js';
+import { linesOf, type LineBatch, type LogSource } from '../../agent/sources/source.js';
 
 /** Records every batch a source delivers, for assertions on order, duplicates and batching. */
 export class Collector {

@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { SESSION_PROTOCOLS } from '../../agent/firewall/command-session.js';
+import { SESSION_PROTOCOLS } from '../../../../agent/firewall/command-session.js';
 
 test('nft: a batch becomes one line (one transaction); its errors are what precedes the marker', () => {
   const p = SESSION_PROTOCOLS.nft;

@@ -5,10 +5,10 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pinClock } from '../../../common/clock.js';
-import { builtinFilterDir, loadFilter, type CompiledFilter, type FailureMatch } from '../../../common/filter/index.js';
-import { MLFID_CACHE_SIZE, MLFID_CACHE_TIME } from '../../../common/filter/filter-engine.js';
-import { obtainFail2ban } from '../../compat/fail2ban-package.js';
+import { pinClock } from '../../../../common/clock.js';
+import { builtinFilterDir, loadFilter, type CompiledFilter, type FailureMatch } from '../../../../common/filter/index.js';
+import { MLFID_CACHE_SIZE, MLFID_CACHE_TIME } from '../../../../common/filter/filter-engine.js';
+import { obtainFail2ban } from '../../../compat/fail2ban-package.js';
 
 const NOW = new Date(2026, 10, 26, 12, 0, 0).getTime();
 const fleetbanSshd = (): CompiledFilter => loadFilter('sshd', { dirs: [builtinFilterDir()] }) as CompiledFilter;

@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { nftDuration, nftJailId } from '../../agent/firewall/nftables.js';
-import { boundedName } from '../../agent/firewall/jail-rules.js';
-import { PendingChanges } from '../../agent/firewall/pending-changes.js';
+import { nftDuration, nftJailId } from '../../../../agent/firewall/nftables.js';
+import { boundedName } from '../../../../agent/firewall/jail-rules.js';
+import { PendingChanges } from '../../../../agent/firewall/pending-changes.js';
 
 test('jail names map to distinct nft identifiers', () => {
   const names = ['ssh', 'ssh-1', 'ssh.1', 'ssh_1', 'ssh_d1', 'ssh__1', 'a-b.c_d', 'a_db_pc__d'];
@@ -50,8 +50,8 @@ test('pending changes keep the longest ban, let a later unban win, and restore w
 });
 
 test('the fast address check agrees with the general parser and never accepts what it refuses', async () => {
-  const { fastTargetForTests } = await import('../../agent/firewall/jail-rules.js');
-  const { parseBanTarget } = await import('../../common/address.js');
+  const { fastTargetForTests } = await import('../../../../agent/firewall/jail-rules.js');
+  const { parseBanTarget } = await import('../../../../common/address.js');
   const samples = [
     '198.51.100.7', '0.0.0.0', '255.255.255.255', '198.051.100.7', '256.1.1.1', '1.2.3', '01.2.3.4',
     '2001:db8::1', '2001:DB8::1', '2001:db8:0:0:1:0:0:1', '2001:db8::1:0:0:1', '2001:0db8::1', '::', '::1',

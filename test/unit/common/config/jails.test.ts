@@ -3,8 +3,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadJails } from '../../../common/config/jails.js';
-import { loadFleetbanConfig } from '../../../common/config/fleetban-config.js';
+import { loadJails } from '../../../../common/config/jails.js';
+import { loadFleetbanConfig } from '../../../../common/config/fleetban-config.js';
 
 function configDir(files: Record<string, string>): string {
   const dir = mkdtempSync(join(tmpdir(), 'fb-jails-'));
@@ -126,7 +126,7 @@ test('a configuration directory that does not exist is refused', () => {
 });
 
 test('backends: one list for the jail loader and the log sources', async () => {
-  const { createLogSources } = await import('../../../agent/sources/index.js');
+  const { createLogSources } = await import('../../../../agent/sources/index.js');
   const dir = configDir({ 'jail.conf': '[sshd]\nenabled = true\nlogpath = /l\nbackend = inotify\n' });
   assert.throws(() => loadJails(dir), /jail\.conf:4, key 'backend': jail \[sshd\]: unknown backend 'inotify' \(fail2ban's name for it is pyinotify\)/);
   assert.throws(() => createLogSources({ name: 'sshd', backend: 'inotify', logpath: ['/l'], logencoding: 'auto', journalmatch: [] }), /unknown backend 'inotify'/);
@@ -162,7 +162,7 @@ test('fail2ban options fleetban does not honour as such are named in a warning s
 });
 
 test("fail2ban.conf/fail2ban.local: dbpurgeage is read, settings without an equivalent are warned about", async () => {
-  const { readFail2banSettings } = await import('../../../common/config/fail2ban-settings.js');
+  const { readFail2banSettings } = await import('../../../../common/config/fail2ban-settings.js');
   const dir = configDir({
     'fail2ban.conf': '[DEFAULT]\nloglevel = INFO\nlogtarget = /var/log/fail2ban.log\ndbfile = /var/lib/fail2ban/fail2ban.sqlite3\ndbpurgeage = 1d\n[Definition]\n',
     'fail2ban.local': '[Definition]\ndbpurgeage = 7d\nlogtarget = SYSLOG\n',
@@ -176,7 +176,7 @@ test("fail2ban.conf/fail2ban.local: dbpurgeage is read, settings without an equi
 });
 
 test("blocktype: fail2ban's iptables, nftables and shorewall values map to drop, reject or tcp-reset", async () => {
-  const { parseBlocktype } = await import('../../../common/config/jails.js');
+  const { parseBlocktype } = await import('../../../../common/config/jails.js');
   const cases: Array<[string, string]> = [
     ['', 'drop'], ['DROP', 'drop'], ['drop', 'drop'],
     ['REJECT', 'reject'], ['reject', 'reject'], ['REJECT --reject-with icmp-port-unreachable', 'reject'],
@@ -198,7 +198,7 @@ test("blocktype: fail2ban's iptables, nftables and shorewall values map to drop,
 });
 
 test("fail2ban.conf loglevel: fail2ban's names and numbers map to pino levels; a bad value names file, line and key", async () => {
-  const { readFail2banSettings, fail2banLogLevel } = await import('../../../common/config/fail2ban-settings.js');
+  const { readFail2banSettings, fail2banLogLevel } = await import('../../../../common/config/fail2ban-settings.js');
   const cases: Array<[string, string]> = [
     ['CRITICAL', 'fatal'], ['ERROR', 'error'], ['WARNING', 'warn'], ['warn', 'warn'], ['NOTICE', 'info'], ['INFO', 'info'],
     ['DEBUG', 'debug'], ['TRACEDEBUG', 'trace'], ['HEAVYDEBUG', 'trace'],

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { failureTime } from '../../coordinator/aggregator.js';
+import { failureTime } from '../../../coordinator/aggregator.js';
 
 test('a failure is placed on Redis time by its age on the host clock, whatever the host clock says', () => {
   const redisNow = Date.parse('2026-11-26T12:00:00Z');

@@ -3,10 +3,10 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { JournalSource, type JournalSourceOptions } from '../../../agent/sources/journald.js';
-import { parseJournalMatch } from '../../../agent/sources/journal-match.js';
-import { appendJournal, journalRemoteBin, type ExportEntry } from '../../helpers/journal.js';
-import { Collector, waitFor, settle } from './collector.js';
+import { JournalSource, type JournalSourceOptions } from '../../../../agent/sources/journald.js';
+import { parseJournalMatch } from '../../../../agent/sources/journal-match.js';
+import { appendJournal, journalRemoteBin, type ExportEntry } from '../../../helpers/journal.js';
+import { Collector, waitFor, settle } from '../../../helpers/collector.js';
 
 // These run against real journal files: systemd-journal-remote writes them from export format and
 // the real journalctl follows them. There is no systemd (PID 1) here, hence files, not the system journal.

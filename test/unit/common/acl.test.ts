@@ -3,12 +3,12 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { decodeCoordinatorRegistration, decodeHeartbeat, LIMITS } from '../../common/protocol/messages.js';
-import { clusterKeys, hostOfKey } from '../../common/protocol/keys.js';
-import { loadFleetbanConfig, roleRedis } from '../../common/config/fleetban-config.js';
-import { ConfigError } from '../../common/errors.js';
-import { isAlive } from '../../common/hosts.js';
-import { clusterAclUsers } from '../../common/acl.js';
+import { decodeCoordinatorRegistration, decodeHeartbeat, LIMITS } from '../../../common/protocol/messages.js';
+import { clusterKeys, hostOfKey } from '../../../common/protocol/keys.js';
+import { loadFleetbanConfig, roleRedis } from '../../../common/config/fleetban-config.js';
+import { ConfigError } from '../../../common/errors.js';
+import { isAlive } from '../../../common/hosts.js';
+import { clusterAclUsers } from '../../../common/acl.js';
 
 const T = 1_764_151_200_000;
 const beat = (over: Record<string, unknown> = {}) => JSON.stringify({ v: 3, host: 'web1', addrs: ['192.0.2.5', '2001:db8::5'], version: '0.1.0', backend: 'nftables',

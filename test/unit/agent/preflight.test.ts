@@ -5,7 +5,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { loadJails, type JailConfig } from '../../common/config/jails.js';
+import { loadJails, type JailConfig } from '../../../common/config/jails.js';
 import {
   chooseSshdSource,
   hostChecks,
@@ -13,9 +13,9 @@ import {
   shorewallBlacklistWarning,
   sshdLogLevelWarning,
   sshdLogSourceWarnings,
-} from '../../agent/preflight.js';
-import { appendJournal, journalRemoteBin } from '../helpers/journal.js';
-import { writeConfig } from '../helpers/spawn.js';
+} from '../../../agent/preflight.js';
+import { appendJournal, journalRemoteBin } from '../../helpers/journal.js';
+import { writeConfig } from '../../helpers/spawn.js';
 
 const SHIPPED = '/usr/share/shorewall/configfiles/shorewall.conf';
 

@@ -3,8 +3,8 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm, appendFile, writeFile, rename, truncate, open, copyFile, readFile, unlink, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FileTailSource, type FileTailOptions } from '../../../agent/sources/file-tail.js';
-import { Collector, waitFor, settle, numbered } from './collector.js';
+import { FileTailSource, type FileTailOptions } from '../../../../agent/sources/file-tail.js';
+import { Collector, waitFor, settle, numbered } from '../../../helpers/collector.js';
 
 let root: string;
 let n = 0;

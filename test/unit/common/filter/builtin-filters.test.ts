@@ -6,12 +6,12 @@ import assert from 'node:assert/strict';
 import { existsSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
-import { pinClock } from '../../../common/clock.js';
-import { builtinFilterDir, type CompiledFilter } from '../../../common/filter/index.js';
-import { loadFilterFrom } from '../../../common/filter/filter-loader.js';
-import { runSampleLog } from './sample-log.js';
+import { pinClock } from '../../../../common/clock.js';
+import { builtinFilterDir, type CompiledFilter } from '../../../../common/filter/index.js';
+import { loadFilterFrom } from '../../../../common/filter/filter-loader.js';
+import { runSampleLog } from '../../../helpers/sample-log.js';
 
-const FIXTURES = fileURLToPath(new URL('../../../../test/fixtures/logs/', import.meta.url));
+const FIXTURES = fileURLToPath(new URL('../../../../../test/fixtures/logs/', import.meta.url));
 // Samples are written as of late November 2026; FLEETBAN_TEST_NOW may pin another "now".
 pinClock(process.env.FLEETBAN_TEST_NOW ? undefined : new Date(2026, 10, 26, 12, 0, 0).getTime());
 

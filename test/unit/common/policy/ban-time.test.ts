@@ -1,9 +1,9 @@
 import { test } from 'node:test';
 import { readFileSync } from 'node:fs';
 import assert from 'node:assert/strict';
-import { parseFormula } from '../../common/policy/formula.js';
-import { banTimeTable, DEFAULT_FORMULA, type BanTimePolicy } from '../../common/policy/ban-time.js';
-import { MAX_BAN_MS } from '../../common/protocol/messages.js';
+import { parseFormula } from '../../../../common/policy/formula.js';
+import { banTimeTable, DEFAULT_FORMULA, type BanTimePolicy } from '../../../../common/policy/ban-time.js';
+import { MAX_BAN_MS } from '../../../../common/protocol/messages.js';
 
 const base: BanTimePolicy = { bantime: 600, increment: true, factor: 1, formula: DEFAULT_FORMULA, multipliers: [], maxtime: 0, rndtime: 0, overalljails: false };
 
