@@ -1,5 +1,16 @@
 import { InvalidInputError } from './errors.js';
 
+/*
+ * Which clock, where (the rule for newcomers):
+ * - Decisions and liveness use the cluster's clock, Redis' TIME: coordinators through
+ *   coordinator/redis-clock.ts, heartbeats and `reload` by Redis' own stamps. Never compare one
+ *   host's Date.now() with another host's.
+ * - now() (below) is this host's wall clock for what the host itself dates: log lines, a
+ *   failure's time and age, local expiry of bans it holds. Tests pin or skew it.
+ * - Date.now() is for durations and timers inside one process (backoff, rate limits, "took N ms"),
+ *   where only differences on the same clock matter.
+ */
+
 /**
  * Wall clock in epoch milliseconds. Tests pin it with FLEETBAN_TEST_NOW (ISO-8601 or epoch ms),
  * so log lines without a year and findtime windows give the same answer on every run.
