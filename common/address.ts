@@ -149,7 +149,36 @@ function wordsOf(canonical: string): number[] {
   return words;
 }
 
-const DOTTED_QUAD_RE = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/;
+/**
+ * @returns true when the text is a dotted-quad IPv4 address in canonical form (no leading
+ *   zeros, each part at most 255), which tryParseAddress() would return unchanged. The one
+ *   check of that form: the filter engine runs it on every address a log line carries, the
+ *   coordinator on every failure, the firewall on every ban of a sync.
+ */
+export function isCanonicalIPv4(s: string): boolean {
+  const n = s.length;
+  if (n < 7 || n > 15) return false;
+  let parts = 0;
+  let i = 0;
+  while (i < n) {
+    const start = i;
+    let v = 0;
+    while (i < n) {
+      const c = s.charCodeAt(i);
+      if (c < 48 || c > 57) break;
+      v = v * 10 + c - 48;
+      i++;
+    }
+    const len = i - start;
+    if (len === 0 || len > 3 || v > 255 || (len > 1 && s.charCodeAt(start) === 48)) return false;
+    parts++;
+    if (i === n) break;
+    if (s.charCodeAt(i) !== 46 || parts === 4) return false;
+    i++;
+    if (i === n) return false;
+  }
+  return parts === 4;
+}
 
 /**
  * The 32-bit words (one for IPv4, four for IPv6) of an address written exactly as
@@ -163,7 +192,7 @@ const DOTTED_QUAD_RE = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|
 export function canonicalWords(text: string): number[] | undefined {
   if (text.length > 39) return undefined;
   if (!text.includes(':')) {
-    if (!DOTTED_QUAD_RE.test(text)) return undefined;
+    if (!isCanonicalIPv4(text)) return undefined;
     const [a, b, c, d] = text.split('.').map(Number) as [number, number, number, number];
     return [((a << 24) | (b << 16) | (c << 8) | d) >>> 0];
   }

@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { isIPv6 } from 'node:net';
-import { parseBanTarget, type BanTarget } from '../../common/address.js';
+import { isCanonicalIPv4, parseBanTarget, type BanTarget } from '../../common/address.js';
 import { InvalidInputError } from '../../common/errors.js';
 import type { FirewallBan, JailRule } from './backend.js';
 
@@ -98,8 +98,6 @@ export function boundedName(prefix: string, jail: string, max: number): string {
   return `${plain.slice(0, max - 9)}~${hash}`;
 }
 
-const CANONICAL_V4 = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/;
-
 /**
  * A sync of 100,000 bans spends half a second in the general parser; bans from the coordinator
  * are already canonical single addresses, so those are recognised cheaply here (node's own
@@ -108,7 +106,7 @@ const CANONICAL_V4 = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[
  */
 function fastTarget(text: string): BanTarget | undefined {
   if (text.length > 39) return undefined;
-  if (CANONICAL_V4.test(text)) return { text, family: 4, prefix: 32 };
+  if (isCanonicalIPv4(text)) return { text, family: 4, prefix: 32 };
   if (text.includes('.') || !isIPv6(text)) return undefined;
   const canonical = rfc5952(text);
   return canonical === text ? { text, family: 6, prefix: 128 } : undefined;

@@ -1,4 +1,4 @@
-import { containingNetwork, tryParseAddress } from '../address.js';
+import { containingNetwork, isCanonicalIPv4, tryParseAddress } from '../address.js';
 import { now } from '../clock.js';
 import { DateDetector } from './date-detector.js';
 import { FailRegex, type UseDns } from './fail-regex.js';
@@ -918,35 +918,6 @@ export class DetailedMatcher {
     }
     return entry;
   }
-}
-
-/**
- * @returns true when the text is a dotted-quad IPv4 address in canonical form (no leading
- *   zeros, each part at most 255), which tryParseAddress() would return unchanged
- */
-function isCanonicalIPv4(s: string): boolean {
-  const n = s.length;
-  if (n < 7 || n > 15) return false;
-  let parts = 0;
-  let i = 0;
-  while (i < n) {
-    const start = i;
-    let v = 0;
-    while (i < n) {
-      const c = s.charCodeAt(i);
-      if (c < 48 || c > 57) break;
-      v = v * 10 + c - 48;
-      i++;
-    }
-    const len = i - start;
-    if (len === 0 || len > 3 || v > 255 || (len > 1 && s.charCodeAt(start) === 48)) return false;
-    parts++;
-    if (i === n) break;
-    if (s.charCodeAt(i) !== 46 || parts === 4) return false;
-    i++;
-    if (i === n) return false;
-  }
-  return parts === 4;
 }
 
 function networkOf(ip: string, cidr: number): string | undefined {
