@@ -156,12 +156,16 @@ export async function startAgent(dir: string, options: AgentOptions = {}): Promi
 
   const redisSettings = roleRedis(config, 'agent');
   const commands: Redis = connectRedis(redisSettings, 'agent', log);
-  const blocking: Redis = connectRedis(redisSettings, 'agent-decisions', log);
+  // Decisions from replicas when configured (same identity and TLS as the primary), else from it.
+  const decisionUrls = config.agent.decisionsFrom.map((url) => ({ ...redisSettings, url }));
+  const blocking: Redis = connectRedis(decisionUrls[0] ?? redisSettings, 'agent-decisions', log);
   const spool = new FailureSpool(join(config.agent.stateDir, 'spool'), componentLogger('agent.spool'));
   const reporter = new Reporter(commands, keys.host(host).failures, componentLogger('agent.reporter'), config.agent.reportBatch, 100_000, config.coordinator.streamMaxlen, spool);
   const follower = new DecisionFollower(blocking, commands, keys, (id) => {
     if (commands.status === 'ready') commands.set(keys.host(host).ack, id).catch(() => undefined);
-  }, enforcer, componentLogger('agent.decisions'), gate);
+  }, enforcer, componentLogger('agent.decisions'), gate, decisionUrls.length > 0
+    ? { urls: [...decisionUrls, redisSettings], maxLagMs: config.agent.decisionsMaxLag * 1000, log }
+    : undefined);
   const heartbeat = new HeartbeatSender(commands, keys, config.agent.heartbeat * 1000, () => ({
     host,
     addrs,
