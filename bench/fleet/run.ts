@@ -8,9 +8,11 @@
  *   env: TRIALS (bans per size, default 30), GAP_MS (between bans, 300), SIGNED (1: coordinators
  *   sign, agents verify; 0: allow_unsigned), SHARE (agents per command connection; default 1 up to
  *   5,000 agents, 10 above: see README), FLOOD (failures reported in the throughput phase, 200000),
- *   REPLICAS (0, 1, 2: decisions read from that many replicas, round robin), COORDS (1).
+ *   REPLICAS (e.g. 0,1,2: one run per count, agents reading decisions from that many replicas,
+ *   spread round robin, the primary last), COORDS (1).
  */
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import pino from 'pino';
 import { clusterKeys, type ClusterKeys } from '../../common/protocol/keys.js';
@@ -37,7 +39,9 @@ const TRIALS = Number(process.env.TRIALS ?? 30);
 const GAP_MS = Number(process.env.GAP_MS ?? 300);
 const SIGNED = process.env.SIGNED !== '0';
 const FLOOD = Number(process.env.FLOOD ?? 200_000);
-const REPLICAS = Number(process.env.REPLICAS ?? 0);
+const REPLICA_SETS = (process.env.REPLICAS ?? '0').split(',').map(Number);
+/** Replicas of the run in progress. */
+let REPLICAS = 0;
 const COORDS = Number(process.env.COORDS ?? 1);
 const silent = pino({ level: 'silent' });
 
@@ -74,7 +78,10 @@ async function run(n: number): Promise<Record<string, string | number>> {
   const share = Number(process.env.SHARE ?? (n > 5000 ? 10 : 1));
   // Every blocking reader, every shared command connection, the coordinators and the harness; the
   // process' own descriptor limit (20,000 here, not raisable in this container) caps it.
-  const redis = await startRedis(['--maxclients', String(Math.min(19_500, n + Math.ceil(n / share) + 200)), '--appendonly', 'yes', '--appendfsync', 'everysec']);
+  const redis = await startRedis(['--maxclients', String(Math.min(19_500, n + Math.ceil(n / share) + 200)), '--appendonly', 'yes', '--appendfsync', 'everysec',
+    // 10,000 clients reconnecting at once overflow the default backlog of 511: the dropped SYNs
+    // come back after 1, 3, 7, 15, 31, 63 s of kernel retransmit backoff (68 s to resync, measured).
+    '--tcp-backlog', '4096']);
   const replicas: TestReplica[] = [];
   for (let r = 0; r < REPLICAS; r++) replicas.push(await startReplica(redis, ['--maxclients', String(Math.min(19_500, n + 200))]));
   const admin = new Redis(redis.adminUrl);
@@ -114,7 +121,12 @@ async function run(n: number): Promise<Record<string, string | number>> {
     const wave: Promise<void>[] = [];
     for (let i = base; i < Math.min(n, base + WAVE); i++) {
       const host = `s${i}`;
-      if (i % share === 0) commandConns.push(connectRedis({ url: redis.adminUrl, private: false }, 'agent', silent));
+      if (i % share === 0) {
+        const c = connectRedis({ url: redis.adminUrl, private: false }, 'agent', silent);
+        // Each agent sharing it listens for its reconnects (reporter, follower): not a leak.
+        c.setMaxListeners(0);
+        commandConns.push(c);
+      }
       const commands = commandConns[commandConns.length - 1]!;
       // With replicas, the agent's decisions_from list starting at a different replica per agent.
       const urls = REPLICAS > 0 ? [...decisionUrls.slice(1 + (i % REPLICAS)), ...decisionUrls.slice(1, 1 + (i % REPLICAS)), redis.adminUrl] : [redis.adminUrl];
@@ -155,9 +167,12 @@ async function run(n: number): Promise<Record<string, string | number>> {
 
   // Idle cost (heartbeats, acks) measured first, so the per-decision figure is what a ban adds.
   const idleCpu0 = await redisCpu(admin);
+  const idleCoord0 = coords.reduce((s, c) => s + procCpu(c.proc.pid!), 0);
   const idleT0 = Date.now();
   await sleep(3000);
-  const idleRate = ((await redisCpu(admin)) - idleCpu0) / ((Date.now() - idleT0) / 1000);
+  const idleSec = (Date.now() - idleT0) / 1000;
+  const idleRate = ((await redisCpu(admin)) - idleCpu0) / idleSec;
+  const coordIdleRate = (coords.reduce((s, c) => s + procCpu(c.proc.pid!), 0) - idleCoord0) / idleSec;
 
   const fromReport: number[] = [];
   const fromDecision: number[] = [];
@@ -188,7 +203,7 @@ async function run(n: number): Promise<Record<string, string | number>> {
   const simUsPerAgentDecision = (simCpu.user + simCpu.system) / TRIALS / n;
   firsts.sort((x, y) => x - y);
   const cpuPerDecision = ((await redisCpu(admin)) - cpu0 - idleRate * elapsed) / TRIALS;
-  const coordCpu = (coords.reduce((s, c) => s + procCpu(c.proc.pid!), 0) - coordCpu0) / TRIALS;
+  const coordCpu = (coords.reduce((s, c) => s + procCpu(c.proc.pid!), 0) - coordCpu0 - coordIdleRate * elapsed) / TRIALS;
   fromReport.sort((x, y) => x - y);
   fromDecision.sort((x, y) => x - y);
 
@@ -224,13 +239,21 @@ async function run(n: number): Promise<Record<string, string | number>> {
   await redis.restart();
   const backAt = Date.now();
   let resynced = 0;
+  let allAt = 0;
   const resyncDeadline = Date.now() + 120_000;
   while (Date.now() < resyncDeadline) {
     resynced = agents.filter((a) => a.follower.lastAppliedAt > killAt).length;
-    if (resynced === n) break;
+    if (resynced === n) {
+      allAt = Date.now();
+      break;
+    }
     await sleep(20);
   }
   const resyncMs = Date.now() - backAt;
+  // When the server itself was ready, from its log (the harness' own PING may wait in the backlog).
+  const readyLines = readFileSync(join(redis.dir, 'redis.log'), 'utf8').split('\n').filter((l) => l.includes('Ready to accept connections'));
+  const readyAt = Date.parse(/\d+ \w+ \d{4} [\d:.]+/.exec(readyLines[readyLines.length - 1] ?? '')?.[0] ?? '');
+  const resyncFromReady = Number.isNaN(readyAt) ? -1 : allAt - readyAt;
   const resyncFromKill = Date.now() - killAt;
   const resyncLoad = loadavg();
 
@@ -240,10 +263,10 @@ async function run(n: number): Promise<Record<string, string | number>> {
     p50: pct(fromDecision, 50), p99: pct(fromDecision, 99), max: fromDecision[fromDecision.length - 1]!,
     reportP50: pct(fromReport, 50), reportP99: pct(fromReport, 99), trialLoad: load0,
     redisCpuPerDecisionMs: +(cpuPerDecision * 1000).toFixed(2), redisIdlePct: +(idleRate * 100).toFixed(1),
-    coordCpuPerDecisionMs: +(coordCpu * 1000).toFixed(2),
+    coordCpuPerDecisionMs: +(coordCpu * 1000).toFixed(2), coordIdlePct: +(coordIdleRate * 100).toFixed(1),
     redisBytesPerAgent: Math.round(memPerAgent), simRssKbPerAgent: Math.round(simRssPerAgent / 1024), redisClients: clients,
     floodFailures: total, floodCounted: counted, floodPerSec: floodRate, floodRedisUsPerFailure: +floodRedisUs.toFixed(1), floodLoad,
-    resyncMs: resynced === n ? resyncMs : `${resynced}/${n} in ${resyncMs}`, resyncFromKillMs: resyncFromKill, stopMs: downAt - killAt, restartMs: backAt - downAt, resyncLoad,
+    resyncMs: resynced === n ? resyncMs : `${resynced}/${n} in ${resyncMs}`, resyncFromKillMs: resyncFromKill, resyncFromReadyMs: resyncFromReady, stopMs: downAt - killAt, restartMs: backAt - downAt, resyncLoad,
     startMs,
   };
   process.stderr.write(`${JSON.stringify(result)}\n`);
@@ -261,7 +284,12 @@ async function run(n: number): Promise<Record<string, string | number>> {
 }
 
 const rows: Array<Record<string, string | number>> = [];
-for (const n of sizes.length ? sizes : [50, 1000]) rows.push(await run(n));
+for (const n of sizes.length ? sizes : [50, 1000]) {
+  for (const r of REPLICA_SETS) {
+    REPLICAS = r;
+    rows.push(await run(n));
+  }
+}
 console.log(`\nfleet simulator, ${new Date().toISOString()}, loadavg now ${loadavg()} (each row: load at its trials)`);
 console.log('agents  share  replicas  signed  decision->all applied p50/p99/max ms  report->all p50/p99  Redis CPU/decision ms  Redis B/agent  failures/s  resync s (from kill)  load');
 for (const r of rows) {
