@@ -177,6 +177,8 @@ async function run(n: number): Promise<Record<string, string | number>> {
   const fromReport: number[] = [];
   const fromDecision: number[] = [];
   const cpu0 = await redisCpu(admin);
+  const replicaClients = replicas.map((r) => new Redis(r.adminUrl));
+  const repCpu0 = await Promise.all(replicaClients.map((c) => redisCpu(c)));
   const coordCpu0 = coords.reduce((s, c) => s + procCpu(c.proc.pid!), 0);
   const t0 = Date.now();
   const load0 = loadavg();
@@ -203,6 +205,9 @@ async function run(n: number): Promise<Record<string, string | number>> {
   const simUsPerAgentDecision = (simCpu.user + simCpu.system) / TRIALS / n;
   firsts.sort((x, y) => x - y);
   const cpuPerDecision = ((await redisCpu(admin)) - cpu0 - idleRate * elapsed) / TRIALS;
+  // Replicas' CPU per decision, idle included (they do little else: the replication stream).
+  const repCpu = (await Promise.all(replicaClients.map((c) => redisCpu(c)))).map((v, i) => +(((v - repCpu0[i]!) / TRIALS) * 1000).toFixed(2));
+  for (const c of replicaClients) c.disconnect();
   const coordCpu = (coords.reduce((s, c) => s + procCpu(c.proc.pid!), 0) - coordCpu0 - coordIdleRate * elapsed) / TRIALS;
   fromReport.sort((x, y) => x - y);
   fromDecision.sort((x, y) => x - y);
@@ -232,29 +237,41 @@ async function run(n: number): Promise<Record<string, string | number>> {
   const floodRedisUs = (((await redisCpu(admin)) - fcpu0) / Math.max(1, counted)) * 1e6;
 
   // Resync: Redis stops (its AOF keeps the bans and the stream) and comes back on the same port.
+  // With replicas the agents read there and a primary restart does not concern their reads: the
+  // replica the first share of them reads is killed instead, and the time is until every agent
+  // that read it has moved to its next source and resynced there.
   await sleep(1500);
   const killAt = Date.now();
-  await redis.kill();
-  const downAt = Date.now();
-  await redis.restart();
+  let downAt = killAt;
+  let readyAt = NaN;
+  const movers = REPLICAS > 0 ? agents.filter((_a, i) => i % REPLICAS === 0) : agents;
+  if (REPLICAS > 0) {
+    await replicas[0]!.kill('SIGKILL');
+    downAt = Date.now();
+    readyAt = downAt;
+  } else {
+    await redis.kill();
+    downAt = Date.now();
+    await redis.restart();
+    // When the server itself was ready, from its log (the harness' own PING may wait in the backlog).
+    const readyLines = readFileSync(join(redis.dir, 'redis.log'), 'utf8').split('\n').filter((l) => l.includes('Ready to accept connections'));
+    readyAt = Date.parse(/\d+ \w+ \d{4} [\d:.]+/.exec(readyLines[readyLines.length - 1] ?? '')?.[0] ?? '');
+  }
   const backAt = Date.now();
   let resynced = 0;
   let allAt = 0;
   const resyncDeadline = Date.now() + 120_000;
   while (Date.now() < resyncDeadline) {
-    resynced = agents.filter((a) => a.follower.lastAppliedAt > killAt).length;
-    if (resynced === n) {
+    resynced = movers.filter((a) => a.follower.lastAppliedAt > killAt).length;
+    if (resynced === movers.length) {
       allAt = Date.now();
       break;
     }
     await sleep(20);
   }
   const resyncMs = Date.now() - backAt;
-  // When the server itself was ready, from its log (the harness' own PING may wait in the backlog).
-  const readyLines = readFileSync(join(redis.dir, 'redis.log'), 'utf8').split('\n').filter((l) => l.includes('Ready to accept connections'));
-  const readyAt = Date.parse(/\d+ \w+ \d{4} [\d:.]+/.exec(readyLines[readyLines.length - 1] ?? '')?.[0] ?? '');
-  const resyncFromReady = Number.isNaN(readyAt) ? -1 : allAt - readyAt;
   const resyncFromKill = Date.now() - killAt;
+  const resyncFromReady = allAt > 0 && !Number.isNaN(readyAt) ? allAt - readyAt : -1;
   const resyncLoad = loadavg();
 
   const result = {
@@ -262,11 +279,12 @@ async function run(n: number): Promise<Record<string, string | number>> {
     firstP50: pct(firsts, 50), simUsPerAgentDecision: +simUsPerAgentDecision.toFixed(1),
     p50: pct(fromDecision, 50), p99: pct(fromDecision, 99), max: fromDecision[fromDecision.length - 1]!,
     reportP50: pct(fromReport, 50), reportP99: pct(fromReport, 99), trialLoad: load0,
-    redisCpuPerDecisionMs: +(cpuPerDecision * 1000).toFixed(2), redisIdlePct: +(idleRate * 100).toFixed(1),
+    redisCpuPerDecisionMs: +(cpuPerDecision * 1000).toFixed(2), replicaCpuPerDecisionMs: repCpu.join('/'), redisIdlePct: +(idleRate * 100).toFixed(1),
     coordCpuPerDecisionMs: +(coordCpu * 1000).toFixed(2), coordIdlePct: +(coordIdleRate * 100).toFixed(1),
     redisBytesPerAgent: Math.round(memPerAgent), simRssKbPerAgent: Math.round(simRssPerAgent / 1024), redisClients: clients,
     floodFailures: total, floodCounted: counted, floodPerSec: floodRate, floodRedisUsPerFailure: +floodRedisUs.toFixed(1), floodLoad,
-    resyncMs: resynced === n ? resyncMs : `${resynced}/${n} in ${resyncMs}`, resyncFromKillMs: resyncFromKill, resyncFromReadyMs: resyncFromReady, stopMs: downAt - killAt, restartMs: backAt - downAt, resyncLoad,
+    resyncWhat: REPLICAS > 0 ? `${movers.length} readers of a killed replica` : 'primary restarted',
+    resyncMs: resynced === movers.length ? resyncMs : `${resynced}/${movers.length} in ${resyncMs}`, resyncFromKillMs: resyncFromKill, resyncFromReadyMs: resyncFromReady, stopMs: downAt - killAt, restartMs: backAt - downAt, resyncLoad,
     startMs,
   };
   process.stderr.write(`${JSON.stringify(result)}\n`);
