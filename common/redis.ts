@@ -54,10 +54,7 @@ export function connectRedis(settings: RedisSettings, purpose: string, log: Logg
     keepAlive: KEEPALIVE_MS,
     socketTimeout: SOCKET_TIMEOUT_MS,
     retryStrategy: (attempt) => {
-      // Jittered (half to all of the backoff): after a restart every client of a fleet retries
-      // on the same schedule, and 11,000 simultaneous connects overflow the server's listen queue;
-      // the dropped SYNs then wait out the kernel's 1-63 s retransmit backoff (bench/fleet).
-      const delay = Math.round(Math.min(100 * 2 ** Math.min(attempt, 6), 5000) * (0.5 + Math.random() / 2));
+      const delay = Math.min(100 * 2 ** Math.min(attempt, 6), 5000);
       // Warn once per outage, then at most every ~30 s: a long outage must not flood the log.
       if (!down || attempt % 6 === 0) log.warn({ purpose, attempt, delayMs: delay, url: redactUrl(url), err: connectionError(client) }, 'Redis unreachable, retrying');
       down = true;
