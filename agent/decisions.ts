@@ -262,7 +262,7 @@ export class DecisionFollower {
         // A replica behind what this agent applied (it just moved there) has an older snapshot:
         // replacing the firewall with it would lift newer bans until the replica caught up.
         // Reading after lastId from there delivers them once it has.
-        if (this.lastId !== '0-0' && compareStreamIds(snap.lastId, this.lastId) < 0) return;
+        if (this.sources && this.lastId !== '0-0' && compareStreamIds(snap.lastId, this.lastId) < 0) return;
         const lifts = await this.catchUp(this.readers.get(scripts) ?? this.redis, snap.lastId);
         await this.enforcer.replaceAll(bans, lifts);
         this.lastId = snap.lastId;
