@@ -8,6 +8,8 @@ import type { DecisionGate } from './decision-gate.js';
 import { RateLimitedWarner } from '../common/log-limit.js';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
+import type { RedisSettings } from '../common/config/fleetban-config.js';
+import { connectRedis } from '../common/redis.js';
 
 /** How long an acknowledgement waits; `fleetban ban --wait` returns this much later at most. */
 const ACK_DELAY_MS = 100;
@@ -45,6 +47,11 @@ function collectGarbage(): void {
 /** Stream entries read at most to catch up on the unbans published while this agent was away. */
 const CATCH_UP_MAX = 100_000;
 
+/** A URL without its password, for logs. */
+function redactedUrl(url: string): string {
+  return url.replace(/\/\/[^@/]*@/, '//');
+}
+
 type BufferReply = Array<[Buffer, Array<[Buffer, Buffer[]]>]> | null;
 
 /** A stream entry: its id, and its fields as text, or the reason they were not turned into text. */
@@ -76,7 +83,26 @@ export interface DecisionFollowerOptions {
   readonly log: Logger;
   /** Checks signatures and the host's own guards; without one every decision is applied. */
   readonly gate?: DecisionGate;
+  /** Replicas to read decisions from (`[agent] decisions_from`); without, the primary (`redis`). */
+  readonly sources?: DecisionSources;
 }
+
+/**
+ * Where an agent reads decisions from when not from the primary (`[agent] decisions_from`): Redis
+ * replicas, in order of preference. The primary is always the last resort. A replica that closes
+ * its connection, or whose stream is more than `maxLagMs` behind the primary's, is left for the
+ * next one; reading resumes there after the newest decision applied, so nothing is missed.
+ */
+export interface DecisionSources {
+  /** Replicas first, the primary last. */
+  readonly urls: readonly RedisSettings[];
+  /** How far (ms) the stream read may be behind the primary's before the agent moves on; default 2000. */
+  readonly maxLagMs?: number;
+  readonly log: Logger;
+}
+
+/** Thrown into a read waiting on a source the follower just left. */
+class SourceSwitched extends Error {}
 
 /**
  * Follows the decisions stream and applies it. On start and after every reconnect it loads the
@@ -92,28 +118,40 @@ export class DecisionFollower {
   lastAppliedAt = 0;
   private ackTimer: NodeJS.Timeout | undefined;
   private resyncing: Promise<void> | undefined;
-  private readonly scripts: ClusterScripts;
   private readonly synced: Promise<void>;
   private markSynced!: () => void;
   private readonly warner: RateLimitedWarner;
   private readonly readers = new Map<ClusterScripts, Redis>();
+  private scripts: ClusterScripts;
+  /** Index in sources.urls of the source read now. */
+  private sourceAt = 0;
+  /** Rejects the read waiting on the source being left. */
+  private abandon: ((err: Error) => void) | undefined;
+  private lagTimer: NodeJS.Timeout | undefined;
+  private lastSwitch = 0;
+  /** Times the follower moved to another source (metrics, tests). */
+  switches = 0;
 
-  private readonly redis: Redis;
+  private redis: Redis;
+  private readonly other: Redis;
   private readonly keys: ClusterKeys;
   private readonly ack: (lastId: string) => void;
   private readonly enforcer: Enforcer;
   private readonly log: Logger;
   private readonly gate: DecisionGate | undefined;
+  private readonly sources: DecisionSources | undefined;
 
-  /** @param o connections, firewall and trust; see {@link DecisionFollowerOptions} */
+  /** @param o connections, firewall, trust and decision sources; see {@link DecisionFollowerOptions} */
   constructor(o: DecisionFollowerOptions) {
     const { redis, other, keys, log } = o;
     this.redis = redis;
+    this.other = other;
     this.keys = keys;
     this.ack = o.ack;
     this.enforcer = o.enforcer;
     this.log = log;
     this.gate = o.gate;
+    this.sources = o.sources;
     this.warner = new RateLimitedWarner(log);
     this.scripts = new ClusterScripts(redis, keys);
     const otherScripts = new ClusterScripts(other, keys);
@@ -122,9 +160,13 @@ export class DecisionFollower {
     this.synced = new Promise((r) => (this.markSynced = r));
     // After any reconnect the stream may have moved on or been trimmed: start again from a snapshot,
     // now, not after the read ioredis resends on the reconnected connection returns.
+    this.watch(redis, otherScripts);
+  }
+
+  private watch(redis: Redis, otherScripts = [...this.readers.keys()].find((s) => this.readers.get(s) === this.other)!): void {
     let first = true;
     redis.on('ready', () => {
-      if (!first && this.running) {
+      if (!first && this.running && redis === this.redis) {
         this.resyncFrom(otherScripts).catch((err: Error) => {
           this.log.warn({ err: err.message }, 'resync after reconnect failed; retrying on the next read');
           this.resync = true;
@@ -132,11 +174,74 @@ export class DecisionFollower {
       }
       first = false;
     });
+    // A replica that goes away is left at once: the next source has the same stream. The primary
+    // is never left this way; its reconnects are followed as without replicas.
+    if (this.sources) redis.on('close', () => {
+      if (redis === this.redis && this.onReplica()) this.moveOn('connection to the replica closed');
+    });
+  }
+
+  private onReplica(): boolean {
+    return this.sources !== undefined && this.sourceAt < this.sources.urls.length - 1;
+  }
+
+  /**
+   * Read from the next source (after the primary: the first replica again). Reading resumes after
+   * lastId there; the resync that follows never steps back to an older snapshot (resyncFrom).
+   */
+  private moveOn(why: string): void {
+    if (!this.sources || !this.running) return;
+    // One connection that keeps failing (every source down) must not spin.
+    if (Date.now() - this.lastSwitch < 200) return;
+    this.lastSwitch = Date.now();
+    const old = this.redis;
+    const from = redactedUrl(this.sources.urls[this.sourceAt]!.url);
+    this.sourceAt = (this.sourceAt + 1) % this.sources.urls.length;
+    const next = connectRedis(this.sources.urls[this.sourceAt]!, 'agent-decisions', this.sources.log);
+    this.readers.delete(this.scripts);
+    this.redis = next;
+    this.scripts = new ClusterScripts(next, this.keys);
+    this.readers.set(this.scripts, next);
+    this.watch(next);
+    old.removeAllListeners('close');
+    old.disconnect();
+    this.switches++;
+    this.resync = true;
+    this.log.warn({ from, to: redactedUrl(this.sources.urls[this.sourceAt]!.url), reason: why, lastId: this.lastId }, 'decision source changed; resuming after the last decision applied');
+    const abandon = this.abandon;
+    this.abandon = undefined;
+    abandon?.(new SourceSwitched(why));
+  }
+
+  /** `op` on the current source, given up (SourceSwitched) when the follower moves to another. */
+  private onSource<T>(op: Promise<T>): Promise<T> {
+    if (!this.sources) return op;
+    return Promise.race([op, new Promise<never>((_, reject) => (this.abandon = reject))]);
+  }
+
+  /**
+   * Compare with the primary: a decision there older than maxLagMs that this agent has not applied
+   * means the replica it reads is behind (its link to the primary is down, or it is overloaded).
+   */
+  private async checkLag(): Promise<void> {
+    if (!this.onReplica() || this.other.status !== 'ready' || this.resync) return;
+    const maxLag = this.sources!.maxLagMs ?? 2000;
+    const replies = await this.other.multi().time().xread('COUNT', 1, 'STREAMS', this.keys.decisions, this.lastId).exec();
+    const [sec, usec] = (replies?.[0]?.[1] ?? []) as [string, string];
+    const entries = (replies?.[1]?.[1] as Array<[string, Array<[string, string[]]>]> | null)?.[0]?.[1] ?? [];
+    if (!sec || entries.length === 0) return;
+    const behind = Number(sec) * 1000 + Math.floor(Number(usec) / 1000) - Number(entries[0]![0].split('-')[0]);
+    if (behind > maxLag) this.moveOn(`the replica is ${behind} ms behind the primary`);
   }
 
   /** Start following; resolves after the first snapshot has been applied. */
   async start(): Promise<void> {
     this.running = true;
+    if (this.sources) {
+      const every = this.sources.maxLagMs ?? 2000;
+      this.lagTimer = setInterval(() => void this.checkLag().catch(() => undefined), every);
+      this.lagTimer.unref();
+    }
     this.loop = this.run();
     await this.synced;
   }
@@ -144,6 +249,8 @@ export class DecisionFollower {
   async stop(): Promise<void> {
     this.running = false;
     if (this.ackTimer) clearTimeout(this.ackTimer);
+    if (this.lagTimer) clearInterval(this.lagTimer);
+    this.redis.removeAllListeners('close');
     this.redis.disconnect();
     // ioredis does not fail a read it is holding for a reconnect when disconnect() is called while
     // Redis is gone, so the loop may never see it: do not wait for it longer than a moment.
@@ -175,7 +282,11 @@ export class DecisionFollower {
         const snap = await scripts.snapshot();
         for (const d of snap.damaged) this.warner.warn('damaged ban record', { entry: d.slice(0, 200) }, 'damaged ban record skipped');
         const bans = this.gate ? snap.bans.filter((r) => this.gate!.admitRecord(r)) : snap.bans;
-        const lifts = await this.catchUp(this.readers.get(scripts)!, snap.lastId);
+        // A replica behind what this agent applied (it just moved there) has an older snapshot:
+        // replacing the firewall with it would lift newer bans until the replica caught up.
+        // Reading after lastId from there delivers them once it has.
+        if (this.sources && this.lastId !== '0-0' && compareStreamIds(snap.lastId, this.lastId) < 0) return;
+        const lifts = await this.catchUp(this.readers.get(scripts) ?? this.redis, snap.lastId);
         await this.enforcer.replaceAll(bans, lifts);
         this.lastId = snap.lastId;
         this.lastAppliedAt = Date.now();
@@ -219,9 +330,9 @@ export class DecisionFollower {
         await this.resyncing;
         if (this.resync) {
           this.resync = false;
-          await this.resyncFrom(this.scripts);
+          await this.onSource(this.resyncFrom(this.scripts));
         }
-        let reply = (await this.redis.xreadBuffer('COUNT', DECISION_READ_COUNT, 'BLOCK', 5000, 'STREAMS', this.keys.decisions, this.lastId)) as BufferReply;
+        let reply = (await this.onSource(this.redis.xreadBuffer('COUNT', DECISION_READ_COUNT, 'BLOCK', 5000, 'STREAMS', this.keys.decisions, this.lastId))) as BufferReply;
         await this.resyncing;
         // A snapshot taken while this read waited already covers the entries up to its id.
         let entries = entriesOf(reply).filter(([id]) => compareStreamIds(id, this.lastId) > 0);
@@ -251,7 +362,7 @@ export class DecisionFollower {
             collectGarbage();
             bytes = 0;
           }
-          reply = (await this.redis.xreadBuffer('COUNT', DECISION_READ_COUNT, 'STREAMS', this.keys.decisions, newest)) as BufferReply;
+          reply = (await this.onSource(this.redis.xreadBuffer('COUNT', DECISION_READ_COUNT, 'STREAMS', this.keys.decisions, newest))) as BufferReply;
           entries = entriesOf(reply);
           if (entries.length === 0) break;
         }
@@ -272,6 +383,7 @@ export class DecisionFollower {
         backoff = 100;
       } catch (err) {
         if (!this.running) break;
+        if (err instanceof SourceSwitched) continue;
         // A firewall failure or a lost connection: keep what the kernel has, resync from a snapshot.
         this.log.error({ err: (err as Error).message }, 'applying decisions failed; will resync');
         this.resync = true;

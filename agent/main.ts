@@ -149,7 +149,9 @@ export async function startAgent(dir: string, options: AgentOptions = {}): Promi
 
   const redisSettings = roleRedis(config, 'agent');
   const commands: Redis = connectRedis(redisSettings, 'agent', log);
-  const blocking: Redis = connectRedis(redisSettings, 'agent-decisions', log);
+  // Decisions from replicas when configured (same identity and TLS as the primary), else from it.
+  const decisionUrls = config.agent.decisionsFrom.map((url) => ({ ...redisSettings, url }));
+  const blocking: Redis = connectRedis(decisionUrls[0] ?? redisSettings, 'agent-decisions', log);
   const spool = new FailureSpool(join(config.agent.stateDir, 'spool'), componentLogger('agent.spool'));
   const reporter = new Reporter({
     redis: commands, stream: keys.host(host).failures, log: componentLogger('agent.reporter'),
@@ -160,6 +162,7 @@ export async function startAgent(dir: string, options: AgentOptions = {}): Promi
     ack: (id) => {
       if (commands.status === 'ready') commands.set(keys.host(host).ack, id).catch(() => undefined);
     },
+    ...(decisionUrls.length > 0 ? { sources: { urls: [...decisionUrls, redisSettings], maxLagMs: config.agent.decisionsMaxLag * 1000, log } } : {}),
   });
   const heartbeat = new HeartbeatSender(commands, keys, config.agent.heartbeat * 1000, () => ({
     host,

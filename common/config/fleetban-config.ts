@@ -70,6 +70,14 @@ export interface AgentSettings {
   /** Shortest prefix of a ban this host applies, IPv4 and IPv6. */
   readonly minPrefixV4: number;
   readonly minPrefixV6: number;
+  /**
+   * Redis replicas the decisions and snapshots are read from, in order of preference
+   * (`[agent] decisions_from`); empty: from the primary, like everything else. Reports,
+   * heartbeats and acknowledgements always go to the primary.
+   */
+  readonly decisionsFrom: string[];
+  /** Seconds a replica's decisions may trail the primary's before the agent reads elsewhere. */
+  readonly decisionsMaxLag: number;
 }
 
 /** Where a setting was read, for errors raised when it is used (a key file that does not load). */
@@ -139,7 +147,7 @@ const SCHEMA: Record<string, readonly string[]> = {
   redis: ['url', 'username', 'password_file', 'tls_ca_file', 'tls_cert_file', 'tls_key_file', 'tls_servername', 'tls_verify',
     'sentinel_username', 'sentinel_password_file'],
   agent: ['host', 'banaction', 'state_dir', 'heartbeat', 'report_batch', 'reconcile', 'max_bans', 'sshd_config', 'redis_username', 'redis_password_file',
-    'trusted_keys', 'allow_unsigned', 'never_ban', 'min_prefix_v4', 'min_prefix_v6', 'metrics'],
+    'trusted_keys', 'allow_unsigned', 'never_ban', 'min_prefix_v4', 'min_prefix_v6', 'metrics', 'decisions_from', 'decisions_max_lag'],
   coordinator: ['consumer', 'batch', 'stream_maxlen', 'expire_interval', 'claim_idle', 'dbpurgeage', 'host_quota', 'host_quota_mb', 'redis_username', 'redis_password_file',
     'signing_key', 'metrics'],
   cli: ['redis_username', 'redis_password_file', 'signing_key'],
@@ -268,6 +276,11 @@ export function loadFleetbanConfig(dir: string): FleetbanConfig {
       fail('agent', 'never_ban', `'${n}': ${(err as Error).message}`);
     }
   }
+  const decisionsFrom = list('agent', 'decisions_from');
+  for (const u of decisionsFrom) {
+    // Replicas are plain servers; a sentinel:// URL names a primary, which is already the fallback.
+    if (!/^(rediss?|unix):\/\/./.test(u)) fail('agent', 'decisions_from', `'${u.replace(/\/\/[^@/]*@/, '//')}' is not a redis://, rediss:// or unix:// URL of a replica`);
+  }
   const prefix = (key: string, fallback: number, max: number): number => {
     const n = integer('agent', key, fallback, 1);
     if (n > max) fail('agent', key, `${n} is more than ${max}`);
@@ -362,6 +375,8 @@ export function loadFleetbanConfig(dir: string): FleetbanConfig {
       neverBan,
       minPrefixV4: prefix('min_prefix_v4', 16, 32),
       minPrefixV6: prefix('min_prefix_v6', 48, 128),
+      decisionsFrom,
+      decisionsMaxLag: seconds('agent', 'decisions_max_lag', '2s'),
       ...listen('agent'),
     },
     coordinator: {
