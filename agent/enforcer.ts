@@ -1,3 +1,4 @@
+import { SerialQueue } from '../common/serial-queue.js';
 import type { Logger } from 'pino';
 import type { FirewallBackend, FirewallBan, JailRule } from './firewall/backend.js';
 import { boundedUntil, type BanRecord, type Decision } from '../common/protocol/messages.js';
@@ -38,7 +39,7 @@ export class Enforcer {
     return this.refused + this.backend.kernelRefused;
   }
   /** Backend calls run one at a time: add/delete buffers are shared by apply and reconcile. */
-  private queue: Promise<unknown> = Promise.resolve();
+  private readonly queue = new SerialQueue();
 
   constructor(
     private readonly backend: FirewallBackend,
@@ -238,9 +239,7 @@ export class Enforcer {
   }
 
   private serialize<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.queue.then(fn, fn);
-    this.queue = run.catch(() => undefined);
-    return run;
+    return this.queue.run(fn);
   }
 
   private async ensureRules(bans: Iterable<FirewallBan>): Promise<void> {

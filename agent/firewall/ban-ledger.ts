@@ -56,6 +56,15 @@ export class BanLedger {
     return this.entries.keys();
   }
 
+  /**
+   * Make the ledger hold exactly these entries: what a sync left in the kernel, or what the kernel
+   * held when the backend started (so that bans of a previous run count toward the cap).
+   */
+  replaceAll(entries: Iterable<readonly [key: string, until: number]>): void {
+    this.entries.clear();
+    for (const [k, u] of entries) this.entries.set(k, u);
+  }
+
   /** Forget every entry of the jails `drop` selects (jails no longer configured, or rebuilt). */
   forgetJails(drop: (jail: string) => boolean): void {
     for (const k of [...this.entries.keys()]) if (drop(splitBanKey(k).jail)) this.entries.delete(k);

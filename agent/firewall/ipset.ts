@@ -54,7 +54,6 @@ export class IpsetBackend extends KernelBackend<JailSets> {
   private readonly expireIntervalMs: number;
   /** Bans stored without a kernel timeout because they outlast ipset's limit: key to expiry. */
   private readonly overlong = new Map<string, number>();
-  private ledgerSeeded = false;
   /**
    * `ipset -exist -` for commit batches. Only commits: interactive ipset goes on after a failed
    * line, harmless for adds and deletes (the retry repeats them idempotently) but not for a
@@ -86,10 +85,7 @@ export class IpsetBackend extends KernelBackend<JailSets> {
       const next = new Map<string, JailSets>();
       for (const [name, rule] of checked) next.set(name, this.setsFor(rule));
       await this.setup(next);
-      if (!this.ledgerSeeded) {
-        for (const b of await this.readBans()) this.ledger.set(banKey(b.jail, b.addr), b.until);
-        this.ledgerSeeded = true;
-      }
+      await this.seedLedger(() => this.readBans());
       this.startExpiry(this.expireIntervalMs, () => this.expireOverlong(), 'expiring overlong bans failed');
       await this.warmSessions();
     });
@@ -214,9 +210,8 @@ export class IpsetBackend extends KernelBackend<JailSets> {
     return {
       script: lines.join('\n') + '\n',
       onSuccess: () => {
-        this.ledger.clear();
-        for (const [key, c] of list) this.ledger.set(key, c.until);
-        this.ledgerSeeded = true;
+        this.ledger.replaceAll(list.map(([key, c]) => [key, c.until] as const));
+        this.markLedgerSeeded();
         this.overlong.clear();
         for (const [k, u] of overlong) this.overlong.set(k, u);
       },

@@ -253,8 +253,7 @@ export class IptablesBackend extends KernelBackend<JailChain> {
       lines,
       flush: true,
       onSuccess: () => {
-        this.ledger.clear();
-        for (const [key, c] of list) this.ledger.set(key, c.until);
+        this.ledger.replaceAll(list.map(([key, c]) => [key, c.until] as const));
       },
     };
   }

@@ -1,10 +1,11 @@
+import { SerialQueue } from '../../common/serial-queue.js';
 import { componentLogger, type Logger } from '../../common/log.js';
 import { InvalidInputError } from '../../common/errors.js';
 import type { FirewallBackend, FirewallBan, JailRule } from './backend.js';
 import { BanLedger, DEFAULT_MAX_BANS } from './ban-ledger.js';
 import { CommandRunner } from './command-runner.js';
 import { CommandSession, type SessionProtocol } from './command-session.js';
-import { banTarget, checkBan, type CheckedBan } from './jail-rules.js';
+import { banKey, banTarget, checkBan, type CheckedBan } from './jail-rules.js';
 import { PendingChanges, type PendingChange } from './pending-changes.js';
 import { BatchRefusedError } from './repair-and-retry.js';
 
@@ -48,7 +49,7 @@ export abstract class KernelBackend<J> implements FirewallBackend {
   protected readonly pending = new PendingChanges();
   /** Configured jails by name; set by init(). */
   protected jails = new Map<string, J>();
-  private queue: Promise<unknown> = Promise.resolve();
+  private readonly queue = new SerialQueue();
   private expiryTimer: NodeJS.Timeout | undefined;
   private readonly openSessions: CommandSession[] = [];
   private readonly persistent: boolean;
@@ -108,11 +109,27 @@ export abstract class KernelBackend<J> implements FirewallBackend {
   /** Remove everything this backend created on the host (shutdown with cleanup). */
   protected abstract cleanup(): Promise<void>;
 
+  private ledgerSeeded = false;
+
+  /**
+   * At the first init only: after an agent restart the kernel still holds the previous run's
+   * bans; the ledger takes them in, so they count toward the cap and list() knows them.
+   * @param read the backend's reading of its elements from the kernel
+   */
+  protected async seedLedger(read: () => Promise<readonly FirewallBan[]>): Promise<void> {
+    if (this.ledgerSeeded) return;
+    this.ledger.replaceAll((await read()).map((b) => [banKey(b.jail, b.addr), b.until] as const));
+    this.ledgerSeeded = true;
+  }
+
+  /** A sync made the ledger the kernel's content: no seeding needed any more. */
+  protected markLedgerSeeded(): void {
+    this.ledgerSeeded = true;
+  }
+
   /** Run `fn` after every operation queued before it, whether those failed or not. */
   protected serialize<T>(fn: () => Promise<T>): Promise<T> {
-    const next = this.queue.then(fn, fn);
-    this.queue = next.catch(() => undefined);
-    return next;
+    return this.queue.run(fn);
   }
 
   add(ban: FirewallBan): void {

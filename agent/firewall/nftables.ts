@@ -111,7 +111,6 @@ export class NftablesBackend extends KernelBackend<JailRule> {
   private readonly priority: number;
   /** Sets that exist in the kernel, as far as we know. */
   private sets = new Set<string>();
-  private ledgerSeeded = false;
   /** Whether `add element` of a present element sets its new timeout (kernel 6.x); probed once. */
   private addUpdatesTimeout: boolean | undefined;
   override readonly maxTimeoutMs = NFT_MAX_TIMEOUT_MS;
@@ -134,11 +133,7 @@ export class NftablesBackend extends KernelBackend<JailRule> {
     const checked = validateJailRules(jails);
     return this.serialize(async () => {
       await this.setup(checked);
-      if (!this.ledgerSeeded) {
-        // After an agent restart the kernel still holds the previous bans; count them toward the cap.
-        for (const b of await this.readBans()) this.ledger.set(banKey(b.jail, b.addr), b.until);
-        this.ledgerSeeded = true;
-      }
+      await this.seedLedger(() => this.readBans());
       await this.warmSessions();
     });
   }
@@ -327,9 +322,8 @@ export class NftablesBackend extends KernelBackend<JailRule> {
       script: lines.join('\n') + '\n',
       onSuccess: () => {
         for (const n of newSets) this.sets.add(n);
-        this.ledger.clear();
-        for (const [key, c] of list) this.ledger.set(key, c.until);
-        this.ledgerSeeded = true;
+        this.ledger.replaceAll(list.map(([key, c]) => [key, c.until] as const));
+        this.markLedgerSeeded();
       },
     };
   }

@@ -159,8 +159,7 @@ export class ShorewallBackend extends KernelBackend<JailRule> {
     }
     budget.finish();
     await this.apply(before, this.verbs(next.keys()));
-    this.ledger.clear();
-    for (const [k, u] of next) this.ledger.set(k, u);
+    this.ledger.replaceAll(next);
   }
 
   /** One `shorewall[6] drop|reject|allow a b c…` per family and chunk. */
@@ -179,8 +178,7 @@ export class ShorewallBackend extends KernelBackend<JailRule> {
     return this.serialize(async () => {
       const list = prepareSync(bans, { check: (b) => this.check(b), now: clockNow(), log: this.log, ledger: this.ledger, rejectedLog: 'each' });
       await this.apply(await this.readBlacklist(), this.verbs(list.map(([k]) => k)));
-      this.ledger.clear();
-      for (const [k, c] of list) this.ledger.set(k, c.until);
+      this.ledger.replaceAll(list.map(([k, c]) => [k, c.until] as const));
     });
   }
 
