@@ -4,6 +4,8 @@ import { DateDetector } from './date-detector.js';
 import { FailRegex, type UseDns } from './fail-regex.js';
 import type { FailureMatch, Filter, LineMatcher, LongLines } from './types.js';
 import { type Slots, fill, detach, type Plan, buildPlan } from './match-plan.js';
+import { MultiLineCache, type MlfEntry, type MultiLineState } from './multi-line-cache.js';
+export { MLFID_CACHE_SIZE, MLFID_CACHE_TIME, type MultiLineState } from './multi-line-cache.js';
 
 /** Longest line (in UTF-16 units) the engine looks at; the rest of a longer line is ignored. */
 export const DEFAULT_MAX_LINE_LENGTH = 4096;
@@ -53,22 +55,6 @@ interface BufferedLine {
   readonly original: string;
 }
 
-/**
- * Connections (`<F-MLFID>` values) remembered at once, and for how long after a connection's
- * first line, in log time: fail2ban's `mlfidCache` (`Utils.Cache(maxCount=100, maxTime=5*60)`).
- * Log time, not the clock, so that a backlog or a replayed log forgets what a live one would: an
- * sshd pid is reused by a later, unrelated connection.
- */
-export const MLFID_CACHE_SIZE = 100;
-/** See MLFID_CACHE_SIZE (milliseconds of log time). */
-export const MLFID_CACHE_TIME = 5 * 60_000;
-/**
- * Distinct users kept per connection: all that matters is whether more than one was tried (a
- * helper line then counts), and an unbounded list made one busy pid quadratic.
- */
-const MLF_MAX_USERS = 2;
-/** Lines of one connection kept for the text of its next failure. */
-const MLF_MAX_LINES = 20;
 /** Canonical forms of recently seen addresses: attackers repeat, and parsing is costly. */
 const ADDR_CACHE_SIZE = 4096;
 const NO_FAILURES: readonly FailureMatch[] = Object.freeze([]);
@@ -128,26 +114,6 @@ export class CompiledFilter implements Filter {
   }
 }
 
-interface MlfEntry {
-  groups: Slots;
-  /** users tried on this connection (usually one; at most MLF_MAX_USERS are kept) */
-  users: string[];
-  pending: boolean;
-  lines: string[];
-  /** log time (epoch ms) from which the entry is forgotten; Infinity when its first line had no time */
-  readonly expires: number;
-}
-
-/** What a matcher's multi-line state holds (see DetailedMatcher.multiLineState()). */
-export interface MultiLineState {
-  /** connections remembered */
-  readonly connections: number;
-  /** the most users any one connection keeps */
-  readonly maxUsers: number;
-  /** the most lines any one connection keeps for its next failure's text */
-  readonly maxLines: number;
-}
-
 type Kind = LineResult['kind'];
 
 /** What evaluate() found for a line that matched a failregex. */
@@ -167,8 +133,7 @@ export class DetailedMatcher {
   private readonly dates: DateDetector;
   private readonly plan: Plan;
   private buffer: BufferedLine[] = [];
-  private readonly mlfid = new Map<string, MlfEntry>();
-  private evictCursor: MapIterator<[string, MlfEntry]> | undefined;
+  private readonly multiLine: MultiLineCache;
   private lastTime: number | undefined;
   /**
    * The latest dated line when skim() found its date and its time is not computed yet: the line,
@@ -199,6 +164,7 @@ export class DetailedMatcher {
   ) {
     this.dates = new DateDetector(def.datepattern);
     this.plan = plan ?? buildPlan(def);
+    this.multiLine = new MultiLineCache(this.plan);
     this.ignoreFirst = def.ignoreregex.length > 0 && def.ignoreregex.length < def.failregex.length - 2;
     this.quick = def.maxlines === 1 && (def.prefregex === undefined || def.prefregex.hasHead);
     this.lean = this.quick && !this.ignoreFirst && (def.prefregex === undefined || def.prefregex.hasHeadAt);
@@ -346,7 +312,7 @@ export class DetailedMatcher {
       if (!m) continue;
       if (this.findIgnore(buf) >= 0) return undefined;
       const groups = this.plan.schema.empty();
-      // These values are slices of the caller's line or chunk: mergeMultiLine() copies what it keeps.
+      // These values are slices of the caller's line or chunk: MultiLineCache.merge() copies what it keeps.
       if (hm !== null) fill(this.plan.head!, hm, groups);
       fill(this.plan.fail[i]!, m, groups);
       const lineText = own.slice(0, end - start);
@@ -550,7 +516,7 @@ export class DetailedMatcher {
         return o;
       }
       const groups = this.plan.schema.empty();
-      // These values are slices of the source's chunk: mergeMultiLine() copies what it keeps.
+      // These values are slices of the source's chunk: MultiLineCache.merge() copies what it keeps.
       if (hm !== null) fill(this.plan.head!, hm, groups);
       fill(this.plan.fail[i]!, m, groups);
       return this.settle(groups, own !== undefined ? own.slice(0, line.length) : detach(line));
@@ -571,7 +537,7 @@ export class DetailedMatcher {
     const mlfid = groups[S.mlfid];
     let entry: MlfEntry | undefined;
     if (mlfid !== undefined) {
-      entry = this.mergeMultiLine(mlfid, groups, text);
+      entry = this.multiLine.merge(mlfid, groups, text, this.currentLastTime());
       groups = entry.groups;
       o.groups = groups;
       if (groups[S.nofail] !== undefined) {
@@ -638,110 +604,11 @@ export class DetailedMatcher {
     return -1;
   }
 
+
+
   /** @returns what the multi-line state holds now (for tests and diagnostics; walks every entry) */
   multiLineState(): MultiLineState {
-    let maxUsers = 0;
-    let maxLines = 0;
-    for (const e of this.mlfid.values()) {
-      maxUsers = Math.max(maxUsers, e.users.length);
-      maxLines = Math.max(maxLines, e.lines.length);
-    }
-    return { connections: this.mlfid.size, maxUsers, maxLines };
-  }
-
-  /**
-   * Make room for a connection as fail2ban's cache does: drop the oldest, and go on while what was
-   * dropped had expired anyway (entries are in order of their first line, so of expiry).
-   * A Map iterates in insertion order, but a fresh iterator would walk over every slot deleted
-   * since the table was last rebuilt (up to its capacity, each time); one iterator kept across
-   * calls walks over each slot once.
-   * @param time log time of the current line, if known
-   */
-  private evictOldest(time: number | undefined): void {
-    for (;;) {
-      let r = this.evictCursor?.next();
-      if (!r || r.done) {
-        this.evictCursor = this.mlfid.entries();
-        r = this.evictCursor.next();
-      }
-      if (r.done) return;
-      this.mlfid.delete(r.value[0]);
-      if (time === undefined || r.value[1].expires > time) return;
-    }
-  }
-
-  /**
-   * Merge a line into its multi-line failure (same `<F-MLFID>`, e.g. a connection), following
-   * fail2ban: `<F-NOFAIL>` lines wait for a real failure, `<F-MLFFORGET>` ends the connection,
-   * `<F-MLFGAINED>` (a successful login) clears what was pending. Unlike fail2ban, an address on
-   * the line replaces the connection's (fail2ban keeps an IPv4 address over a later line's IPv6
-   * one): the connection state only supplies an address to lines that carry none.
-   */
-  private mergeMultiLine(mlfid: string, fail: Slots, text: string): MlfEntry {
-    const S = this.plan.schema;
-    const gained = fail[S.mlfgained] !== undefined;
-    if (gained && fail[S.nofail] === undefined) fail[S.nofail] = fail[S.mlfgained];
-    const forget = fail[S.mlfforget] !== undefined;
-    fail[S.mlfforget] = undefined;
-    const user = fail[S.user];
-    const time = this.currentLastTime();
-    let entry = this.mlfid.get(mlfid);
-    if (entry !== undefined && time !== undefined && entry.expires <= time) {
-      // A pid seen more than the cache's time ago: most likely another connection now.
-      this.mlfid.delete(mlfid);
-      entry = undefined;
-    }
-    if (entry) {
-      const users = entry.users;
-      // An empty user is no user (fail2ban's `if user:`): "Invalid user  from ..." names none.
-      if (user && users.length < MLF_MAX_USERS && !users.includes(user)) users.push(this.plan.headSlot[S.user] ? detach(user) : user);
-      const g = entry.groups;
-      g[S.nofail] = undefined;
-      g[S.mlfgained] = undefined;
-      if (gained) entry.pending = false;
-      if (fail[S.ip4] !== undefined || fail[S.ip6] !== undefined || fail[S.dns] !== undefined) {
-        // The line's own address wins, whatever its family: the one remembered may be an earlier
-        // connection's that had the same pid.
-        g[S.ip4] = undefined;
-        g[S.ip6] = undefined;
-        g[S.dns] = undefined;
-        g[S.cidr] = undefined;
-      }
-      const fromHead = this.plan.headSlot;
-      const idSlot = S.mlfid;
-      for (let i = 0; i < fail.length; i++) {
-        const v = fail[i];
-        // The entry was found by its connection id, so that value is there already (comparing
-        // it, a slice of the caller's line, is a slow string comparison in V8).
-        if (v === undefined || i === idSlot) continue;
-        // Head values are slices of the caller's line or chunk.
-        if (fromHead[i]) {
-          if (g[i] !== v) g[i] = detach(v);
-        } else g[i] = v;
-      }
-      // A connection can go on for long; what its next failure reports is kept short.
-      if (entry.lines.length >= MLF_MAX_LINES) entry.lines.shift();
-      entry.lines.push(text);
-      if (forget) this.mlfid.delete(mlfid);
-    } else {
-      // What the cache keeps must not pin the source's chunk: the text and the failregex groups
-      // come from the matcher's own copy of the line, the head groups are copied here.
-      const fromHead = this.plan.headSlot;
-      const kept = fail;
-      for (let i = 0; i < kept.length; i++) if (fromHead[i] && kept[i] !== undefined) kept[i] = detach(kept[i]!);
-      entry = { groups: kept, users: user ? [kept[S.user]!] : [], pending: false, lines: [text], expires: time === undefined ? Infinity : time + MLFID_CACHE_TIME };
-      if (!forget) {
-        if (this.mlfid.size >= MLFID_CACHE_SIZE) this.evictOldest(time);
-        this.mlfid.set(kept[S.mlfid]!, entry);
-      }
-    }
-    if (entry.pending || entry.users.length > 1) {
-      // Failures were pending, or several users were tried: the helper line counts after all.
-      entry.groups[S.nofail] = undefined;
-      entry.groups[S.mlfgained] = undefined;
-      entry.pending = false;
-    }
-    return entry;
+    return this.multiLine.state();
   }
 }
 
