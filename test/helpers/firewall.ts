@@ -1,4 +1,4 @@
-import type { Fleet } from './netns.js';
+import { createFleet, type Fleet } from './netns.js';
 import { pino, type Logger } from 'pino';
 import type { FirewallBan, JailRule } from '../../agent/firewall/backend.js';
 
@@ -8,6 +8,28 @@ export const HOST6 = '2001:db8::10';
 export const ATK4 = '198.51.100.66';
 export const ATK6 = '2001:db8::66';
 export const GOOD4 = '198.51.100.77';
+
+/**
+ * The firewall tests' namespaces: the host (TCP listeners on 22 and 80), an attacker inside
+ * 198.51.100.64/29 and a bystander outside it, over IPv4 and IPv6.
+ * @returns the fleet and a stop() that closes the listeners and removes the namespaces
+ */
+export async function startFirewallFleet(): Promise<{ fleet: Fleet; stop(): Promise<void> }> {
+  const fleet = await createFleet([
+    { name: 'host', addrs: [`${HOST4}/24`, `${HOST6}/64`] },
+    { name: 'atk', addrs: [`${ATK4}/24`, `${ATK6}/64`] },
+    { name: 'good', addrs: [`${GOOD4}/24`, '2001:db8::77/64'] },
+  ]);
+  const stops: Array<() => Promise<void>> = [];
+  for (const port of [22, 80]) stops.push((await fleet.listen('host', '::', port)).stop);
+  return {
+    fleet,
+    async stop() {
+      for (const s of stops) await s();
+      await fleet.destroy();
+    },
+  };
+}
 
 /** A port-scoped jail whose name needs escaping in every backend, and an all-ports jail. */
 export const SSH: JailRule = { jail: 'ssh-test.v1', ports: [[22, 22]], protocols: ['tcp'] };

@@ -14,28 +14,22 @@ import { DryRunBackend } from '../../agent/firewall/dry-run.js';
 import { IpsetBackend } from '../../agent/firewall/ipset.js';
 import { IptablesBackend } from '../../agent/firewall/iptables.js';
 import { NftablesBackend } from '../../agent/firewall/nftables.js';
-import { createFleet, netnsAvailable, type Fleet } from '../helpers/netns.js';
-import { ALL, ATK4, ATK6, GOOD4, HOST4, HOST6, SSH, ban, captureLogger } from '../helpers/firewall.js';
+import { netnsAvailable, type Fleet } from '../helpers/netns.js';
+import { ALL, ATK4, ATK6, GOOD4, HOST4, HOST6, SSH, ban, captureLogger, startFirewallFleet } from '../helpers/firewall.js';
 import { waitUntil } from '../helpers/wait.js';
 
 const avail = netnsAvailable();
 
 let fleet: Fleet;
-const stops: Array<() => Promise<void>> = [];
+let stop: (() => Promise<void>) | undefined;
 
 before(async () => {
   if (!avail.ok) return;
-  fleet = await createFleet([
-    { name: 'host', addrs: [`${HOST4}/24`, `${HOST6}/64`] },
-    { name: 'atk', addrs: [`${ATK4}/24`, `${ATK6}/64`] },
-    { name: 'good', addrs: [`${GOOD4}/24`, '2001:db8::77/64'] },
-  ]);
-  for (const port of [22, 80]) stops.push((await fleet.listen('host', '::', port)).stop);
+  ({ fleet, stop } = await startFirewallFleet());
 });
 
 after(async () => {
-  for (const s of stops) await s();
-  await fleet?.destroy();
+  await stop?.();
 });
 
 type Extra = { logger?: Logger; maxBans?: number };

@@ -6,32 +6,26 @@ import type { Logger } from 'pino';
 import type { FirewallBackend } from '../../agent/firewall/backend.js';
 import { IpsetBackend } from '../../agent/firewall/ipset.js';
 import { IptablesBackend } from '../../agent/firewall/iptables.js';
-import { createFleet, netnsAvailable, type Fleet } from '../helpers/netns.js';
-import { ALL, ATK4, ATK6, HOST4, HOST6, SSH, ban, connectOutcome, connectTimed } from '../helpers/firewall.js';
+import { netnsAvailable, type Fleet } from '../helpers/netns.js';
+import { ALL, ATK4, ATK6, HOST4, HOST6, SSH, ban, connectOutcome, connectTimed, startFirewallFleet } from '../helpers/firewall.js';
 import { waitUntil } from '../helpers/wait.js';
 
 const avail = netnsAvailable();
 
 
 let fleet: Fleet;
-const stops: Array<() => Promise<void>> = [];
+let stop: (() => Promise<void>) | undefined;
 
 
 const reach = (from: string, addr: string, port: number) => fleet.tcpConnects(from, addr, port, 700);
 
 before(async () => {
   if (!avail.ok) return;
-  fleet = await createFleet([
-    { name: 'host', addrs: [`${HOST4}/24`, `${HOST6}/64`] },
-    { name: 'atk', addrs: [`${ATK4}/24`, `${ATK6}/64`] },
-    { name: 'good', addrs: ['198.51.100.77/24', '2001:db8::77/64'] },
-  ]);
-  for (const port of [22, 80]) stops.push((await fleet.listen('host', '::', port)).stop);
+  ({ fleet, stop } = await startFirewallFleet());
 });
 
 after(async () => {
-  for (const s of stops) await s();
-  await fleet?.destroy();
+  await stop?.();
 });
 
 type Make = (extra?: { logger?: Logger; maxBans?: number }) => FirewallBackend;

@@ -4,14 +4,14 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { FirewallError, InvalidInputError } from '../../common/errors.js';
 import { NftablesBackend } from '../../agent/firewall/nftables.js';
-import { createFleet, netnsAvailable, type Fleet } from '../helpers/netns.js';
-import { ALL, ATK4, ATK6, GOOD4, HOST4, HOST6, SSH, ban, captureLogger, connectOutcome, connectTimed } from '../helpers/firewall.js';
+import { netnsAvailable, type Fleet } from '../helpers/netns.js';
+import { ALL, ATK4, ATK6, GOOD4, HOST4, HOST6, SSH, ban, captureLogger, connectOutcome, connectTimed, startFirewallFleet } from '../helpers/firewall.js';
 
 const avail = netnsAvailable();
 
 
 let fleet: Fleet;
-let stops: Array<() => Promise<void>> = [];
+let stop: (() => Promise<void>) | undefined;
 
 
 function backend(extra: Partial<ConstructorParameters<typeof NftablesBackend>[0]> = {}): NftablesBackend {
@@ -23,18 +23,11 @@ const reach = (from: string, addr: string, port: number) => fleet.tcpConnects(fr
 
 before(async () => {
   if (!avail.ok) return;
-  fleet = await createFleet([
-    { name: 'host', addrs: [`${HOST4}/24`, `${HOST6}/64`] },
-    { name: 'atk', addrs: [`${ATK4}/24`, `${ATK6}/64`] },
-    { name: 'good', addrs: [`${GOOD4}/24`, '2001:db8::77/64'] },
-  ]);
-  for (const port of [22, 80]) stops.push((await fleet.listen('host', '::', port)).stop);
+  ({ fleet, stop } = await startFirewallFleet());
 });
 
 after(async () => {
-  for (const s of stops) await s();
-  stops = [];
-  await fleet?.destroy();
+  await stop?.();
 });
 
 test('sync replaces the content, init is idempotent, and a changed jail list rewrites rules', async (t) => {
