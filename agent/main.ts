@@ -11,7 +11,7 @@ import { ConfigError } from '../common/errors.js';
 import { MANUAL_JAIL } from '../common/protocol/messages.js';
 import { loadFilter, builtinFilterDir } from '../common/filter/index.js';
 import type { Filter, LineMatcher } from '../common/filter/types.js';
-import { createFirewallBackend } from './firewall/index.js';
+import { checkBackendName, createFirewallBackend } from './firewall/index.js';
 import type { JailRule } from './firewall/backend.js';
 import { createLogSources, jailsWithoutLogFiles } from './sources/index.js';
 import type { LogSource } from './sources/source.js';
@@ -143,6 +143,7 @@ export async function startAgent(dir: string, options: AgentOptions = {}): Promi
   const addrs = hostAddresses();
   const gate = agentGate(config, addrs, componentLogger('agent.decisions'));
 
+  checkBackendName(config.agent.banaction, config.sources['agent.banaction']);
   const backend = await createFirewallBackend(config.agent.banaction, { maxBans: config.agent.maxBans });
   const enforcer = new Enforcer(backend, jailRules(loaded.jails), componentLogger('agent.firewall'));
   await enforcer.init();

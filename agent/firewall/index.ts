@@ -40,12 +40,12 @@ export type FirewallBackendName = (typeof FIREWALL_BACKENDS)[number];
  * @param name the configured value
  * @throws ConfigError naming `banaction` and the valid names
  */
-export function checkBackendName(name: string): asserts name is FirewallBackendName {
-  if (!(FIREWALL_BACKENDS as readonly string[]).includes(name)) throw unknownBackend(name);
+export function checkBackendName(name: string, where?: { readonly file?: string; readonly line?: number }): asserts name is FirewallBackendName {
+  if (!(FIREWALL_BACKENDS as readonly string[]).includes(name)) throw unknownBackend(name, where);
 }
 
-function unknownBackend(name: string): ConfigError {
-  return new ConfigError(`unknown firewall backend '${name}' in [agent]; valid: ${FIREWALL_BACKENDS.join(', ')}`, undefined, undefined, 'banaction');
+function unknownBackend(name: string, where?: { readonly file?: string; readonly line?: number }): ConfigError {
+  return new ConfigError(`unknown firewall backend '${name}' in [agent]; valid: ${FIREWALL_BACKENDS.join(', ')}`, where?.file, where?.line, 'banaction');
 }
 
 /**

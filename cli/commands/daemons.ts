@@ -101,6 +101,7 @@ export function registerDaemonCommands(program: Command, globals: () => GlobalOp
       const dir = configDir(globals().config);
       if (o.cleanup) {
         const config = loadFleetbanConfig(dir);
+        checkBackendName(config.agent.banaction, config.sources['agent.banaction']);
         const backend = await createFirewallBackend(config.agent.banaction, { maxBans: config.agent.maxBans });
         await backend.init(jailRules(loadJails(dir).jails));
         await backend.shutdown({ cleanup: true });
@@ -204,7 +205,7 @@ export function registerDaemonCommands(program: Command, globals: () => GlobalOp
       const g = globals();
       const dir = configDir(g.config);
       const config = loadFleetbanConfig(dir);
-      checkBackendName(config.agent.banaction);
+      checkBackendName(config.agent.banaction, config.sources['agent.banaction']);
       if (o.role !== undefined) {
         if (!['agent', 'coordinator', 'cli'].includes(o.role)) throw new CliError(`--role must be agent, coordinator or cli, not '${o.role}'`);
         // Only this role's: the unit that runs check-config holds no other role's credential.

@@ -267,7 +267,7 @@ export function loadFleetbanConfig(dir: string): FleetbanConfig {
     const w = set.raw(section, key);
     sources[`${section}.${key}`] = { file: w?.file ?? join(dir, 'fleetban.conf'), line: w?.line, key };
   };
-  for (const [s, k] of [['agent', 'trusted_keys'], ['agent', 'never_ban'], ['coordinator', 'signing_key'], ['cli', 'signing_key']] as const) source(s, k);
+  for (const [s, k] of [['agent', 'banaction'], ['agent', 'trusted_keys'], ['agent', 'never_ban'], ['coordinator', 'signing_key'], ['cli', 'signing_key']] as const) source(s, k);
   const neverBan = list('agent', 'never_ban');
   for (const n of neverBan) {
     try {

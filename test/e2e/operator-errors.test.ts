@@ -23,10 +23,10 @@ function config(agent: string, jail = ''): string {
   });
 }
 
-const BACKEND_LINE = "fleetban: key 'banaction': unknown firewall backend 'pf' in [agent]; valid: auto, nftables, ipset, iptables, shorewall, dry-run\n";
-
-test('an unknown backend is one line naming banaction and the valid names, from check-config and from the agent', async () => {
+test('an unknown backend is one line naming the file, line, banaction and the valid names, from check-config and from the agent', async () => {
   const dir = config('banaction = pf\n');
+  // banaction is the sixth line of the generated fleetban.conf.
+  const BACKEND_LINE = `fleetban: ${join(dir, 'fleetban.conf')}:6, key 'banaction': unknown firewall backend 'pf' in [agent]; valid: auto, nftables, ipset, iptables, shorewall, dry-run\n`;
   const check = await runCli(['--config', dir, 'check-config']);
   assert.equal(check.code, 1, check.stdout);
   assert.equal(check.stderr, BACKEND_LINE);
