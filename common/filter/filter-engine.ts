@@ -134,6 +134,8 @@ export class DetailedMatcher {
   private readonly plan: Plan;
   private buffer: BufferedLine[] = [];
   private readonly multiLine: MultiLineCache;
+  /** The match matchCandidates() found last (read at once by its caller). */
+  private matched: RegExpExecArray | undefined;
   private lastTime: number | undefined;
   /**
    * The latest dated line when skim() found its date and its time is not computed yet: the line,
@@ -297,32 +299,45 @@ export class DetailedMatcher {
       if (checkNewline && text.indexOf('\n', cs) >= 0) return null;
     }
     const cands = this.candidatesAt(text, cs);
-    const fr = def.failregex;
-    let k = this.firstStartingAt(cands, text, cs);
+    const k = this.firstStartingAt(cands, text, cs);
     if (k === cands.length) return undefined;
     // The private copy of the line (see quickly()): failregexes run on its content, and what is
     // kept (the text, the groups) are slices of it.
     const own = `${start === 0 && end === text.length ? text : text.slice(start, end)}\n`;
     const buf = own.slice(cs - start);
+    const i = this.matchCandidates(cands, k, buf);
+    if (i < 0) return undefined;
+    if (this.findIgnore(buf) >= 0) return undefined;
+    const groups = this.plan.schema.empty();
+    // These values are slices of the caller's line or chunk: MultiLineCache.merge() copies what it keeps.
+    if (hm !== null) fill(this.plan.head!, hm, groups);
+    fill(this.plan.fail[i]!, this.matched!, groups);
+    const lineText = own.slice(0, end - start);
+    this.reset(lineText);
+    const o = this.settle(groups, lineText);
+    if (o.kind !== 'failure' || o.addr === undefined) return undefined;
+    const time = this.currentLastTime();
+    return o.user !== undefined ? { addr: o.addr, time, user: o.user, text: o.text } : { addr: o.addr, time, text: o.text };
+  }
+
+  /**
+   * The candidate loop of both fast paths: run the failregexes `cands[k..]` on `buf` (the first
+   * is known to have its literal prefix at the start; the others are checked for theirs first).
+   * @returns the index of the failregex that matched, its match left in `matched`; -1 for none
+   */
+  private matchCandidates(cands: readonly number[], k: number, buf: string): number {
+    const fr = this.def.failregex;
     for (let first = true; k < cands.length; k++, first = false) {
       const i = cands[k]!;
       const r = fr[i]!;
       if (!first && !r.mayStartAt(buf, 0)) continue;
       const m = r.match(buf, false);
-      if (!m) continue;
-      if (this.findIgnore(buf) >= 0) return undefined;
-      const groups = this.plan.schema.empty();
-      // These values are slices of the caller's line or chunk: MultiLineCache.merge() copies what it keeps.
-      if (hm !== null) fill(this.plan.head!, hm, groups);
-      fill(this.plan.fail[i]!, m, groups);
-      const lineText = own.slice(0, end - start);
-      this.reset(lineText);
-      const o = this.settle(groups, lineText);
-      if (o.kind !== 'failure' || o.addr === undefined) return undefined;
-      const time = this.currentLastTime();
-      return o.user !== undefined ? { addr: o.addr, time, user: o.user, text: o.text } : { addr: o.addr, time, text: o.text };
+      if (m) {
+        this.matched = m;
+        return i;
+      }
     }
-    return undefined;
+    return -1;
   }
 
   /** The failregexes the dispatch allows for content starting at `cs` (by its first character). */
@@ -490,8 +505,7 @@ export class DetailedMatcher {
       if (subject.indexOf('\n', cs) >= 0) return undefined;
     }
     const cands = this.candidatesAt(subject, cs);
-    const fr = def.failregex;
-    let k = this.firstStartingAt(cands, subject, cs);
+    const k = this.firstStartingAt(cands, subject, cs);
     if (k === cands.length) return null;
     // One copy of the line with the newline fail2ban appends; the buffers are slices of it, so
     // what the multi-line cache keeps does not pin the chunk the line was cut from.
@@ -501,27 +515,21 @@ export class DetailedMatcher {
       own = `${line}\n`;
       buf = own.slice(subject === line ? cs : dateEnd + cs);
     } else buf = `${subject.slice(cs)}\n`;
-    for (let first = true; k < cands.length; k++, first = false) {
-      const i = cands[k]!;
-      const r = fr[i]!;
-      if (!first && !r.mayStartAt(buf, 0)) continue;
-      const m = r.match(buf, false);
-      if (!m) continue;
-      const o = this.reset(line);
-      o.regex = i;
-      const ig = this.findIgnore(buf);
-      if (ig >= 0) {
-        o.kind = 'ignored';
-        o.ignore = ig;
-        return o;
-      }
-      const groups = this.plan.schema.empty();
-      // These values are slices of the source's chunk: MultiLineCache.merge() copies what it keeps.
-      if (hm !== null) fill(this.plan.head!, hm, groups);
-      fill(this.plan.fail[i]!, m, groups);
-      return this.settle(groups, own !== undefined ? own.slice(0, line.length) : detach(line));
+    const i = this.matchCandidates(cands, k, buf);
+    if (i < 0) return null;
+    const o = this.reset(line);
+    o.regex = i;
+    const ig = this.findIgnore(buf);
+    if (ig >= 0) {
+      o.kind = 'ignored';
+      o.ignore = ig;
+      return o;
     }
-    return null;
+    const groups = this.plan.schema.empty();
+    // These values are slices of the source's chunk: MultiLineCache.merge() copies what it keeps.
+    if (hm !== null) fill(this.plan.head!, hm, groups);
+    fill(this.plan.fail[i]!, this.matched!, groups);
+    return this.settle(groups, own !== undefined ? own.slice(0, line.length) : detach(line));
   }
 
   /**
