@@ -1,4 +1,5 @@
 import { isCanonicalAddress, parseBanTarget } from '../address.js';
+import { PROOF_RE } from './signing.js';
 import { PROTOCOL_VERSION } from './version.js';
 
 /**
@@ -266,8 +267,6 @@ export function encodeDecision(d: Decision): Fields {
 
 const KID_RE = /^[0-9a-f]{16}$/;
 const SIG_RE = /^[A-Za-z0-9+/]{86}==$/;
-/** A batch proof: up to 16 steps of 33 bytes (common/protocol/signing.ts), in base64. */
-const PROOF_RE = /^(?:[A-Za-z0-9+/]{44}){0,16}$/;
 
 /** The signature fields of an entry, when well formed (a damaged one is as good as none). */
 function signatureOf(get: (k: string) => unknown): { kid?: string; sig?: string; proof?: string } {
